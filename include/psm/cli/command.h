@@ -1,0 +1,32 @@
+#pragma once
+// Each `psm` subcommand is a small class kept in a registry; main() only dispatches.
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+
+#include "psm/core/registry.h"
+
+namespace psm::cli {
+
+/// Options shared by every subcommand, set on the top-level `psm` program.
+struct GlobalOptions {
+  int threads = 0;  ///< intra-op threads; 0 = all cores
+  bool verbose = false;
+};
+
+class Command {
+ public:
+  virtual ~Command() = default;
+  /// Adds this command's options (and sub-subcommands) to `app`.
+  virtual void configure(CLI::App& app) = 0;
+  /// Runs after parsing; returns the process exit code. Throws psm::Error on bad input.
+  virtual int run(const GlobalOptions& global) = 0;
+};
+
+using CommandRegistry = Registry<Command>;
+
+/// Registers every built-in subcommand: simulate, data, ...
+void register_builtin_commands(CommandRegistry& registry);
+
+}  // namespace psm::cli

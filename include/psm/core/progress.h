@@ -1,0 +1,38 @@
+#pragma once
+// A progress bar on stderr for long work: fraction, rate, ETA and a few named values.
+// Redraws at most a few times a second; prints plain lines when stderr is not a terminal.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace psm {
+
+class ProgressBar {
+ public:
+  /// `total` units of work (steps, samples); `label` is printed before the bar.
+  ProgressBar(std::string label, int64_t total, bool enabled = true);
+  ~ProgressBar();
+
+  /// Sets the amount done and optional named values shown after the bar ("loss", 0.12).
+  void update(int64_t done, const std::vector<std::pair<std::string, double>>& values = {});
+  /// Draws the final state and ends the line.
+  void finish();
+
+ private:
+  void draw(bool final);
+
+  std::string label_;
+  int64_t total_;
+  int64_t done_ = 0;
+  bool enabled_;
+  bool tty_;
+  bool finished_ = false;
+  std::vector<std::pair<std::string, double>> values_;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_;
+};
+
+}  // namespace psm

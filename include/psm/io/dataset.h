@@ -1,0 +1,53 @@
+#pragma once
+// The one dataset type every layer exchanges: frames of an atomic system with optional force and
+// energy labels, the units they are in, the temperature they belong to and where they came from.
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "psm/core/units.h"
+
+namespace psm {
+
+struct Dataset {
+  torch::Tensor positions;  ///< [F, N, D] float64; Å or reduced length
+  torch::Tensor forces;     ///< [F, N, D] float64, -dU/dx; kcal/mol/Å or reduced; may be undefined
+  torch::Tensor energies;   ///< [F] float64; kcal/mol or reduced; may be undefined
+  std::vector<int64_t> species;  ///< [N] atomic numbers; 0 for identical model particles (LJ, DW)
+  Units units = Units::reduced;
+  double kT = 1.0;  ///< target k_B T (energy units): the distribution the user wants
+  std::optional<double> sampled_kT;  ///< k_B T the frames were drawn at, when it differs from kT
+  std::optional<double> temperature_kelvin;  ///< target temperature for molecular data
+  nlohmann::json system;      ///< how to rebuild the potential, e.g. {"name": "lj13"}; may be null
+  nlohmann::json provenance;  ///< free-form history: command, inputs, seeds, subset steps
+
+  int64_t num_frames() const { return positions.size(0); }
+  int64_t num_atoms() const { return positions.size(1); }
+  int64_t dim() const { return positions.size(2); }
+  bool has_forces() const { return forces.defined(); }
+  bool has_energies() const { return energies.defined(); }
+
+  /// Throws psm::Error naming `source` (a file name) on inconsistent shapes, dtypes, species
+  /// count, non-finite values or a non-positive kT.
+  void validate(const std::string& source) const;
+
+  /// The frames at `indices` (int64 [K]), with all metadata kept.
+  Dataset select(const torch::Tensor& indices) const;
+};
+
+/// Reads a dataset, recognising the format from the content: psm .npz (with a "metadata"
+/// entry), rMD17 .npz (nuclear_charges, coords, energies, forces), sGDML .npz (z, R, E, F) or
+/// extended XYZ (.xyz, .extxyz). Validates before returning. Throws psm::Error naming the file.
+Dataset load_dataset(const std::filesystem::path& path);
+
+/// Writes `dataset` as .npz (arrays positions, forces, energies, species, plus a JSON "metadata"
+/// entry stored as uint8 bytes: json.loads(np.load(f)["metadata"].tobytes())), atomically.
+void save_dataset(const std::filesystem::path& path, const Dataset& dataset);
+
+}  // namespace psm

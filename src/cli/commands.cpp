@@ -1,0 +1,31 @@
+#include <fmt/format.h>
+
+#include "psm/cli/command.h"
+#include "psm/systems/potential.h"
+
+namespace psm::cli {
+
+namespace {
+
+/// `psm systems`: lists the systems that `--system` accepts.
+class SystemsCommand final : public Command {
+ public:
+  void configure(CLI::App&) override {}
+  int run(const GlobalOptions&) override {
+    SystemRegistry registry("system");
+    register_builtin_systems(registry);
+    for (const auto& name : registry.names()) {
+      fmt::print("{:<8} {}\n", name, registry.summary(name));
+    }
+    return 0;
+  }
+};
+
+}  // namespace
+
+void register_builtin_commands(CommandRegistry& registry) {
+  registry.add("systems", "List the physical systems psm knows",
+               [] { return std::make_unique<SystemsCommand>(); });
+}
+
+}  // namespace psm::cli

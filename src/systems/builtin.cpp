@@ -1,0 +1,7 @@
+#include "psm/systems/potential.h"
+
+namespace psm {
+
+void register_builtin_systems(SystemRegistry& registry) { (void)registry; }
+
+}  // namespace psm

@@ -1,0 +1,76 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "psm/core/atomic_file.h"
+#include "psm/core/error.h"
+#include "psm/core/random.h"
+#include "psm/core/registry.h"
+#include "psm/core/units.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Shape {
+  virtual ~Shape() = default;
+  virtual int sides() const = 0;
+};
+struct Square : Shape {
+  int sides() const override { return 4; }
+};
+
+TEST(Registry, CreatesByNameAndListsNamesOnUnknown) {
+  psm::Registry<Shape> registry("shape");
+  registry.add("square", "four sides", [] { return std::make_unique<Square>(); });
+  EXPECT_EQ(registry.create("square")->sides(), 4);
+  try {
+    registry.create("circle");
+    FAIL() << "expected psm::Error";
+  } catch (const psm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown shape 'circle' (known: square)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(registry.add("square", "again", [] { return std::make_unique<Square>(); }),
+               psm::Error);
+}
+
+TEST(AtomicFile, FailedWriteLeavesTargetUntouched) {
+  const fs::path dir = fs::temp_directory_path() / "psm_atomic_test";
+  fs::remove_all(dir);
+  const fs::path target = dir / "out.txt";
+  psm::write_atomically(target, [](const fs::path& tmp) { std::ofstream(tmp) << "first"; });
+  EXPECT_THROW(psm::write_atomically(target,
+                                     [](const fs::path& tmp) {
+                                       std::ofstream(tmp) << "half";
+                                       throw psm::Error("interrupted");
+                                     }),
+               psm::Error);
+  std::ifstream in(target);
+  std::string content;
+  in >> content;
+  EXPECT_EQ(content, "first");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}), 1);
+  fs::remove_all(dir);
+}
+
+TEST(Random, StreamsAndRanksAreDistinctAndRepeatable) {
+  EXPECT_EQ(psm::derive_seed(1, 2, 3), psm::derive_seed(1, 2, 3));
+  EXPECT_NE(psm::derive_seed(1, 0, 0), psm::derive_seed(1, 1, 0));
+  EXPECT_NE(psm::derive_seed(1, 0, 0), psm::derive_seed(1, 0, 1));
+  auto a = psm::make_generator(7);
+  auto b = psm::make_generator(7);
+  EXPECT_TRUE(torch::equal(torch::randn({5}, a), torch::randn({5}, b)));
+}
+
+TEST(Units, RoundTripNamesAndRejectUnknown) {
+  for (auto u : {psm::Units::reduced, psm::Units::kcal_mol_angstrom}) {
+    EXPECT_EQ(psm::units_from_string(psm::to_string(u)), u);
+  }
+  EXPECT_THROW(psm::units_from_string("furlongs"), psm::Error);
+  EXPECT_NEAR(psm::kT_from_kelvin(500.0), 0.99360, 1e-5);
+}
+
+}  // namespace
