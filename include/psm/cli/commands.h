@@ -1,5 +1,5 @@
 #pragma once
-// Factories of the built-in subcommands, one per src/cli/<name>_command.cpp.
+// Factories of the built-in `psm` subcommands, registered in register_builtin_commands.
 
 #include <memory>
 
@@ -7,6 +7,7 @@
 
 namespace psm::cli {
 
-std::unique_ptr<Command> make_simulate_command();
+std::unique_ptr<Command> make_data_command();      ///< `psm data info|...`
+std::unique_ptr<Command> make_simulate_command();  ///< `psm simulate`
 
 }  // namespace psm::cli
