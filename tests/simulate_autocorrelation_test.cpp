@@ -38,6 +38,15 @@ TEST(Autocorrelation, Ar1ProcessHasTauOnePlusPhiOverOneMinusPhi) {
   }
 }
 
+TEST(Autocorrelation, ChainMeansErrorMatchesTheTauError) {
+  // For AR(1) chains the variance of a chain mean is about tau / T (unit variance).
+  const double phi = 0.8, tau = (1 + phi) / (1 - phi);
+  const auto series = ar1(400, 1000, phi, 3);
+  const double expected = std::sqrt(tau / 1000.0 / 400.0);
+  EXPECT_NEAR(psm::chain_means_standard_error(series), expected, 0.1 * expected);
+  EXPECT_THROW(psm::chain_means_standard_error(series.slice(0, 0, 1)), psm::Error);
+}
+
 TEST(Autocorrelation, ShortSeriesAreFlaggedAndConstantChainsAreStuck) {
   EXPECT_FALSE(psm::integrated_autocorrelation_time(ar1(2, 200, 0.95, 1)).reliable);
   auto series = ar1(3, 100, 0.0, 2);

@@ -102,8 +102,10 @@ class SimulateCommand final : public Command {
       fmt::print("  kinetic kT         {:.4g} (target {:.4g})\n", outcome.kinetic_temperature,
                  temperature.kT);
     }
-    fmt::print("  energy             mean {:.4f}  std {:.4f}  standard error {:.4f}\n", mean, std,
-               std / std::sqrt(independent));
+    fmt::print("  energy             mean {:.4f}  std {:.4f}\n", mean, std);
+    fmt::print("  standard error     {:.4f} from tau, {:.4f} from the spread of chain means\n",
+               std / std::sqrt(independent),
+               outcome.chains >= 2 ? chain_means_standard_error(outcome.energy_series) : NAN);
     fmt::print("  tau(energy)        {:.3g} kept frames = {:.3g} steps{}\n", tau.tau,
                tau.tau * static_cast<double>(outcome.thin),
                tau.reliable ? "" : " (unreliable: fewer than 50 tau per chain)");

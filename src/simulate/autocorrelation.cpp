@@ -4,6 +4,7 @@
 #include <torch/fft.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <limits>
 
 #include "psm/core/error.h"
@@ -50,6 +51,13 @@ AutocorrelationTime integrated_autocorrelation_time(const torch::Tensor& series,
     }
   }
   return {tau[window], window, static_cast<double>(length) >= 50.0 * tau[window]};
+}
+
+double chain_means_standard_error(const torch::Tensor& series) {
+  check_series(series);
+  check(series.size(0) >= 2, "chain means: needs at least 2 chains");
+  const auto means = series.to(torch::kFloat64).mean(1);
+  return means.std().item<double>() / std::sqrt(static_cast<double>(series.size(0)));
 }
 
 double effective_sample_size(const torch::Tensor& series, double c) {

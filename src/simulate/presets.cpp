@@ -12,7 +12,7 @@ SamplerPreset sampler_preset(const System& system) {
   const std::string& name = system.name();
   if (name == "dw4" || name.starts_with("dw")) {
     // Pair minima at d = 4 -+ 1.49; the lattice puts pairs on the barrier at d = 4.
-    return {.chains = 128, .burn_in = 5000, .thin = 200, .step_size = 0.5, .spacing = 4.0};
+    return {.chains = 128, .burn_in = 30000, .thin = 500, .step_size = 0.5, .spacing = 4.0};
   }
   if (name == "lj55") {
     return {.chains = 128, .burn_in = 5000, .thin = 40, .step_size = 0.05, .spacing = 1.0};

@@ -24,6 +24,11 @@ struct AutocorrelationTime {
 /// has no independent samples). Throws psm::Error on a wrong shape.
 AutocorrelationTime integrated_autocorrelation_time(const torch::Tensor& series, double c = 5.0);
 
+/// Standard error of the grand mean of `series` [C, T] (C >= 2 independent chains) from the
+/// spread of the chain means: std over chains of mean_t(x) / sqrt(C). It counts slow modes of
+/// small amplitude that a windowed tau misses, provided the chains started independent.
+double chain_means_standard_error(const torch::Tensor& series);
+
 /// C * T / tau: the number of independent samples that `series` [C, T] is worth.
 double effective_sample_size(const torch::Tensor& series, double c = 5.0);
 
