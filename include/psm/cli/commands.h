@@ -1,0 +1,12 @@
+#pragma once
+// Factories of the built-in `psm` subcommands, registered in register_builtin_commands.
+
+#include <memory>
+
+#include "psm/cli/command.h"
+
+namespace psm::cli {
+
+std::unique_ptr<Command> make_data_command();  ///< `psm data info|...`
+
+}  // namespace psm::cli
