@@ -7,6 +7,7 @@
 
 namespace psm::cli {
 
-std::unique_ptr<Command> make_data_command();  ///< `psm data info|...`
+std::unique_ptr<Command> make_data_command();      ///< `psm data info|...`
+std::unique_ptr<Command> make_simulate_command();  ///< `psm simulate`
 
 }  // namespace psm::cli
