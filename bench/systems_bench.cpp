@@ -50,4 +50,3 @@ BENCHMARK(BM_XtbEthanol)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
