@@ -30,6 +30,8 @@ void register_builtin_commands(CommandRegistry& registry) {
   registry.add("data", "Inspect datasets (.npz, extended XYZ)", make_data_command);
   registry.add("simulate", "Reference samples of a system by MCMC or Langevin dynamics",
                make_simulate_command);
+  registry.add("validate", "Compare psm's reference sampling with published samples (LJ13, DW4)",
+               make_validate_command);
 }
 
 }  // namespace psm::cli
