@@ -1,0 +1,13 @@
+#pragma once
+// Factories of the built-in `psm` subcommands, registered in register_builtin_commands.
+
+#include <memory>
+
+#include "psm/cli/command.h"
+
+namespace psm::cli {
+
+std::unique_ptr<Command> make_data_command();      ///< `psm data info|...`
+std::unique_ptr<Command> make_simulate_command();  ///< `psm simulate`
+
+}  // namespace psm::cli
