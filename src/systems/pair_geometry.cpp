@@ -1,0 +1,34 @@
+#include "pair_geometry.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "psm/core/error.h"
+
+namespace psm::detail {
+
+torch::Tensor checked_positions(const torch::Tensor& positions, int64_t n, int64_t dim,
+                                std::string_view who) {
+  check(positions.defined() && positions.dim() == 3 && positions.size(1) == n &&
+            positions.size(2) == dim,
+        fmt::format("{}: positions must have shape [B, {}, {}], got [{}]", who, n, dim,
+                    positions.defined() ? fmt::format("{}", fmt::join(positions.sizes(), ", "))
+                                        : "undefined"));
+  check(torch::isFloatingType(positions.scalar_type()),
+        fmt::format("{}: positions must be floating point, got {}", who,
+                    c10::toString(positions.scalar_type())));
+  return positions.to(torch::kFloat64);
+}
+
+PairGeometry pair_geometry(const torch::Tensor& positions) {
+  const int64_t n = positions.size(1);
+  const auto eye = torch::eye(n, positions.options());
+  const auto diff = positions.unsqueeze(2) - positions.unsqueeze(1);  // [B, N, N, D]
+  return {diff.square().sum(-1) + eye, 1.0 - eye};
+}
+
+torch::Tensor pair_forces(const torch::Tensor& coefficient, const torch::Tensor& positions) {
+  return positions * coefficient.sum(-1, /*keepdim=*/true) - torch::bmm(coefficient, positions);
+}
+
+}  // namespace psm::detail
