@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "psm/cli/command.h"
+#include "psm/cli/commands.h"
 #include "psm/systems/potential.h"
 
 namespace psm::cli {
@@ -26,6 +27,8 @@ class SystemsCommand final : public Command {
 void register_builtin_commands(CommandRegistry& registry) {
   registry.add("systems", "List the physical systems psm knows",
                [] { return std::make_unique<SystemsCommand>(); });
+  registry.add("simulate", "Reference samples of a system by MCMC or Langevin dynamics",
+               make_simulate_command);
 }
 
 }  // namespace psm::cli

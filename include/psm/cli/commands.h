@@ -1,0 +1,12 @@
+#pragma once
+// Factories of the built-in subcommands, one per src/cli/<name>_command.cpp.
+
+#include <memory>
+
+#include "psm/cli/command.h"
+
+namespace psm::cli {
+
+std::unique_ptr<Command> make_simulate_command();
+
+}  // namespace psm::cli

@@ -1,0 +1,112 @@
+#pragma once
+// Langevin dynamics with the BAOAB splitting (Leimkuhler & Matthews 2013) for any system with
+// forces, many independent trajectories advanced together as one batch. BAOAB samples the
+// configurational distribution of a harmonic oscillator exactly at any stable time step.
+//
+//   LangevinSampler sampler(system, {.kT = 0.9936, .time_step = 0.5 / akma_time_fs,
+//                                    .masses = standard_atomic_masses(system.species())});
+//   LangevinState state = sampler.start(initial_positions);   // [B, N, 3]
+//   sampler.run(state);
+//   Dataset frames = sampler.dataset(state);
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+#include "psm/io/dataset.h"
+#include "psm/simulate/sample_record.h"
+#include "psm/systems/potential.h"
+
+namespace psm {
+
+/// The time unit of (Å, kcal/mol, amu), sqrt(amu Å² / (kcal/mol)), in femtoseconds (AKMA).
+inline constexpr double akma_time_fs = 48.88821291;
+
+/// Masses in amu for atomic numbers `species` (conventional standard atomic weights, H to Kr);
+/// species 0 (identical model particles) get mass 1. [N] float64. Throws psm::Error on an
+/// element without a tabulated mass.
+torch::Tensor standard_atomic_masses(const std::vector<int64_t>& species);
+
+struct LangevinOptions {
+  double kT = 1.0;  ///< k_B T, energy units of the system
+  /// Time units: sqrt(mass length² / energy), i.e. reduced for LJ/DW and AKMA (48.89 fs) for
+  /// Å, kcal/mol and amu.
+  double time_step = 0.005;
+  double friction = 1.0;   ///< collision rate gamma, 1 / time units
+  torch::Tensor masses{};  ///< [N] float64 per-atom masses (amu for molecules); undefined = all 1
+  int64_t trajectories = 16;   ///< independent trajectories advanced together (the batch)
+  int64_t burn_in = 1000;      ///< steps before the first recorded frame
+  int64_t record_every = 100;  ///< steps between recorded frames
+  int64_t samples = 1000;  ///< recorded frames in all (all trajectories); last round may be partial
+  /// Remove the total momentum from the starting and the thermostat velocities, for
+  /// translation-invariant energies: the mass-weighted centre of mass then stays where it began.
+  bool com_free = true;
+  uint64_t seed = 0;
+  std::filesystem::path checkpoint{};  ///< state file written during run(); empty = none
+  int64_t checkpoint_every = 10000;    ///< recorded frames between state files
+  bool progress = false;               ///< progress bar on stderr
+
+  /// Throws psm::Error naming the first impossible option.
+  void validate() const;
+};
+
+struct LangevinState {
+  torch::Tensor positions;             ///< [B, N, D] float64
+  torch::Tensor velocities;            ///< [B, N, D] float64, length / time units
+  torch::Tensor forces;                ///< [B, N, D] float64, forces at `positions`
+  torch::Tensor energies;              ///< [B] float64, energies at `positions`
+  int64_t step = 0;                    ///< steps taken by every trajectory, burn-in included
+  torch::Generator generator;          ///< draws starting velocities and thermostat noise
+  SampleRecord kept;                   ///< recorded frames with energies and forces
+  std::vector<torch::Tensor> kinetic;  ///< per recorded round [B] float64, kinetic energies
+};
+
+class LangevinSampler {
+ public:
+  /// `system` must outlive the sampler. Throws psm::Error on invalid options.
+  LangevinSampler(const System& system, LangevinOptions options);
+
+  const LangevinOptions& options() const { return options_; }
+
+  /// A fresh state at `positions` [B, N, D] (B = options.trajectories), velocities drawn from
+  /// the Maxwell-Boltzmann distribution at kT. Throws psm::Error on a wrong shape or non-finite
+  /// starting energy.
+  LangevinState start(const torch::Tensor& positions) const;
+
+  /// Advances `state` until it holds options.samples recorded frames; writes options.checkpoint
+  /// every options.checkpoint_every frames and at the end. Continuing a saved state gives the
+  /// same frames as one uninterrupted run.
+  void run(LangevinState& state) const;
+
+  /// The first options.samples recorded frames (round-major: frame = round * B + trajectory)
+  /// with energies, forces, kT, the system spec and the run's provenance.
+  Dataset dataset(const LangevinState& state) const;
+
+  /// Mean over recorded frames of 2 K / (k_B * degrees of freedom), energy units; the
+  /// degrees of freedom exclude the centre of mass when options.com_free. NaN before any frame.
+  double kinetic_temperature(const LangevinState& state) const;
+
+  /// Writes `state` atomically to `path`.
+  void save(const std::filesystem::path& path, const LangevinState& state) const;
+  /// Reads a state written by save(); throws psm::Error naming the file when it is unreadable
+  /// or was made with other options (samples may differ).
+  LangevinState load(const std::filesystem::path& path) const;
+
+ private:
+  /// One BAOAB step for all trajectories.
+  void step(LangevinState& state) const;
+  /// Removes the total momentum of `velocities` [B, N, D] when options.com_free.
+  torch::Tensor remove_momentum(const torch::Tensor& velocities) const;
+  /// [B] kinetic energies of `velocities`.
+  torch::Tensor kinetic_energy(const torch::Tensor& velocities) const;
+  nlohmann::json fingerprint() const;
+  nlohmann::json provenance(const LangevinState& state) const;
+
+  const System& system_;
+  LangevinOptions options_;
+  torch::Tensor masses_;  ///< [1, N, 1] float64
+};
+
+}  // namespace psm

@@ -1,0 +1,64 @@
+#pragma once
+// Frames kept by a many-chain sampler, one entry per round (all chains at once), and the state
+// file that lets a sampler stop and resume exactly where it was.
+
+#include <torch/types.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
+
+namespace psm {
+
+/// Kept frames of C chains. Round r holds one frame of every chain; flattened frames are in
+/// round-major order: frame index = round * C + chain.
+struct SampleRecord {
+  std::vector<torch::Tensor> positions;  ///< per round [C, N, D] float64
+  std::vector<torch::Tensor> energies;   ///< per round [C] float64
+  std::vector<torch::Tensor> forces;     ///< per round [C, N, D] float64; empty if not recorded
+
+  int64_t rounds() const { return static_cast<int64_t>(positions.size()); }
+  void add(const torch::Tensor& round_positions, const torch::Tensor& round_energies,
+           const torch::Tensor& round_forces = {});
+  /// Energies of each chain in the order they were kept: [C, T] float64 (T = rounds()).
+  torch::Tensor energy_series() const;
+  /// The first `frames` frames in round-major order as a dataset of `system` (positions,
+  /// energies, and forces when recorded) with the given kT and provenance.
+  Dataset to_dataset(const System& system, int64_t frames, double kT,
+                     nlohmann::json provenance) const;
+};
+
+/// A sampler's resumable state on disk: a JSON header (sampler name, options that must match on
+/// resume, counters) and named tensors (positions, generator state, kept frames, ...).
+struct StateFile {
+  nlohmann::json header;
+  std::map<std::string, torch::Tensor> tensors;
+
+  /// Stores `record` as stacked tensors "kept_positions" [T, C, N, D], "kept_energies" [T, C]
+  /// and, when recorded, "kept_forces".
+  void put_record(const SampleRecord& record);
+  /// The record stored by put_record (empty when T = 0).
+  SampleRecord take_record() const;
+  /// The tensor named `name`; throws psm::Error naming `source` when it is missing.
+  const torch::Tensor& tensor(const std::string& name, const std::string& source) const;
+};
+
+/// Writes `state` atomically (a LibTorch archive; the header is stored as a JSON string).
+void save_state_file(const std::filesystem::path& path, const StateFile& state);
+
+/// Reads a file written by save_state_file. Throws psm::Error naming the file when it is
+/// missing or unreadable.
+StateFile load_state_file(const std::filesystem::path& path);
+
+/// Throws psm::Error naming `source` when a key of `expected` has a different value in `saved`
+/// (a state file resumed with options it was not made with).
+void check_state_matches(const nlohmann::json& saved, const nlohmann::json& expected,
+                         const std::string& source);
+
+}  // namespace psm

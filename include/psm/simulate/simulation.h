@@ -1,0 +1,57 @@
+#pragma once
+// One call that runs the sampler a system calls for (MCMC or Langevin, with its preset filled in
+// where the caller leaves a setting open), resumably, and reports what it cost. Used by
+// `psm simulate` and `psm validate`.
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
+
+namespace psm {
+
+struct SimulationSettings {
+  double kT = 1.0;                       ///< k_B T, energy units of the system
+  int64_t samples = 1000;                ///< frames to keep, all chains together
+  std::optional<std::string> sampler{};  ///< "mcmc" or "langevin"; default from the preset
+  std::optional<int64_t> chains{};       ///< chains or trajectories
+  std::optional<int64_t> burn_in{};      ///< steps before the first kept frame
+  std::optional<int64_t> thin{};         ///< steps between kept frames (Langevin: record_every)
+  std::optional<double> step_size{};     ///< MCMC initial proposal std, length units
+  std::optional<double> time_step{};     ///< Langevin, time units of the system
+  std::optional<double> friction{};      ///< Langevin, 1 / time units
+  double target_acceptance = 0.5;        ///< MCMC
+  bool forces = true;                    ///< label kept frames with forces
+  uint64_t seed = 0;
+  std::filesystem::path checkpoint{};  ///< state file; empty = none
+  int64_t checkpoint_every = 10000;    ///< kept frames between state files
+  bool resume = false;                 ///< continue from `checkpoint` (which must exist)
+  /// Starting configurations [F, N, D]; chain i starts at frame i mod F. Undefined: random
+  /// lattice placements (preset spacing), centred at the origin.
+  torch::Tensor initial_positions{};
+  bool progress = false;
+};
+
+struct SimulationOutcome {
+  Dataset dataset;              ///< settings.samples frames, with provenance
+  torch::Tensor energy_series;  ///< [C, T] float64, energies of all kept frames per chain
+  std::string sampler;          ///< "mcmc" or "langevin"
+  int64_t chains = 0;
+  int64_t thin = 0;                   ///< steps between kept frames
+  double acceptance = 0.0;            ///< MCMC acceptance after burn-in; NaN for Langevin
+  double kinetic_temperature = 0.0;   ///< Langevin, energy units; NaN for MCMC
+  double sampling_cpu_seconds = 0.0;  ///< process CPU time (all threads) of burn-in + sampling
+  double sampling_wall_seconds = 0.0;
+  double labelling_cpu_seconds = 0.0;  ///< CPU time of force labels computed after sampling
+};
+
+/// Runs the sampler for `system` with `settings` (presets from sampler_preset() where unset).
+/// Throws psm::Error on impossible settings or an unusable state file.
+SimulationOutcome simulate(const System& system, const SimulationSettings& settings);
+
+}  // namespace psm

@@ -1,0 +1,132 @@
+// `psm simulate`: reference samples of a system's Boltzmann distribution by MCMC or Langevin
+// dynamics, written as a psm dataset with energies and forces.
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "psm/cli/commands.h"
+#include "psm/cli/system_options.h"
+#include "psm/core/error.h"
+#include "psm/io/dataset.h"
+#include "psm/simulate/autocorrelation.h"
+#include "psm/simulate/simulation.h"
+
+namespace psm::cli {
+
+namespace {
+
+class SimulateCommand final : public Command {
+ public:
+  void configure(CLI::App& app) override {
+    app.add_option("--system", system_.name, "System name (see `psm systems`)")->required();
+    app.add_option("--system-option", system_.options,
+                   "System option key=value, repeatable (e.g. molecule=ethanol.xyz, n=38)");
+    add_temperature_options(app, temperature_);
+    app.add_option("--samples", settings_.samples, "Frames to keep, all chains together")
+        ->capture_default_str();
+    app.add_option("--out", out_, "Output dataset (.npz)")->required();
+    app.add_option("--sampler", sampler_, "mcmc or langevin (default: per system)");
+    app.add_option("--chains", settings_.chains, "Chains or trajectories run together");
+    app.add_option("--burn-in", settings_.burn_in, "Steps before the first kept frame");
+    app.add_option("--thin", settings_.thin, "Steps between kept frames");
+    app.add_option("--step-size", settings_.step_size,
+                   "MCMC initial proposal standard deviation (length units)");
+    app.add_option("--time-step", time_step_,
+                   "Langevin time step (fs for molecules, reduced time otherwise)");
+    app.add_option("--friction", friction_,
+                   "Langevin friction (1/ps for molecules, reduced 1/time otherwise)");
+    app.add_option("--target-acceptance", settings_.target_acceptance,
+                   "MCMC acceptance that burn-in adapts step sizes toward")
+        ->capture_default_str();
+    app.add_option("--seed", settings_.seed, "Random seed")->capture_default_str();
+    app.add_option("--init", init_, "Dataset whose frames start the chains (cycled)");
+    app.add_option("--checkpoint", settings_.checkpoint, "State file written during the run");
+    app.add_option("--checkpoint-every", settings_.checkpoint_every,
+                   "Kept frames between state files")
+        ->capture_default_str();
+    app.add_flag("--resume", settings_.resume, "Continue from the --checkpoint state file");
+    app.add_flag("--forces,!--no-forces", settings_.forces,
+                 "Label kept frames with forces (default on)");
+    app.add_flag("--progress,!--no-progress", settings_.progress, "Progress bar on stderr");
+  }
+
+  int run(const GlobalOptions&) override {
+    const auto system = make_system(system_spec(system_));
+    const Temperature temperature = resolve_temperature(*system, temperature_);
+    settings_.kT = temperature.kT;
+    check(settings_.samples > 0,
+          fmt::format("--samples must be positive, got {}", settings_.samples));
+    settings_.sampler = sampler_;
+    const bool molecular = system->units() == Units::kcal_mol_angstrom;
+    // Molecules: users think in fs and 1/ps; the samplers work in AKMA time units.
+    if (time_step_) settings_.time_step = molecular ? *time_step_ / akma_fs : *time_step_;
+    if (friction_) settings_.friction = molecular ? *friction_ * akma_fs / 1000.0 : *friction_;
+    if (!init_.empty())
+      settings_.initial_positions = load_dataset(init_).positions;
+    else
+      settings_.initial_positions = default_start(system_);
+
+    const SimulationOutcome outcome = simulate(*system, settings_);
+    Dataset dataset = outcome.dataset;
+    dataset.temperature_kelvin = temperature.kelvin;
+    dataset.provenance["command"] = "psm simulate";
+    dataset.provenance["cpu_seconds"] = outcome.sampling_cpu_seconds;
+    save_dataset(out_, dataset);
+    print_summary(*system, temperature, outcome);
+    fmt::print("  wrote              {}\n", out_);
+    return 0;
+  }
+
+ private:
+  static constexpr double akma_fs = 48.88821291;
+
+  void print_summary(const System& system, const Temperature& temperature,
+                     const SimulationOutcome& outcome) const {
+    const auto& energies = outcome.dataset.energies;
+    const auto tau = integrated_autocorrelation_time(outcome.energy_series);
+    const double kept = static_cast<double>(outcome.energy_series.numel());
+    const double independent = kept / tau.tau;
+    const double mean = energies.mean().item<double>(), std = energies.std().item<double>();
+    fmt::print("psm simulate: {} by {}, {}\n", system.name(),
+               outcome.sampler == "mcmc" ? "Metropolis MCMC" : "Langevin dynamics (BAOAB)",
+               describe(temperature, system.units()));
+    fmt::print("  samples            {} ({} chains, a frame every {} steps)\n",
+               outcome.dataset.num_frames(), outcome.chains, outcome.thin);
+    if (outcome.sampler == "mcmc") {
+      fmt::print("  acceptance         {:.3f} after burn-in\n", outcome.acceptance);
+    } else {
+      fmt::print("  kinetic kT         {:.4g} (target {:.4g})\n", outcome.kinetic_temperature,
+                 temperature.kT);
+    }
+    fmt::print("  energy             mean {:.4f}  std {:.4f}  standard error {:.4f}\n", mean, std,
+               std / std::sqrt(independent));
+    fmt::print("  tau(energy)        {:.3g} kept frames = {:.3g} steps{}\n", tau.tau,
+               tau.tau * static_cast<double>(outcome.thin),
+               tau.reliable ? "" : " (unreliable: fewer than 50 tau per chain)");
+    fmt::print("  independent        {:.0f} = samples / tau (all kept frames: {:.0f})\n",
+               independent, kept);
+    fmt::print("  CPU seconds        {:.2f} sampling (wall {:.2f}), {:.2f} force labels\n",
+               outcome.sampling_cpu_seconds, outcome.sampling_wall_seconds,
+               outcome.labelling_cpu_seconds);
+    fmt::print("  CPU s / indep.     {:.3g} = sampling CPU seconds / (kept frames / tau)\n",
+               outcome.sampling_cpu_seconds / independent);
+  }
+
+  SystemArguments system_;
+  TemperatureArguments temperature_;
+  SimulationSettings settings_{.samples = 10000, .progress = true};
+  std::optional<std::string> sampler_;
+  std::optional<double> time_step_, friction_;
+  std::string init_;
+  std::string out_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_simulate_command() { return std::make_unique<SimulateCommand>(); }
+
+}  // namespace psm::cli

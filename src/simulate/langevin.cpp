@@ -1,0 +1,225 @@
+#include "psm/simulate/langevin.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cmath>
+
+#include "psm/core/error.h"
+#include "psm/core/progress.h"
+#include "psm/core/random.h"
+
+namespace psm {
+
+namespace {
+
+/// Generator stream of Langevin velocities and thermostat noise (see psm::make_generator).
+constexpr uint64_t langevin_stream = 2;
+
+/// Conventional standard atomic weights (IUPAC 2021), amu, for Z = 1..36.
+constexpr std::array<double, 36> atomic_weights = {
+    1.008,  4.0026, 6.94,   9.0122, 10.81,  12.011, 14.007, 15.999, 18.998, 20.180, 22.990, 24.305,
+    26.982, 28.085, 30.974, 32.06,  35.45,  39.95,  39.098, 40.078, 44.956, 47.867, 50.942, 51.996,
+    54.938, 55.845, 58.933, 58.693, 63.546, 65.38,  69.723, 72.630, 74.922, 78.971, 79.904, 83.798};
+
+torch::Tensor standard_normal(at::IntArrayRef sizes, torch::Generator& generator,
+                              const torch::Tensor& like) {
+  return torch::randn(sizes, generator, torch::dtype(torch::kFloat64)).to(like.device());
+}
+
+}  // namespace
+
+torch::Tensor standard_atomic_masses(const std::vector<int64_t>& species) {
+  std::vector<double> masses;
+  for (const int64_t z : species) {
+    check(z >= 0 && z <= static_cast<int64_t>(atomic_weights.size()),
+          fmt::format("no atomic mass tabulated for atomic number {}", z));
+    masses.push_back(z == 0 ? 1.0 : atomic_weights[z - 1]);
+  }
+  return torch::tensor(masses, torch::kFloat64);
+}
+
+void LangevinOptions::validate() const {
+  check(std::isfinite(kT) && kT > 0, fmt::format("langevin: kT must be positive, got {}", kT));
+  check(std::isfinite(time_step) && time_step > 0,
+        fmt::format("langevin: time_step must be positive, got {}", time_step));
+  check(std::isfinite(friction) && friction >= 0,
+        fmt::format("langevin: friction must be >= 0, got {}", friction));
+  check(!masses.defined() || (masses.dim() == 1 && (masses > 0).all().item<bool>()),
+        "langevin: masses must be a 1-D tensor of positive values");
+  check(trajectories > 0,
+        fmt::format("langevin: trajectories must be positive, got {}", trajectories));
+  check(burn_in >= 0, fmt::format("langevin: burn_in must be >= 0, got {}", burn_in));
+  check(record_every > 0,
+        fmt::format("langevin: record_every must be positive, got {}", record_every));
+  check(samples > 0, fmt::format("langevin: samples must be positive, got {}", samples));
+  check(checkpoint_every > 0,
+        fmt::format("langevin: checkpoint_every must be positive, got {}", checkpoint_every));
+}
+
+LangevinSampler::LangevinSampler(const System& system, LangevinOptions options)
+    : system_(system), options_(std::move(options)) {
+  options_.validate();
+  const int64_t atoms = system_.num_atoms();
+  masses_ = options_.masses.defined() ? options_.masses.to(torch::kFloat64)
+                                      : torch::ones({atoms}, torch::kFloat64);
+  check(masses_.size(0) == atoms,
+        fmt::format("langevin: {} masses for a system of {} atoms", masses_.size(0), atoms));
+  masses_ = masses_.view({1, atoms, 1});
+}
+
+torch::Tensor LangevinSampler::remove_momentum(const torch::Tensor& velocities) const {
+  if (!options_.com_free) return velocities;
+  const auto masses = masses_.to(velocities.device());
+  // v_i - P / M is v conditioned on zero total momentum P for Maxwell-Boltzmann velocities.
+  return velocities - (masses * velocities).sum(1, /*keepdim=*/true) / masses.sum();
+}
+
+torch::Tensor LangevinSampler::kinetic_energy(const torch::Tensor& velocities) const {
+  return 0.5 * (masses_.to(velocities.device()) * velocities.square()).sum({1, 2});
+}
+
+LangevinState LangevinSampler::start(const torch::Tensor& positions) const {
+  const int64_t batch = options_.trajectories;
+  check(positions.dim() == 3 && positions.size(0) == batch &&
+            positions.size(1) == system_.num_atoms() && positions.size(2) == system_.dim(),
+        fmt::format("langevin: starting positions must have shape [{}, {}, {}], got [{}]", batch,
+                    system_.num_atoms(), system_.dim(), fmt::join(positions.sizes(), ", ")));
+  LangevinState state;
+  state.positions = positions.to(torch::kFloat64).contiguous();
+  const auto evaluation = system_.evaluate(state.positions, {.forces = true});
+  state.energies = evaluation.energy;
+  state.forces = evaluation.forces;
+  check(torch::isfinite(state.energies).all().item<bool>() &&
+            torch::isfinite(state.forces).all().item<bool>(),
+        "langevin: a starting configuration has a non-finite energy or force");
+  state.generator = make_generator(options_.seed, langevin_stream);
+  const auto masses = masses_.to(positions.device());
+  state.velocities =
+      remove_momentum(standard_normal(state.positions.sizes(), state.generator, state.positions) *
+                      (options_.kT / masses).sqrt());
+  return state;
+}
+
+void LangevinSampler::step(LangevinState& state) const {
+  const double dt = options_.time_step;
+  const auto masses = masses_.to(state.positions.device());
+  // O step: exact Ornstein-Uhlenbeck update of the velocities over dt.
+  const double decay = std::exp(-options_.friction * dt);
+  const auto thermal = ((1.0 - decay * decay) * options_.kT / masses).sqrt();
+
+  auto v = state.velocities + 0.5 * dt * state.forces / masses;                               // B
+  auto x = state.positions + 0.5 * dt * v;                                                    // A
+  v = remove_momentum(decay * v + thermal * standard_normal(v.sizes(), state.generator, v));  // O
+  x = x + 0.5 * dt * v;                                                                       // A
+  const auto evaluation = system_.evaluate(x, {.forces = true});
+  v = v + 0.5 * dt * evaluation.forces / masses;  // B
+
+  state.positions = x;
+  state.velocities = v;
+  state.forces = evaluation.forces;
+  state.energies = evaluation.energy;
+  ++state.step;
+}
+
+void LangevinSampler::run(LangevinState& state) const {
+  const int64_t batch = options_.trajectories;
+  const int64_t rounds = (options_.samples + batch - 1) / batch;
+  const int64_t checkpoint_rounds = std::max<int64_t>(1, options_.checkpoint_every / batch);
+  ProgressBar bar("langevin", options_.burn_in + rounds * options_.record_every, options_.progress);
+  while (state.kept.rounds() < rounds) {
+    step(state);
+    const int64_t production = state.step - options_.burn_in;
+    if (production > 0 && production % options_.record_every == 0) {
+      state.kept.add(state.positions, state.energies, state.forces);
+      state.kinetic.push_back(kinetic_energy(state.velocities));
+      if (!options_.checkpoint.empty() && state.kept.rounds() % checkpoint_rounds == 0) {
+        save(options_.checkpoint, state);
+      }
+    }
+    bar.update(state.step, {{"E", state.energies.mean().item<double>()}});
+  }
+  bar.finish();
+  check(torch::isfinite(state.energies).all().item<bool>(),
+        fmt::format("langevin: energies became non-finite; time_step {} is too large",
+                    options_.time_step));
+  if (!options_.checkpoint.empty()) save(options_.checkpoint, state);
+}
+
+double LangevinSampler::kinetic_temperature(const LangevinState& state) const {
+  if (state.kinetic.empty()) return std::nan("");
+  const int64_t dof = system_.num_atoms() * system_.dim() - (options_.com_free ? system_.dim() : 0);
+  return 2.0 * torch::stack(state.kinetic).mean().item<double>() / static_cast<double>(dof);
+}
+
+Dataset LangevinSampler::dataset(const LangevinState& state) const {
+  check(state.kept.rounds() * options_.trajectories >= options_.samples,
+        fmt::format("langevin: {} frames recorded, {} asked for; run() first",
+                    state.kept.rounds() * options_.trajectories, options_.samples));
+  return state.kept.to_dataset(system_, options_.samples, options_.kT, provenance(state));
+}
+
+nlohmann::json LangevinSampler::fingerprint() const {
+  const auto masses = masses_.flatten().contiguous();
+  return {{"sampler", "langevin"},
+          {"system", system_.spec()},
+          {"num_atoms", system_.num_atoms()},
+          {"dim", system_.dim()},
+          {"kT", options_.kT},
+          {"time_step", options_.time_step},
+          {"friction", options_.friction},
+          {"masses", std::vector<double>(masses.data_ptr<double>(),
+                                         masses.data_ptr<double>() + masses.numel())},
+          {"trajectories", options_.trajectories},
+          {"burn_in", options_.burn_in},
+          {"record_every", options_.record_every},
+          {"com_free", options_.com_free},
+          {"seed", options_.seed}};
+}
+
+nlohmann::json LangevinSampler::provenance(const LangevinState& state) const {
+  auto record = fingerprint();
+  record.erase("system");
+  record["sampler"] = "langevin-baoab";
+  record.update({{"steps", state.step},
+                 {"kinetic_temperature", kinetic_temperature(state)},
+                 {"frame_order", "round-major: frame = round * trajectories + trajectory"}});
+  return record;
+}
+
+void LangevinSampler::save(const std::filesystem::path& path, const LangevinState& state) const {
+  StateFile file;
+  file.header = fingerprint();
+  file.header["step"] = state.step;
+  file.tensors = {{"positions", state.positions},
+                  {"velocities", state.velocities},
+                  {"forces", state.forces},
+                  {"energies", state.energies},
+                  {"generator", state.generator.get_state()}};
+  file.put_record(state.kept);
+  if (!state.kinetic.empty()) file.tensors["kept_kinetic"] = torch::stack(state.kinetic);
+  save_state_file(path, file);
+}
+
+LangevinState LangevinSampler::load(const std::filesystem::path& path) const {
+  const std::string source = path.string();
+  const StateFile file = load_state_file(path);
+  check_state_matches(file.header, fingerprint(), source);
+  LangevinState state;
+  state.positions = file.tensor("positions", source);
+  state.velocities = file.tensor("velocities", source);
+  state.forces = file.tensor("forces", source);
+  state.energies = file.tensor("energies", source);
+  state.step = file.header.value("step", int64_t{0});
+  state.generator = make_generator(options_.seed, langevin_stream);
+  state.generator.set_state(file.tensor("generator", source));
+  state.kept = file.take_record();
+  if (file.tensors.contains("kept_kinetic")) {
+    for (const auto& round : file.tensors.at("kept_kinetic").unbind(0)) {
+      state.kinetic.push_back(round.contiguous());
+    }
+  }
+  return state;
+}
+
+}  // namespace psm

@@ -1,0 +1,207 @@
+#include "psm/simulate/metropolis.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "psm/core/error.h"
+#include "psm/core/progress.h"
+#include "psm/core/random.h"
+
+namespace psm {
+
+namespace {
+
+/// Generator stream of Metropolis proposals and acceptance tests (see psm::make_generator).
+constexpr uint64_t metropolis_stream = 1;
+
+}  // namespace
+
+void MetropolisOptions::validate() const {
+  check(std::isfinite(kT) && kT > 0, fmt::format("metropolis: kT must be positive, got {}", kT));
+  check(chains > 0, fmt::format("metropolis: chains must be positive, got {}", chains));
+  check(burn_in >= 0, fmt::format("metropolis: burn_in must be >= 0, got {}", burn_in));
+  check(thin > 0, fmt::format("metropolis: thin must be positive, got {}", thin));
+  check(samples > 0, fmt::format("metropolis: samples must be positive, got {}", samples));
+  check(std::isfinite(initial_step) && initial_step > 0,
+        fmt::format("metropolis: initial_step must be positive, got {}", initial_step));
+  check(target_acceptance > 0 && target_acceptance < 1,
+        fmt::format("metropolis: target_acceptance must be in (0, 1), got {}", target_acceptance));
+  check(adaptation_exponent > 0.5 && adaptation_exponent <= 1,
+        fmt::format("metropolis: adaptation_exponent must be in (0.5, 1], got {}",
+                    adaptation_exponent));
+  check(checkpoint_every > 0,
+        fmt::format("metropolis: checkpoint_every must be positive, got {}", checkpoint_every));
+}
+
+MetropolisSampler::MetropolisSampler(const System& system, MetropolisOptions options)
+    : system_(system), options_(std::move(options)) {
+  options_.validate();
+}
+
+MetropolisState MetropolisSampler::start(const torch::Tensor& positions) const {
+  const int64_t chains = options_.chains;
+  check(positions.dim() == 3 && positions.size(0) == chains &&
+            positions.size(1) == system_.num_atoms() && positions.size(2) == system_.dim(),
+        fmt::format("metropolis: starting positions must have shape [{}, {}, {}], got [{}]", chains,
+                    system_.num_atoms(), system_.dim(), fmt::join(positions.sizes(), ", ")));
+  MetropolisState state;
+  state.positions = positions.to(torch::kFloat64).contiguous();
+  state.energies = system_.evaluate(state.positions, {.forces = false}).energy;
+  check(torch::isfinite(state.energies).all().item<bool>(),
+        "metropolis: a starting configuration has a non-finite energy");
+  const auto options = state.energies.options();
+  state.log_step = torch::full({chains}, std::log(options_.initial_step), options);
+  state.accepted = torch::zeros({chains}, options.dtype(torch::kInt64));
+  state.generator = make_generator(options_.seed, metropolis_stream);
+  return state;
+}
+
+double MetropolisSampler::step(MetropolisState& state) const {
+  const int64_t chains = options_.chains;
+  const auto& x = state.positions;
+  // Noise is drawn on the generator's device (CPU) and moved, so CPU and CUDA runs match.
+  auto noise =
+      torch::randn(x.sizes(), state.generator, torch::dtype(torch::kFloat64)).to(x.device()) *
+      state.log_step.exp().view({chains, 1, 1});
+  if (options_.com_free) noise = noise - noise.mean(1, /*keepdim=*/true);
+  const auto proposal = x + noise;
+  const auto proposed_energies = system_.evaluate(proposal, {.forces = false}).energy;
+  // NaN energies (overflowing overlaps) compare false below: the move is rejected.
+  const auto log_ratio = (state.energies - proposed_energies) / options_.kT;
+  const auto uniform =
+      torch::rand({chains}, state.generator, torch::dtype(torch::kFloat64)).to(x.device());
+  const auto accept = uniform.log() < log_ratio;
+  state.positions = torch::where(accept.view({chains, 1, 1}), proposal, x);
+  state.energies = torch::where(accept, proposed_energies, state.energies);
+
+  if (state.step < options_.burn_in) {
+    // Robbins-Monro on log step size with the acceptance probability (lower variance than the
+    // 0/1 outcome): stationary where the mean acceptance equals the target.
+    const auto probability = torch::nan_to_num(log_ratio.clamp_max(0.0).exp(), 0.0);
+    const double gain =
+        std::pow(static_cast<double>(state.step + 1), -options_.adaptation_exponent);
+    state.log_step = state.log_step + gain * (probability - options_.target_acceptance);
+  } else {
+    state.accepted = state.accepted + accept.to(torch::kInt64);
+  }
+  ++state.step;
+  return accept.to(torch::kFloat64).mean().item<double>();
+}
+
+void MetropolisSampler::run(MetropolisState& state) const {
+  const int64_t chains = options_.chains;
+  const int64_t rounds = (options_.samples + chains - 1) / chains;
+  const int64_t checkpoint_rounds = std::max<int64_t>(1, options_.checkpoint_every / chains);
+  ProgressBar bar("mcmc", options_.burn_in + rounds * options_.thin, options_.progress);
+  // Display only: a moving average of the acceptance over about 100 steps.
+  double recent_acceptance = options_.target_acceptance;
+  while (state.kept.rounds() < rounds) {
+    recent_acceptance += 0.01 * (step(state) - recent_acceptance);
+    const int64_t production = state.step - options_.burn_in;
+    if (production > 0 && production % options_.thin == 0) {
+      state.kept.add(state.positions, state.energies);
+      if (!options_.checkpoint.empty() && state.kept.rounds() % checkpoint_rounds == 0) {
+        save(options_.checkpoint, state);
+      }
+    }
+    bar.update(state.step,
+               {{"acc", recent_acceptance}, {"step", state.log_step.exp().mean().item<double>()}});
+  }
+  bar.finish();
+  if (!options_.checkpoint.empty()) save(options_.checkpoint, state);
+}
+
+double MetropolisSampler::acceptance(const MetropolisState& state) const {
+  const int64_t production = state.step - options_.burn_in;
+  if (production <= 0) return std::nan("");
+  return state.accepted.to(torch::kFloat64).mean().item<double>() / static_cast<double>(production);
+}
+
+Dataset MetropolisSampler::dataset(const MetropolisState& state) const {
+  check(state.kept.rounds() * options_.chains >= options_.samples,
+        fmt::format("metropolis: {} frames kept, {} asked for; run() first",
+                    state.kept.rounds() * options_.chains, options_.samples));
+  Dataset dataset =
+      state.kept.to_dataset(system_, options_.samples, options_.kT, provenance(state));
+  if (options_.forces) {
+    dataset.forces = evaluate_forces(system_, dataset.positions, 1024, options_.progress);
+  }
+  return dataset;
+}
+
+nlohmann::json MetropolisSampler::fingerprint() const {
+  return {{"sampler", "metropolis"},
+          {"system", system_.spec()},
+          {"num_atoms", system_.num_atoms()},
+          {"dim", system_.dim()},
+          {"kT", options_.kT},
+          {"chains", options_.chains},
+          {"burn_in", options_.burn_in},
+          {"thin", options_.thin},
+          {"initial_step", options_.initial_step},
+          {"target_acceptance", options_.target_acceptance},
+          {"adaptation_exponent", options_.adaptation_exponent},
+          {"com_free", options_.com_free},
+          {"seed", options_.seed}};
+}
+
+nlohmann::json MetropolisSampler::provenance(const MetropolisState& state) const {
+  const auto steps = state.log_step.exp();
+  auto record = fingerprint();
+  record.erase("system");
+  record.update({{"steps", state.step},
+                 {"acceptance", acceptance(state)},
+                 {"step_size",
+                  {{"mean", steps.mean().item<double>()},
+                   {"min", steps.min().item<double>()},
+                   {"max", steps.max().item<double>()}}},
+                 {"frame_order", "round-major: frame = round * chains + chain"}});
+  return record;
+}
+
+void MetropolisSampler::save(const std::filesystem::path& path,
+                             const MetropolisState& state) const {
+  StateFile file;
+  file.header = fingerprint();
+  file.header["step"] = state.step;
+  file.tensors = {{"positions", state.positions},
+                  {"energies", state.energies},
+                  {"log_step", state.log_step},
+                  {"accepted", state.accepted},
+                  {"generator", state.generator.get_state()}};
+  file.put_record(state.kept);
+  save_state_file(path, file);
+}
+
+MetropolisState MetropolisSampler::load(const std::filesystem::path& path) const {
+  const std::string source = path.string();
+  const StateFile file = load_state_file(path);
+  check_state_matches(file.header, fingerprint(), source);
+  MetropolisState state;
+  state.positions = file.tensor("positions", source);
+  state.energies = file.tensor("energies", source);
+  state.log_step = file.tensor("log_step", source);
+  state.accepted = file.tensor("accepted", source);
+  state.step = file.header.value("step", int64_t{0});
+  state.generator = make_generator(options_.seed, metropolis_stream);
+  state.generator.set_state(file.tensor("generator", source));
+  state.kept = file.take_record();
+  return state;
+}
+
+torch::Tensor evaluate_forces(const System& system, const torch::Tensor& positions, int64_t chunk,
+                              bool progress) {
+  const int64_t frames = positions.size(0);
+  ProgressBar bar("forces", frames, progress && frames > chunk);
+  std::vector<torch::Tensor> forces;
+  for (int64_t begin = 0; begin < frames; begin += chunk) {
+    const auto part = positions.slice(0, begin, std::min(frames, begin + chunk));
+    forces.push_back(system.evaluate(part, {.forces = true}).forces);
+    bar.update(begin + part.size(0));
+  }
+  bar.finish();
+  return torch::cat(forces, 0);
+}
+
+}  // namespace psm

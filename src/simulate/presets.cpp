@@ -1,0 +1,55 @@
+#include "psm/simulate/presets.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "psm/core/error.h"
+
+namespace psm {
+
+SamplerPreset sampler_preset(const System& system) {
+  const std::string& name = system.name();
+  if (name == "dw4" || name.starts_with("dw")) {
+    // Pair minima at d = 4 -+ 1.49; the lattice puts pairs on the barrier at d = 4.
+    return {.chains = 128, .burn_in = 2000, .thin = 10, .step_size = 0.5, .spacing = 4.0};
+  }
+  if (name == "lj55") {
+    return {.chains = 128, .burn_in = 5000, .thin = 40, .step_size = 0.05, .spacing = 1.0};
+  }
+  if (name.starts_with("lj")) {
+    return {.chains = 128, .burn_in = 3000, .thin = 20, .step_size = 0.1, .spacing = 1.0};
+  }
+  if (system.units() == Units::reduced) return {};
+  // Molecules (Å, kcal/mol, amu): 0.5 fs steps, 1/ps friction, a frame every 50 fs.
+  return {.sampler = "langevin",
+          .chains = 16,
+          .burn_in = 2000,
+          .thin = 100,
+          .time_step = 0.5 / 48.88821291,
+          .friction = 48.88821291 / 1000.0,
+          .spacing = 1.5};
+}
+
+torch::Tensor lattice_configurations(const System& system, int64_t count, double spacing,
+                                     torch::Generator& generator) {
+  check(count > 0 && spacing > 0, "lattice configurations: count and spacing must be positive");
+  const int64_t atoms = system.num_atoms(), dim = system.dim();
+  const auto side = static_cast<int64_t>(
+      std::ceil(std::pow(static_cast<double>(atoms), 1.0 / static_cast<double>(dim)) - 1e-9));
+  // Integer coordinates of every site of a side^dim grid: [S, D].
+  std::vector<torch::Tensor> axes(dim, torch::arange(side, torch::kFloat64));
+  const auto sites = torch::stack(torch::meshgrid(axes, "ij"), -1).reshape({-1, dim});
+  std::vector<torch::Tensor> configurations;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto chosen = torch::randperm(sites.size(0), generator).slice(0, 0, atoms);
+    configurations.push_back(sites.index_select(0, chosen));
+  }
+  auto positions = torch::stack(configurations) * spacing;
+  positions =
+      positions +
+      0.05 * spacing * torch::randn(positions.sizes(), generator, torch::dtype(torch::kFloat64));
+  return positions - positions.mean(1, /*keepdim=*/true);
+}
+
+}  // namespace psm

@@ -1,0 +1,115 @@
+#include "psm/simulate/sample_record.h"
+
+#include <fmt/format.h>
+#include <torch/serialize.h>
+
+#include "psm/core/atomic_file.h"
+#include "psm/core/error.h"
+
+namespace psm {
+
+void SampleRecord::add(const torch::Tensor& round_positions, const torch::Tensor& round_energies,
+                       const torch::Tensor& round_forces) {
+  positions.push_back(round_positions);
+  energies.push_back(round_energies);
+  if (round_forces.defined()) forces.push_back(round_forces);
+}
+
+torch::Tensor SampleRecord::energy_series() const {
+  check(!energies.empty(), "sample record: no frames kept yet");
+  return torch::stack(energies, 1);
+}
+
+Dataset SampleRecord::to_dataset(const System& system, int64_t frames, double kT,
+                                 nlohmann::json provenance) const {
+  check(rounds() > 0, "sample record: no frames kept yet");
+  const int64_t chains = positions.front().size(0);
+  check(frames > 0 && frames <= rounds() * chains,
+        fmt::format("sample record: asked for {} frames, {} kept", frames, rounds() * chains));
+  // Round-major flattening: [T, C, ...] -> [T * C, ...].
+  auto first = [frames](const std::vector<torch::Tensor>& rounds) {
+    return torch::cat(rounds, 0).slice(0, 0, frames).contiguous();
+  };
+  Dataset dataset;
+  dataset.positions = first(positions);
+  dataset.energies = first(energies);
+  if (!forces.empty()) dataset.forces = first(forces);
+  dataset.species = system.species();
+  dataset.units = system.units();
+  dataset.kT = kT;
+  dataset.system = system.spec();
+  dataset.provenance = std::move(provenance);
+  return dataset;
+}
+
+void StateFile::put_record(const SampleRecord& record) {
+  if (record.rounds() == 0) return;
+  tensors["kept_positions"] = torch::stack(record.positions);
+  tensors["kept_energies"] = torch::stack(record.energies);
+  if (!record.forces.empty()) tensors["kept_forces"] = torch::stack(record.forces);
+}
+
+SampleRecord StateFile::take_record() const {
+  SampleRecord record;
+  auto unstack = [](const torch::Tensor& stacked) {
+    std::vector<torch::Tensor> rounds;
+    for (const auto& round : stacked.unbind(0)) rounds.push_back(round.contiguous());
+    return rounds;
+  };
+  if (tensors.contains("kept_positions")) {
+    record.positions = unstack(tensors.at("kept_positions"));
+    record.energies = unstack(tensors.at("kept_energies"));
+  }
+  if (tensors.contains("kept_forces")) record.forces = unstack(tensors.at("kept_forces"));
+  return record;
+}
+
+const torch::Tensor& StateFile::tensor(const std::string& name, const std::string& source) const {
+  auto it = tensors.find(name);
+  check(it != tensors.end(), fmt::format("{}: state file has no '{}'", source, name));
+  return it->second;
+}
+
+void save_state_file(const std::filesystem::path& path, const StateFile& state) {
+  torch::serialize::OutputArchive archive;
+  archive.write("header", c10::IValue(state.header.dump()));
+  for (const auto& [name, tensor] : state.tensors) archive.write("tensor." + name, tensor);
+  write_atomically(path, [&](const std::filesystem::path& tmp) { archive.save_to(tmp.string()); });
+}
+
+StateFile load_state_file(const std::filesystem::path& path) {
+  const std::string source = path.string();
+  check(std::filesystem::is_regular_file(path), fmt::format("{}: no such state file", source));
+  StateFile state;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(source);
+    c10::IValue header;
+    archive.read("header", header);
+    state.header = nlohmann::json::parse(header.toStringRef());
+    for (const auto& key : archive.keys()) {
+      if (!key.starts_with("tensor.")) continue;
+      torch::Tensor tensor;
+      archive.read(key, tensor);
+      state.tensors[key.substr(7)] = tensor;
+    }
+  } catch (const c10::Error& e) {
+    const std::string reason = e.what_without_backtrace();
+    throw Error(
+        fmt::format("{}: not a psm state file ({})", source, reason.substr(0, reason.find('\n'))));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: state file header is not valid JSON ({})", source, e.what()));
+  }
+  return state;
+}
+
+void check_state_matches(const nlohmann::json& saved, const nlohmann::json& expected,
+                         const std::string& source) {
+  for (const auto& [key, value] : expected.items()) {
+    check(saved.contains(key) && saved[key] == value,
+          fmt::format("{}: state was made with {} = {}, options now say {}", source, key,
+                      saved.contains(key) ? saved[key].dump() : "nothing", value.dump()));
+  }
+}
+
+}  // namespace psm

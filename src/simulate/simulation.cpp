@@ -1,0 +1,137 @@
+#include "psm/simulate/simulation.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+
+#include "psm/core/error.h"
+#include "psm/core/random.h"
+#include "psm/simulate/langevin.h"
+#include "psm/simulate/metropolis.h"
+#include "psm/simulate/presets.h"
+
+namespace psm {
+
+namespace {
+
+/// Generator stream of starting configurations.
+constexpr uint64_t start_stream = 3;
+
+/// Process CPU time and wall time since construction.
+class Stopwatch {
+ public:
+  double cpu_seconds() const {
+    return static_cast<double>(std::clock() - cpu_) / static_cast<double>(CLOCKS_PER_SEC);
+  }
+  double wall_seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_).count();
+  }
+
+ private:
+  std::clock_t cpu_ = std::clock();
+  std::chrono::steady_clock::time_point wall_ = std::chrono::steady_clock::now();
+};
+
+torch::Tensor starting_positions(const System& system, const SimulationSettings& settings,
+                                 const SamplerPreset& preset, int64_t chains) {
+  if (!settings.initial_positions.defined()) {
+    auto generator = make_generator(settings.seed, start_stream);
+    return lattice_configurations(system, chains, preset.spacing, generator);
+  }
+  const auto& frames = settings.initial_positions;
+  check(frames.dim() == 3 && frames.size(0) > 0 && frames.size(1) == system.num_atoms() &&
+            frames.size(2) == system.dim(),
+        fmt::format("simulate: starting configurations must have shape [F, {}, {}], got [{}]",
+                    system.num_atoms(), system.dim(), fmt::join(frames.sizes(), ", ")));
+  const auto index = torch::arange(chains, torch::kInt64).remainder(frames.size(0));
+  return frames.to(torch::kFloat64).index_select(0, index.to(frames.device()));
+}
+
+template <class Sampler, class State>
+State start_or_resume(const Sampler& sampler, const System& system,
+                      const SimulationSettings& settings, const SamplerPreset& preset,
+                      int64_t chains) {
+  if (settings.resume) {
+    check(!settings.checkpoint.empty(), "simulate: --resume needs a --checkpoint file");
+    return sampler.load(settings.checkpoint);
+  }
+  return sampler.start(starting_positions(system, settings, preset, chains));
+}
+
+}  // namespace
+
+SimulationOutcome simulate(const System& system, const SimulationSettings& settings) {
+  const SamplerPreset preset = sampler_preset(system);
+  SimulationOutcome outcome;
+  outcome.sampler = settings.sampler.value_or(preset.sampler);
+  check(outcome.sampler == "mcmc" || outcome.sampler == "langevin",
+        fmt::format("simulate: unknown sampler '{}' (known: mcmc, langevin)", outcome.sampler));
+  outcome.chains = settings.chains.value_or(preset.chains);
+  outcome.thin = settings.thin.value_or(preset.thin);
+  const int64_t burn_in = settings.burn_in.value_or(preset.burn_in);
+
+  if (outcome.sampler == "mcmc") {
+    MetropolisSampler sampler(system,
+                              {.kT = settings.kT,
+                               .chains = outcome.chains,
+                               .burn_in = burn_in,
+                               .thin = outcome.thin,
+                               .samples = settings.samples,
+                               .initial_step = settings.step_size.value_or(preset.step_size),
+                               .target_acceptance = settings.target_acceptance,
+                               .forces = false,
+                               .seed = settings.seed,
+                               .checkpoint = settings.checkpoint,
+                               .checkpoint_every = settings.checkpoint_every,
+                               .progress = settings.progress});
+    auto state = start_or_resume<MetropolisSampler, MetropolisState>(sampler, system, settings,
+                                                                     preset, outcome.chains);
+    const Stopwatch sampling;
+    sampler.run(state);
+    outcome.sampling_cpu_seconds = sampling.cpu_seconds();
+    outcome.sampling_wall_seconds = sampling.wall_seconds();
+    outcome.dataset = sampler.dataset(state);
+    outcome.energy_series = state.kept.energy_series();
+    outcome.acceptance = sampler.acceptance(state);
+    outcome.kinetic_temperature = std::nan("");
+    if (settings.forces) {
+      const Stopwatch labelling;
+      outcome.dataset.forces =
+          evaluate_forces(system, outcome.dataset.positions, 1024, settings.progress);
+      outcome.labelling_cpu_seconds = labelling.cpu_seconds();
+    }
+  } else {
+    const bool molecular = system.units() == Units::kcal_mol_angstrom;
+    LangevinSampler sampler(
+        system, {.kT = settings.kT,
+                 .time_step = settings.time_step.value_or(preset.time_step),
+                 .friction = settings.friction.value_or(preset.friction),
+                 .masses = molecular ? standard_atomic_masses(system.species()) : torch::Tensor(),
+                 .trajectories = outcome.chains,
+                 .burn_in = burn_in,
+                 .record_every = outcome.thin,
+                 .samples = settings.samples,
+                 .seed = settings.seed,
+                 .checkpoint = settings.checkpoint,
+                 .checkpoint_every = settings.checkpoint_every,
+                 .progress = settings.progress});
+    auto state = start_or_resume<LangevinSampler, LangevinState>(sampler, system, settings, preset,
+                                                                 outcome.chains);
+    const Stopwatch sampling;
+    sampler.run(state);
+    outcome.sampling_cpu_seconds = sampling.cpu_seconds();
+    outcome.sampling_wall_seconds = sampling.wall_seconds();
+    outcome.dataset = sampler.dataset(state);
+    // Langevin computes forces at every step anyway; dropping them saves only file space.
+    if (!settings.forces) outcome.dataset.forces = torch::Tensor();
+    outcome.energy_series = state.kept.energy_series();
+    outcome.acceptance = std::nan("");
+    outcome.kinetic_temperature = sampler.kinetic_temperature(state);
+  }
+  return outcome;
+}
+
+}  // namespace psm
