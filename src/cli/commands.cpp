@@ -29,6 +29,8 @@ void register_builtin_commands(CommandRegistry& registry) {
                [] { return std::make_unique<SystemsCommand>(); });
   registry.add("simulate", "Reference samples of a system by MCMC or Langevin dynamics",
                make_simulate_command);
+  registry.add("train", "Train a score model from a TOML config", make_train_command);
+  registry.add("sample", "Draw samples from a trained checkpoint", make_sample_command);
 }
 
 }  // namespace psm::cli

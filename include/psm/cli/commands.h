@@ -8,5 +8,7 @@
 namespace psm::cli {
 
 std::unique_ptr<Command> make_simulate_command();
+std::unique_ptr<Command> make_train_command();   ///< `psm train --config FILE`
+std::unique_ptr<Command> make_sample_command();  ///< `psm sample --checkpoint FILE`
 
 }  // namespace psm::cli
