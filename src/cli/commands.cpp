@@ -27,6 +27,7 @@ class SystemsCommand final : public Command {
 void register_builtin_commands(CommandRegistry& registry) {
   registry.add("systems", "List the physical systems psm knows",
                [] { return std::make_unique<SystemsCommand>(); });
+  registry.add("data", "Inspect datasets (.npz, extended XYZ)", make_data_command);
   registry.add("simulate", "Reference samples of a system by MCMC or Langevin dynamics",
                make_simulate_command);
   registry.add("train", "Train a score model from a TOML config", make_train_command);

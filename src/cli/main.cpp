@@ -14,6 +14,10 @@ int main(int argc, char** argv) {
       "psm: sample Boltzmann distributions of atomic systems with diffusion models trained by "
       "Potential Score Matching"};
   app.require_subcommand(1);
+  // Parse errors are one line, like every other psm error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("psm: error: ") + e.what() + " (run with --help for usage)\n";
+  });
   GlobalOptions global;
   app.add_option("--threads", global.threads, "CPU threads for tensor work (0 = all cores)")
       ->check(CLI::NonNegativeNumber);

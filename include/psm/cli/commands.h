@@ -1,5 +1,5 @@
 #pragma once
-// Factories of the built-in subcommands, one per src/cli/<name>_command.cpp.
+// Factories of the built-in `psm` subcommands, registered in register_builtin_commands.
 
 #include <memory>
 
@@ -7,8 +7,9 @@
 
 namespace psm::cli {
 
-std::unique_ptr<Command> make_simulate_command();
-std::unique_ptr<Command> make_train_command();   ///< `psm train --config FILE`
-std::unique_ptr<Command> make_sample_command();  ///< `psm sample --checkpoint FILE`
+std::unique_ptr<Command> make_data_command();      ///< `psm data info|...`
+std::unique_ptr<Command> make_simulate_command();  ///< `psm simulate`
+std::unique_ptr<Command> make_train_command();     ///< `psm train --config FILE`
+std::unique_ptr<Command> make_sample_command();    ///< `psm sample --checkpoint FILE`
 
 }  // namespace psm::cli

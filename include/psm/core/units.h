@@ -20,6 +20,7 @@ namespace constants {
 inline constexpr double boltzmann_kcal_mol_per_kelvin = 0.0019872041;  // k_B, kcal/mol/K
 inline constexpr double bohr_in_angstrom = 0.529177210903;             // CODATA 2018
 inline constexpr double hartree_in_kcal_mol = 627.509474063;           // CODATA 2018
+inline constexpr double electronvolt_in_kcal_mol = 23.060547830619;    // CODATA 2018 (ASE's eV)
 }  // namespace constants
 
 /// k_B T in kcal/mol for a temperature in kelvin.

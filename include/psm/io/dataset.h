@@ -41,10 +41,19 @@ struct Dataset {
   Dataset select(const torch::Tensor& indices) const;
 };
 
+struct LoadOptions {
+  /// The temperature of the data in kelvin, replacing the one the file declares or the format's
+  /// default (MD17/rMD17: 500 K). Sets kT = k_B T and temperature_kelvin; molecular data only.
+  std::optional<double> temperature_kelvin;
+};
+
 /// Reads a dataset, recognising the format from the content: psm .npz (with a "metadata"
 /// entry), rMD17 .npz (nuclear_charges, coords, energies, forces), sGDML .npz (z, R, E, F) or
 /// extended XYZ (.xyz, .extxyz). Validates before returning. Throws psm::Error naming the file.
+/// MD17-family files are in kcal/mol and Å; their temperature is 500 K unless an sGDML "name"
+/// (or the file name) identifies an MD22 molecule simulated at another temperature.
 Dataset load_dataset(const std::filesystem::path& path);
+Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& options);
 
 /// Writes `dataset` as .npz (arrays positions, forces, energies, species, plus a JSON "metadata"
 /// entry stored as uint8 bytes: json.loads(np.load(f)["metadata"].tobytes())), atomically.

@@ -1,0 +1,73 @@
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "io_test_util.h"
+#include "psm/core/units.h"
+#include "psm/io/dataset.h"
+
+namespace {
+
+struct RunResult {
+  int exit_code;
+  std::string output;  ///< stdout and stderr together
+};
+
+RunResult run_psm(const std::string& arguments) {
+  const std::string command = std::string(PSM_BINARY) + " " + arguments + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  std::array<char, 4096> buffer;
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+int64_t line_count(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+
+class CliData : public psm::test::ScratchDir {};
+
+TEST_F(CliData, InfoSummarisesADataset) {
+  psm::Dataset data;
+  data.positions = torch::zeros({2, 9, 3}, torch::kFloat64);
+  data.forces = torch::zeros({2, 9, 3}, torch::kFloat64);
+  data.forces[0][0][0] = 3.0;
+  data.forces[1][4] = torch::tensor({0.0, 3.0, 4.0}, torch::kFloat64);  // |F| = 5
+  data.energies = torch::tensor({-2.0, 4.0}, torch::kFloat64);
+  data.species = {6, 6, 8, 1, 1, 1, 1, 1, 1};
+  data.units = psm::Units::kcal_mol_angstrom;
+  data.temperature_kelvin = 500.0;
+  data.kT = psm::kT_from_kelvin(500.0);
+  data.provenance = {{"seed", 11}};
+  psm::save_dataset(path("ethanol.npz"), data);
+
+  const RunResult result = run_psm("data info " + path("ethanol.npz").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (const std::string line :
+       {"frames      2\n", "atoms       9\n", "dim         3\n", "species     C2H6O\n",
+        "units       kcal/mol,angstrom\n", "kT          0.993602 (500 K)\n",
+        "energy      min -2.000000  mean 1.000000  max 4.000000\n",
+        "|F|         min 0.000000  max 5.000000  rms 1.374369\n",  // sqrt((9 + 25) / 18)
+        "provenance  {\"seed\":11}\n"}) {
+    EXPECT_NE(result.output.find(line), std::string::npos) << line << "\n" << result.output;
+  }
+}
+
+TEST_F(CliData, BadOptionAndMissingFileFailWithOneLine) {
+  const RunResult bogus = run_psm("data info --bogus " + path("x.npz").string());
+  EXPECT_NE(bogus.exit_code, 0);
+  EXPECT_EQ(line_count(bogus.output), 1) << bogus.output;
+  EXPECT_NE(bogus.output.find("--bogus"), std::string::npos) << bogus.output;
+
+  const RunResult missing = run_psm("data info " + path("missing.npz").string());
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_EQ(line_count(missing.output), 1) << missing.output;
+  EXPECT_NE(missing.output.find("missing.npz: no such file"), std::string::npos) << missing.output;
+}
+
+}  // namespace

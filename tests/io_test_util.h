@@ -1,0 +1,55 @@
+#pragma once
+// Helpers shared by the io tests: fixture paths, a scratch directory, error-message checks.
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "psm/core/error.h"
+
+namespace psm::test {
+
+inline std::filesystem::path data_path(const std::string& name) {
+  return std::filesystem::path(PSM_TEST_DATA_DIR) / name;
+}
+
+/// A fresh directory per test, removed afterwards.
+class ScratchDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           (std::string("psm_") + info->test_suite_name() + "_" + info->name() + "_" +
+            std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path path(const std::string& name) const { return dir_ / name; }
+  int64_t file_count() const {
+    return std::distance(std::filesystem::directory_iterator(dir_),
+                         std::filesystem::directory_iterator{});
+  }
+  std::filesystem::path dir_;
+};
+
+}  // namespace psm::test
+
+/// Expects `statement` to throw psm::Error whose one-line message contains every string in
+/// the list (the file name and the problem).
+#define EXPECT_PSM_ERROR(statement, ...)                                                \
+  do {                                                                                  \
+    try {                                                                               \
+      statement;                                                                        \
+      ADD_FAILURE() << "expected psm::Error from " #statement;                          \
+    } catch (const psm::Error& e) {                                                     \
+      const std::string message = e.what();                                             \
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;                      \
+      for (const std::string& part : std::initializer_list<std::string>{__VA_ARGS__}) { \
+        EXPECT_NE(message.find(part), std::string::npos)                                \
+            << "message lacks '" << part << "': " << message;                           \
+      }                                                                                 \
+    }                                                                                   \
+  } while (false)
