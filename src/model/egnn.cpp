@@ -8,6 +8,7 @@
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
+#include "psm/model/fused_ops.h"
 
 namespace psm {
 
@@ -16,20 +17,6 @@ namespace {
 // Added to squared distances before the square root: keeps the gradient finite on the
 // diagonal (masked anyway) and for coincident atoms, in network input units.
 constexpr double kDistanceEpsilon = 1e-8;
-
-bool is_known_activation(const std::string& name) {
-  return name == "silu" || name == "gelu" || name == "relu" || name == "tanh";
-}
-
-// In place when autograd does not need the input (inference), which saves one pass over the
-// large pair tensors; out of place otherwise (the backward of these needs the pre-activation).
-torch::Tensor activate(const std::string& name, torch::Tensor x) {
-  const bool in_place = !x.requires_grad();
-  if (name == "silu") return in_place ? torch::silu_(x) : torch::silu(x);
-  if (name == "gelu") return torch::gelu(x);
-  if (name == "relu") return in_place ? x.relu_() : torch::relu(x);
-  return in_place ? x.tanh_() : torch::tanh(x);
-}
 
 // y = x W^T + b over the last dimension, as one GEMM on the flattened rows (the bias is folded
 // into the GEMM instead of a separate pass over the output).
@@ -42,7 +29,15 @@ torch::Tensor dense(const torch::nn::Linear& layer, const torch::Tensor& x) {
   return y.view(shape);
 }
 
-// Fills the storage of `t` (any dtype/device) from U(-bound, bound) drawn in float64 on the CPU generator.
+// y = x W^T over the last dimension, without a bias (fused into the following activation).
+torch::Tensor matmul_rows(const torch::Tensor& x, const torch::Tensor& weight) {
+  auto shape = x.sizes().vec();
+  shape.back() = weight.size(0);
+  return torch::mm(x.reshape({-1, x.size(-1)}), weight.t()).view(shape);
+}
+
+// Fills the storage of `t` (any dtype/device) from U(-bound, bound) drawn in float64 on the CPU
+// generator.
 void fill_uniform(torch::Tensor t, double bound, torch::Generator& generator) {
   auto draw = torch::rand(t.sizes(), generator, torch::dtype(torch::kFloat64));
   t.copy_(draw.mul_(2 * bound).sub_(bound));
@@ -134,25 +129,36 @@ std::pair<torch::Tensor, torch::Tensor> EgnnLayerImpl::forward(const torch::Tens
   auto diff = x.unsqueeze(2) - x.unsqueeze(1);  // [B, N, N, D], x_i - x_j
   auto d2 = diff.square().sum(-1);              // [B, N, N]
 
-  // Edge MLP phi_e(h_i, h_j, d_ij^2, rbf_ij) with its first map split per node.
-  auto pre = dense(edge_source, h).unsqueeze(2) + dense(edge_target, h).unsqueeze(1);
-  pre.addcmul_(d2.unsqueeze(-1), edge_distance);
-  if (rbf.defined()) pre.add_(dense(edge_rbf, rbf));
-  auto message = activate(act, dense(edge_out, activate(act, pre)));  // [B, N, N, H]
+  // Edge MLP phi_e(h_i, h_j, d_ij^2, rbf_ij) with its first map split per node; biases and
+  // activations are fused into single passes over the pair tensors (fused_ops.h).
+  auto rbf_term = rbf.defined() ? dense(edge_rbf, rbf) : torch::Tensor();
+  auto hidden = fused::pair_activation(act, dense(edge_source, h), dense(edge_target, h), d2,
+                                       edge_distance, rbf_term);
+  auto message_pre = matmul_rows(hidden, edge_out->weight);
+  torch::Tensor message, logits;  // [B, N, N, H], [B, N, N]
+  if (attention) {
+    std::tie(message, logits) = fused::bias_activation_head(
+        act, message_pre, edge_out->bias, attention->weight.squeeze(0), /*keep_y=*/true);
+  } else {
+    message = fused::bias_activation(act, message_pre, edge_out->bias);
+  }
 
   // Coordinate update along x_i - x_j, normalised by (d_ij + 1) so that far pairs do not
   // dominate, averaged over neighbours through pair_weight.
-  auto weight = dense(coord_out, activate(act, dense(coord_hidden, message))).squeeze(-1);
+  auto weight = fused::bias_activation_head(act, matmul_rows(message, coord_hidden->weight),
+                                            coord_hidden->bias, coord_out->weight.squeeze(0),
+                                            /*keep_y=*/false)
+                    .second;
   if (options.tanh()) weight = options.coord_range() * torch::tanh(weight);
   weight = weight * pair_weight / (torch::sqrt(d2 + kDistanceEpsilon) + 1.0);
   auto x_next = x + (diff * weight.unsqueeze(-1)).sum(2);
   if (!update_features) return {h, x_next};
 
   // Node update from the (gated) mean message, with a residual connection.
-  auto gate = pair_weight;
-  if (attention) gate = gate * torch::sigmoid(dense(attention, message).squeeze(-1));
+  auto gate = attention ? pair_weight * torch::sigmoid(logits + attention->bias) : pair_weight;
   auto aggregate = torch::matmul(gate.unsqueeze(-2), message).squeeze(-2);  // [B, N, H]
-  auto update = dense(node_out, activate(act, dense(node_hidden, torch::cat({h, aggregate}, -1))));
+  auto update =
+      dense(node_out, fused::activation(act, dense(node_hidden, torch::cat({h, aggregate}, -1))));
   return {h + update, x_next};
 }
 
@@ -181,7 +187,7 @@ EgnnImpl::EgnnImpl(EgnnOptions options_) : options(std::move(options_)) {
         "model: species must be an int64 tensor [N] with N >= 2 atoms");
   check(o.layers() >= 1, fmt::format("model: layers must be >= 1, got {}", o.layers()));
   check(o.hidden() >= 1, fmt::format("model: hidden must be >= 1, got {}", o.hidden()));
-  check(is_known_activation(o.activation()),
+  check(fused::is_known_activation(o.activation()),
         fmt::format("model: unknown activation '{}' (known: silu, gelu, relu, tanh)",
                     o.activation()));
   check(o.noise_features() >= 2 && o.noise_features() % 2 == 0,
@@ -246,7 +252,7 @@ torch::Tensor EgnnImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
   auto angles = c_noise.to(dtype).unsqueeze(-1) * noise_frequencies;  // [B, F/2]
   auto fourier = torch::cat({torch::cos(angles), torch::sin(angles)}, -1);
   const auto& act = options.activation();
-  auto noise = dense(noise_out, activate(act, dense(noise_hidden, fourier)));  // [B, H]
+  auto noise = dense(noise_out, fused::activation(act, dense(noise_hidden, fourier)));  // [B, H]
   auto species = species_embedding->weight.index_select(0, species_index.to(x.device()));
   auto h = species.unsqueeze(0) + noise.unsqueeze(1);  // [B, N, H]
 
