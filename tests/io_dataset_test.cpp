@@ -2,7 +2,7 @@
 
 #include <fstream>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "psm/core/units.h"
 #include "psm/io/dataset.h"
 #include "psm/io/file_bytes.h"

@@ -32,6 +32,8 @@ void register_builtin_commands(CommandRegistry& registry) {
                make_simulate_command);
   registry.add("validate", "Compare psm's reference sampling with published samples (LJ13, DW4)",
                make_validate_command);
+  registry.add("train", "Train a score model from a TOML config", make_train_command);
+  registry.add("sample", "Draw samples from a trained checkpoint", make_sample_command);
 }
 
 }  // namespace psm::cli

@@ -14,8 +14,9 @@ void write_atomically(const std::filesystem::path& target,
   namespace fs = std::filesystem;
   static std::atomic<int> counter{0};
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const fs::path tmp = target.parent_path() / fmt::format(".{}.tmp.{}.{}", target.filename().string(),
-                                                          ::getpid(), counter++);
+  const fs::path tmp =
+      target.parent_path() /
+      fmt::format(".{}.tmp.{}.{}", target.filename().string(), ::getpid(), counter++);
   try {
     write(tmp);
     fs::rename(tmp, target);

@@ -55,10 +55,10 @@ void ProgressBar::draw(bool final) {
   const double eta = rate > 0 ? static_cast<double>(total_ - done_) / rate : -1.0;
   constexpr int width = 24;
   const int filled = static_cast<int>(fraction * width);
-  std::string line = fmt::format("{} [{}{}] {:3.0f}% {}/{} {:.4g}/s {} eta {}", label_,
-                                 std::string(filled, '#'), std::string(width - filled, '.'),
-                                 100 * fraction, done_, total_, rate, format_duration(elapsed),
-                                 format_duration(final ? 0.0 : eta));
+  std::string line =
+      fmt::format("{} [{}{}] {:3.0f}% {}/{} {:.4g}/s {} eta {}", label_, std::string(filled, '#'),
+                  std::string(width - filled, '.'), 100 * fraction, done_, total_, rate,
+                  format_duration(elapsed), format_duration(final ? 0.0 : eta));
   for (const auto& [name, value] : values_) line += fmt::format(" {}={:.4g}", name, value);
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");

@@ -8,7 +8,7 @@ namespace psm {
 
 /// The unit system of positions, energies, forces and kT.
 enum class Units {
-  reduced,         ///< Lennard-Jones / toy systems: length sigma (or rm), energy epsilon
+  reduced,            ///< Lennard-Jones / toy systems: length sigma (or rm), energy epsilon
   kcal_mol_angstrom,  ///< molecules: Å, kcal/mol, kcal/mol/Å
 };
 

@@ -2,8 +2,8 @@
 // The one dataset type every layer exchanges: frames of an atomic system with optional force and
 // energy labels, the units they are in, the temperature they belong to and where they came from.
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>

@@ -2,8 +2,8 @@
 // Physical systems: a Potential gives energies and forces for a batch of configurations; a
 // System is an immutable description (species, dimension, units) that owns its potential.
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <memory>

@@ -1,0 +1,72 @@
+#pragma once
+// Sampling a trained score model: integrate from N(0, σ_max² P) at σ_max down to σ_min on a
+// descending σ grid, with the reverse SDE or the probability-flow ODE of the variance-exploding
+// process (Karras et al. 2022, "EDM", with σ(t) = t, s(t) = 1):
+//
+//   reverse SDE, Euler-Maruyama:  x <- x + (σ_i² - σ_{i+1}²) s(x, σ_i) + sqrt(σ_i² - σ_{i+1}²) z
+//   probability-flow ODE, Heun:   dx/dσ = -σ s(x, σ), trapezoidal corrector on every step
+//                                 (EDM Algorithm 1)
+//
+// followed, when denoise_final, by one noise-free Euler step from σ_min to 0,
+// x <- x + σ_min² s(x, σ_min) (Tweedie's posterior mean; EDM's Euler last step). Noise z and the
+// start are CoM-free when com_free. A variance-preserving model is sampled through
+// as_variance_exploding() (schedule.h).
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "psm/diffusion/schedule.h"
+#include "psm/diffusion/score.h"
+
+namespace psm {
+
+enum class Solver {
+  euler_maruyama,  ///< reverse SDE; one score evaluation per step; O(1/steps) bias
+  heun,            ///< probability-flow ODE, deterministic given the start; two per step
+};
+
+struct SamplerOptions {
+  Solver solver = Solver::heun;
+  int64_t steps = 100;  ///< integration steps from σ_max to σ_min (grid of steps + 1 levels)
+  SigmaGrid grid = SigmaGrid::edm;
+  double rho = 7.0;           ///< SigmaGrid::edm exponent
+  double sigma_min = 0.01;    ///< length units, as the training schedule
+  double sigma_max = 10.0;    ///< length units, as the training schedule
+  bool denoise_final = true;  ///< finish with the Euler step from σ_min to 0
+  int64_t batch_size = 256;   ///< configurations integrated together
+  uint64_t seed = 0;          ///< chunk c draws from make_generator(derive_seed(seed, S), c)
+  bool com_free = true;
+
+  /// Throws psm::Error naming `context` (a config section) on an impossible value.
+  void validate(const std::string& context) const;
+};
+
+/// Called after every step with the steps done and the total, over all chunks.
+using SamplerProgress = std::function<void(int64_t done, int64_t total)>;
+
+/// Score evaluations per configuration: steps (Euler-Maruyama) or 2 steps (Heun), plus one for
+/// the final denoising step.
+int64_t score_evaluations(const SamplerOptions& options);
+
+/// Integrates x [B, N, D] (float64, at σ_max: e.g. σ_max times gaussian_noise) down the grid of
+/// `options`; returns the samples [B, N, D]. The SDE draws its noise from `rng`. `on_step`
+/// receives the number of steps done (steps, plus one for the denoising step). No gradients.
+torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
+                                const SamplerOptions& options, torch::Generator& rng,
+                                const std::function<void(int64_t)>& on_step = {});
+
+/// `count` samples [count, num_atoms, dim] (dtype and device of `tensor_options`, float64
+/// advised), integrated in chunks of options.batch_size, each from its own seeded generator.
+torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_atoms, int64_t dim,
+                               const SamplerOptions& options,
+                               const torch::TensorOptions& tensor_options = torch::kFloat64,
+                               const SamplerProgress& progress = {});
+
+std::string to_string(Solver value);
+/// "euler_maruyama" (or "sde") and "heun" (or "ode"); throws psm::Error listing them.
+Solver solver_from_string(const std::string& name);
+
+}  // namespace psm

@@ -1,0 +1,109 @@
+#include "psm/diffusion/sampler.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <vector>
+
+#include "enum_names.h"
+#include "psm/core/error.h"
+#include "psm/core/random.h"
+
+namespace psm {
+
+namespace {
+const detail::EnumNames<Solver> kSolverNames = {{Solver::euler_maruyama, "euler_maruyama"},
+                                                {Solver::heun, "heun"},
+                                                {Solver::euler_maruyama, "sde"},
+                                                {Solver::heun, "ode"}};
+constexpr uint64_t kSamplingStream = 0x73616d706c65ULL;  // "sample"
+}  // namespace
+
+void SamplerOptions::validate(const std::string& context) const {
+  check(steps >= 1, fmt::format("{}: steps must be >= 1 (got {})", context, steps));
+  check(batch_size >= 1, fmt::format("{}: batch_size must be >= 1 (got {})", context, batch_size));
+  check(sigma_min > 0 && sigma_min < sigma_max,
+        fmt::format("{}: need 0 < sigma_min < sigma_max (got {} and {})", context, sigma_min,
+                    sigma_max));
+  check(rho > 0, fmt::format("{}: rho must be positive (got {})", context, rho));
+}
+
+int64_t score_evaluations(const SamplerOptions& options) {
+  const int64_t per_step = options.solver == Solver::heun ? 2 : 1;
+  return per_step * options.steps + (options.denoise_final ? 1 : 0);
+}
+
+torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
+                                const SamplerOptions& options, torch::Generator& rng,
+                                const std::function<void(int64_t)>& on_step) {
+  check(x.dim() == 3, "sampler: x must be [B, N, D]");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor grid_tensor =
+      sigma_grid(options.grid, options.sigma_max, options.sigma_min, options.steps, options.rho);
+  const std::vector<double> grid(grid_tensor.data_ptr<double>(),
+                                 grid_tensor.data_ptr<double>() + grid_tensor.numel());
+  const auto evaluate = [&](const torch::Tensor& at, double sigma) {
+    const torch::Tensor sigmas = torch::full({at.size(0)}, sigma, at.options());
+    return project(score(at, sigmas).to(at.options()), options.com_free);
+  };
+
+  x = project(x, options.com_free);
+  for (int64_t i = 0; i < options.steps; ++i) {
+    const double from = grid[i];
+    const double to = grid[i + 1];
+    switch (options.solver) {
+      case Solver::euler_maruyama: {
+        const double variance = from * from - to * to;
+        x = x + variance * evaluate(x, from) +
+            std::sqrt(variance) * gaussian_noise(x.sizes(), rng, x.options(), options.com_free);
+        break;
+      }
+      case Solver::heun: {
+        const torch::Tensor slope = -from * evaluate(x, from);
+        const torch::Tensor predicted = x + (to - from) * slope;
+        const torch::Tensor corrected_slope = -to * evaluate(predicted, to);
+        x = x + (to - from) * 0.5 * (slope + corrected_slope);
+        break;
+      }
+    }
+    if (on_step) on_step(i + 1);
+  }
+  if (options.denoise_final) {
+    x = x + options.sigma_min * options.sigma_min * evaluate(x, options.sigma_min);
+    if (on_step) on_step(options.steps + 1);
+  }
+  return x;
+}
+
+torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_atoms, int64_t dim,
+                               const SamplerOptions& options,
+                               const torch::TensorOptions& tensor_options,
+                               const SamplerProgress& progress) {
+  options.validate("sampler");
+  check(count >= 1, fmt::format("sampler: count must be >= 1 (got {})", count));
+  check(num_atoms >= (options.com_free ? 2 : 1) && dim >= 1,
+        fmt::format("sampler: cannot sample {} atoms in {} dimensions", num_atoms, dim));
+  torch::NoGradGuard no_grad;
+  const int64_t chunks = (count + options.batch_size - 1) / options.batch_size;
+  const int64_t steps_per_chunk = options.steps + (options.denoise_final ? 1 : 0);
+  const uint64_t sampling_seed = derive_seed(options.seed, kSamplingStream);
+  std::vector<torch::Tensor> samples;
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t size = std::min(options.batch_size, count - chunk * options.batch_size);
+    torch::Generator rng = make_generator(sampling_seed, static_cast<uint64_t>(chunk));
+    const torch::Tensor start =
+        options.sigma_max *
+        gaussian_noise({size, num_atoms, dim}, rng, tensor_options, options.com_free);
+    samples.push_back(integrate_reverse(score, start, options, rng, [&](int64_t step) {
+      if (progress) progress(chunk * steps_per_chunk + step, chunks * steps_per_chunk);
+    }));
+  }
+  return torch::cat(samples);
+}
+
+std::string to_string(Solver value) { return detail::enum_to_string(value, kSolverNames); }
+Solver solver_from_string(const std::string& name) {
+  return detail::enum_from_string(name, kSolverNames, "solver");
+}
+
+}  // namespace psm

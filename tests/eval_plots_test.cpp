@@ -1,0 +1,79 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "psm/core/error.h"
+#include "psm/core/random.h"
+#include "psm/eval/plots.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("psm_{}_{}", name, ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+bool is_png(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string magic(8, '\0');
+  in.read(magic.data(), 8);
+  return in && magic == std::string("\x89PNG\r\n\x1a\n", 8);
+}
+
+TEST(EvalPlots, HistogramWritesPngDataAndScript) {
+  if (!psm::find_gnuplot()) GTEST_SKIP() << "gnuplot not on PATH";
+  const fs::path dir = fresh_dir("plots_hist");
+  torch::Generator rng = psm::make_generator(1);
+  const torch::Tensor reference = torch::randn({2000}, rng, torch::kFloat64) * 7.0 - 43.0;
+  const torch::Tensor model = torch::randn({2000}, rng, torch::kFloat64) * 6.0 - 40.0;
+  psm::plot_histograms(dir / "energy.png", {{"reference", reference}, {"model's samples", model}},
+                       {.title = "LJ13 energy",
+                        .x_label = "energy (ε)",
+                        .y_label = "probability density (1/ε)",
+                        .bins = 60});
+  EXPECT_TRUE(is_png(dir / "energy.png"));
+  EXPECT_GT(fs::file_size(dir / "energy.png"), 1000u);
+  EXPECT_TRUE(fs::exists(dir / "energy.dat"));
+  EXPECT_TRUE(fs::exists(dir / "energy.gp"));
+  // Nothing but the three outputs is left behind (no temporary image or log).
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 3);
+  fs::remove_all(dir);
+}
+
+TEST(EvalPlots, LogScaleLinePlot) {
+  if (!psm::find_gnuplot()) GTEST_SKIP() << "gnuplot not on PATH";
+  const fs::path dir = fresh_dir("plots_lines");
+  psm::LineSeries low{"σ < 0.1", {0, 100, 200, 300}, {5.0, 1.0, 0.5, 0.3}};
+  psm::LineSeries high{"σ ≥ 0.1", {0, 100, 200, 300}, {0.9, 0.5, 0.45, 0.44}};
+  psm::plot_lines(dir / "loss.png", {low, high},
+                  {.title = "training loss", .x_label = "step", .y_label = "loss (ε²/σ²)"});
+  EXPECT_TRUE(is_png(dir / "loss.png"));
+  psm::LineSeries broken{"bad", {0, 1}, {1.0}};
+  EXPECT_THROW(psm::plot_lines(dir / "bad.png", {broken}, {}), psm::Error);
+  fs::remove_all(dir);
+}
+
+TEST(EvalPlots, MissingGnuplotIsAClearError) {
+  const std::string saved = std::getenv("PATH") ? std::getenv("PATH") : "";
+  const fs::path dir = fresh_dir("plots_nognuplot");
+  ::setenv("PATH", dir.c_str(), 1);
+  try {
+    psm::plot_lines(dir / "loss.png", {{"a", {0, 1}, {1, 2}}}, {});
+    ADD_FAILURE() << "expected psm::Error";
+  } catch (const psm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gnuplot not found"), std::string::npos) << e.what();
+  }
+  ::setenv("PATH", saved.c_str(), 1);
+  EXPECT_FALSE(fs::exists(dir / "loss.png"));
+  fs::remove_all(dir);
+}
+
+}  // namespace
