@@ -2,39 +2,21 @@
 // errors for impossible options.
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
+#include <fstream>
 
-#include "io_test_util.h"
 #include "psm/core/random.h"
 #include "psm/io/dataset.h"
 #include "psm/io/npy.h"
 #include "psm/simulate/metropolis.h"
 #include "psm/simulate/presets.h"
 #include "psm/systems/potential.h"
+#include "test_util.h"
 
 namespace {
 
-struct RunResult {
-  int exit_code;
-  std::string output;  ///< stdout and stderr together
-};
-
-RunResult run_psm(const std::string& arguments) {
-  const std::string command = std::string(PSM_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
-    output.append(buffer.data(), n);
-  }
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using psm::test::run_psm;
+using psm::test::RunResult;
 
 class CliSimulate : public psm::test::ScratchDir {
  protected:
@@ -74,6 +56,29 @@ TEST_F(CliSimulate, LangevinWithoutForces) {
   const psm::Dataset data = psm::load_dataset(path("langevin.npz"));
   EXPECT_EQ(data.provenance["sampler"], "langevin-baoab");
   EXPECT_FALSE(data.has_forces());
+}
+
+TEST_F(CliSimulate, MoleculeFromXyzFileByLangevinWithXtb) {
+  std::ofstream(path("water.xyz")) << "3\nProperties=species:S:1:pos:R:3\n"
+                                      "O 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\n"
+                                      "H 0.0 -0.7572 -0.4692\n";
+  const RunResult result = run_psm(
+      "--threads 1 simulate --system xtb --system-option molecule=" + path("water.xyz").string() +
+      " --samples 4 --chains 2 --burn-in 10 --thin 5 --no-progress "
+      "--out " +
+      path("water.npz").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("Langevin dynamics (BAOAB), T = 500 K"), std::string::npos)
+      << result.output;
+  const psm::Dataset data = psm::load_dataset(path("water.npz"));
+  EXPECT_EQ(data.num_frames(), 4);
+  EXPECT_EQ(data.species, (std::vector<int64_t>{8, 1, 1}));
+  EXPECT_EQ(data.units, psm::Units::kcal_mol_angstrom);
+  EXPECT_NEAR(data.kT, psm::kT_from_kelvin(500.0), 1e-12);
+  ASSERT_TRUE(data.has_forces());
+  // 20 steps of 0.5 fs from the given geometry: bonds stay near 0.96 Å.
+  const auto bond = (data.positions.select(1, 1) - data.positions.select(1, 0)).norm(2, -1);
+  EXPECT_TRUE(((bond > 0.85) & (bond < 1.1)).all().item<bool>()) << bond;
 }
 
 TEST_F(CliSimulate, ResumeContinuesTheRunExactly) {

@@ -13,6 +13,7 @@
 #include "psm/core/error.h"
 #include "psm/io/dataset.h"
 #include "psm/simulate/autocorrelation.h"
+#include "psm/simulate/langevin.h"
 #include "psm/simulate/simulation.h"
 
 namespace psm::cli {
@@ -55,7 +56,8 @@ class SimulateCommand final : public Command {
   }
 
   int run(const GlobalOptions&) override {
-    const auto system = make_system(system_spec(system_));
+    const SystemChoice choice = choose_system(system_);
+    const auto& system = choice.system;
     const Temperature temperature = resolve_temperature(*system, temperature_);
     settings_.kT = temperature.kT;
     check(settings_.samples > 0,
@@ -63,12 +65,12 @@ class SimulateCommand final : public Command {
     settings_.sampler = sampler_;
     const bool molecular = system->units() == Units::kcal_mol_angstrom;
     // Molecules: users think in fs and 1/ps; the samplers work in AKMA time units.
-    if (time_step_) settings_.time_step = molecular ? *time_step_ / akma_fs : *time_step_;
-    if (friction_) settings_.friction = molecular ? *friction_ * akma_fs / 1000.0 : *friction_;
+    if (time_step_) settings_.time_step = molecular ? *time_step_ / akma_time_fs : *time_step_;
+    if (friction_) settings_.friction = molecular ? *friction_ * akma_time_fs / 1000.0 : *friction_;
     if (!init_.empty())
-      settings_.initial_positions = load_dataset(init_).positions;
+      settings_.initial_positions = read_geometry(init_).positions;
     else
-      settings_.initial_positions = default_start(system_);
+      settings_.initial_positions = choice.start;
 
     const SimulationOutcome outcome = simulate(*system, settings_);
     Dataset dataset = outcome.dataset;
@@ -82,8 +84,6 @@ class SimulateCommand final : public Command {
   }
 
  private:
-  static constexpr double akma_fs = 48.88821291;
-
   void print_summary(const System& system, const Temperature& temperature,
                      const SimulationOutcome& outcome) const {
     const auto& energies = outcome.dataset.energies;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "psm/core/error.h"
@@ -9,7 +11,18 @@
 
 namespace psm::cli {
 
-nlohmann::json system_spec(const SystemArguments& arguments) {
+Dataset read_geometry(const std::filesystem::path& path) {
+  std::string extension = path.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  // load_dataset wants a temperature for XYZ files, which rarely declare one; any will do.
+  if (extension == ".xyz" || extension == ".extxyz") {
+    return load_dataset(path, {.temperature_kelvin = 300.0});
+  }
+  return load_dataset(path);
+}
+
+SystemChoice choose_system(const SystemArguments& arguments) {
   nlohmann::json spec = {{"name", arguments.name}};
   for (const auto& option : arguments.options) {
     const auto equals = option.find('=');
@@ -19,13 +32,19 @@ nlohmann::json system_spec(const SystemArguments& arguments) {
     auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     spec[key] = value.is_discarded() ? nlohmann::json(text) : value;
   }
-  return spec;
-}
-
-torch::Tensor default_start(const SystemArguments& arguments) {
-  const auto spec = system_spec(arguments);
-  if (!spec.contains("molecule") || !spec["molecule"].is_string()) return {};
-  return load_dataset(spec["molecule"].get<std::string>()).positions;
+  SystemChoice choice;
+  if (spec.contains("molecule")) {
+    const auto& file = spec["molecule"];
+    check(file.is_string(), "--system-option molecule=FILE: expected a file name");
+    const Dataset molecule = read_geometry(file.get<std::string>());
+    check(!spec.contains("species"),
+          "--system-option: give molecule=FILE or species=[...], not both");
+    spec["species"] = molecule.species;
+    spec.erase("molecule");
+    choice.start = molecule.positions;
+  }
+  choice.system = make_system(spec);
+  return choice;
 }
 
 void add_temperature_options(CLI::App& app, TemperatureArguments& arguments) {

@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -14,6 +13,7 @@
 #include "psm/cli/commands.h"
 #include "psm/cli/system_options.h"
 #include "psm/core/error.h"
+#include "psm/eval/metrics.h"
 #include "psm/io/dataset.h"
 #include "psm/io/npy.h"
 #include "psm/simulate/autocorrelation.h"
@@ -29,29 +29,6 @@ const std::map<std::string, std::string>& default_references() {
       {"lj13", "../shared/data/lj/val_split_LJ13-1000.npy"},
       {"dw4", "../shared/data/lj/val_split_DW4.npy"}};
   return references;
-}
-
-/// 1-D Wasserstein-1 distance between two samples by quantile coupling: the integral over
-/// u in (0, 1) of |F_a^-1(u) - F_b^-1(u)|, exact for unequal sizes (for equal sizes it is
-/// mean |sort(a) - sort(b)|).
-double wasserstein1(const torch::Tensor& a, const torch::Tensor& b) {
-  const auto sa = std::get<0>(a.to(torch::kFloat64).flatten().sort()).contiguous();
-  const auto sb = std::get<0>(b.to(torch::kFloat64).flatten().sort()).contiguous();
-  const double* x = sa.data_ptr<double>();
-  const double* y = sb.data_ptr<double>();
-  const int64_t n = sa.numel(), m = sb.numel();
-  double distance = 0.0, u = 0.0;
-  int64_t i = 0, j = 0;
-  while (i < n && j < m) {
-    // Both quantile functions are constant up to the next CDF step of either sample.
-    const double next = std::min(static_cast<double>(i + 1) / static_cast<double>(n),
-                                 static_cast<double>(j + 1) / static_cast<double>(m));
-    distance += (next - u) * std::abs(x[i] - y[j]);
-    u = next;
-    if (static_cast<double>(i + 1) / static_cast<double>(n) <= u) ++i;
-    if (static_cast<double>(j + 1) / static_cast<double>(m) <= u) ++j;
-  }
-  return distance;
 }
 
 class ValidateCommand final : public Command {
@@ -74,7 +51,8 @@ class ValidateCommand final : public Command {
   }
 
   int run(const GlobalOptions&) override {
-    const auto system = make_system(system_spec(system_));
+    const SystemChoice choice = choose_system(system_);
+    const auto& system = choice.system;
     const Temperature temperature = resolve_temperature(*system, temperature_);
     if (reference_.empty()) {
       auto it = default_references().find(system->name());
@@ -106,9 +84,9 @@ class ValidateCommand final : public Command {
     const double reference_mean = reference_energies.mean().item<double>();
     const double reference_error = reference_energies.std().item<double>() /
                                    std::sqrt(static_cast<double>(reference_energies.numel()));
-    const double w1_reference = wasserstein1(outcome.dataset.energies, reference_energies);
+    const double w1_reference = wasserstein_1d(outcome.dataset.energies, reference_energies, 1.0);
     const double w1_halves =
-        wasserstein1(series.slice(0, 0, half), series.slice(0, half, 2 * half));
+        wasserstein_1d(series.slice(0, 0, half), series.slice(0, half, 2 * half), 1.0);
     const double difference = psm_mean - reference_mean;
     const double difference_error = std::hypot(psm_error, reference_error);
     const double independent = static_cast<double>(series.numel()) / tau.tau;

@@ -6,11 +6,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "psm/core/units.h"
+#include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
 
 namespace psm::cli {
@@ -20,13 +23,22 @@ struct SystemArguments {
   std::vector<std::string> options;  ///< --system-option key=value
 };
 
-/// {"name": name, key: value, ...}; a value that parses as JSON (numbers, true) is stored as
-/// such, anything else as a string. Throws psm::Error on an option without '='.
-nlohmann::json system_spec(const SystemArguments& arguments);
+/// Species and frames of a geometry file (.xyz, .extxyz, or any dataset load_dataset reads).
+/// Only the geometry is used, so XYZ files need not declare a temperature.
+Dataset read_geometry(const std::filesystem::path& path);
 
-/// Starting configurations the system's own options name: the frames of the file given as
-/// system option `molecule` (xtb), else undefined.
-torch::Tensor default_start(const SystemArguments& arguments);
+/// A system built from the command line, with the starting configurations its options name.
+struct SystemChoice {
+  std::unique_ptr<System> system;
+  torch::Tensor start;  ///< [F, N, D] frames of the `molecule` file; undefined without one
+};
+
+/// Builds the system {"name": name, key: value, ...}: a value that parses as JSON (numbers,
+/// true, [6, 1]) is stored as such, anything else as a string. The option molecule=FILE (any
+/// format load_dataset reads, e.g. .xyz) is read here: its species become the "species" option
+/// and its frames the starting configurations. Throws psm::Error on an option without '=' or a
+/// bad file.
+SystemChoice choose_system(const SystemArguments& arguments);
 
 struct TemperatureArguments {
   std::optional<double> kT;      ///< --kT, energy units of the system
