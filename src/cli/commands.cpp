@@ -30,6 +30,8 @@ void register_builtin_commands(CommandRegistry& registry) {
   registry.add("data", "Inspect datasets (.npz, extended XYZ)", make_data_command);
   registry.add("simulate", "Reference samples of a system by MCMC or Langevin dynamics",
                make_simulate_command);
+  registry.add("eval", "Metrics, histograms and a report: samples against a reference",
+               make_eval_command);
 }
 
 }  // namespace psm::cli

@@ -9,5 +9,6 @@ namespace psm::cli {
 
 std::unique_ptr<Command> make_data_command();      ///< `psm data info|...`
 std::unique_ptr<Command> make_simulate_command();  ///< `psm simulate`
+std::unique_ptr<Command> make_eval_command();      ///< `psm eval`
 
 }  // namespace psm::cli
