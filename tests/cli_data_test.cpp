@@ -1,32 +1,13 @@
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
-
-#include "io_test_util.h"
 #include "psm/core/units.h"
 #include "psm/io/dataset.h"
+#include "test_util.h"
 
 namespace {
 
-struct RunResult {
-  int exit_code;
-  std::string output;  ///< stdout and stderr together
-};
-
-RunResult run_psm(const std::string& arguments) {
-  const std::string command = std::string(PSM_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using psm::test::run_psm;
+using psm::test::RunResult;
 
 int64_t line_count(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
 

@@ -2,12 +2,12 @@
 
 #include <fstream>
 
-#include "io_test_util.h"
 #include "psm/core/units.h"
 #include "psm/io/dataset.h"
 #include "psm/io/file_bytes.h"
 #include "psm/io/npy.h"
 #include "psm/io/xyz.h"
+#include "test_util.h"
 
 namespace {
 
@@ -134,7 +134,9 @@ TEST_F(DatasetFiles, LoadsExtxyzByExtension) {
 }
 
 TEST(DatasetLoad, SharedRmd17FileIfPresent) {
-  const std::filesystem::path file = "/work/shared/data/rmd17/rmd17_ethanol_train_01.npz";
+  // The public reference data sit beside the checkout when present (see ../shared/data).
+  const std::filesystem::path file = std::filesystem::path(PSM_TEST_DATA_DIR) /
+                                     "../../../shared/data/rmd17/rmd17_ethanol_train_01.npz";
   if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " not present";
   const psm::Dataset data = psm::load_dataset(file);
   EXPECT_EQ(data.num_frames(), 1000);

@@ -2,7 +2,7 @@
 
 #include <fstream>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "psm/io/file_bytes.h"
 #include "psm/io/npy.h"
 

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "psm/core/units.h"
 #include "psm/io/file_bytes.h"
 #include "psm/io/xyz.h"

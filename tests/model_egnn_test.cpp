@@ -87,6 +87,44 @@ TEST(ModelEgnn, OutputIsCentreOfMassFreeInTheNetworkDtype) {
   EXPECT_LT(out.mean(1).abs().max().item<double>(), 1e-6 * out.abs().max().item<double>());
 }
 
+TEST(ModelEgnn, ChunkedBatchMatchesWholeBatchWithGradients) {
+  // Chunks run in parallel threads with their own autograd graphs; outputs, input gradients and
+  // parameter gradients must equal those of the whole batch, for any thread count.
+  const int threads = torch::get_num_threads();
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const double tolerance = dtype == torch::kFloat64 ? 1e-12 : 1e-5;
+    auto options =
+        psm::EgnnOptions(3, torch::zeros({6}, torch::kInt64)).layers(2).hidden(16).dtype(dtype);
+    psm::Egnn whole(options.chunk_size(0)), chunked(options.chunk_size(2));
+    auto gen = psm::make_generator(24);
+    auto x = torch::randn({5, 6, 3}, gen, torch::kFloat64).to(dtype);
+    auto c_noise = torch::randn({5}, gen, torch::kFloat64).to(dtype);
+    auto scale = torch::ones({5}, dtype);
+    auto upstream = torch::randn({5, 6, 3}, gen, torch::kFloat64).to(dtype);
+    auto x_whole = x.clone().requires_grad_(true);
+    auto out_whole = whole->forward(x_whole, c_noise, scale);
+    (out_whole * upstream).sum().backward();
+    for (int t : {1, 2}) {
+      SCOPED_TRACE(t);
+      torch::set_num_threads(t);
+      chunked->zero_grad();
+      auto x_chunked = x.clone().requires_grad_(true);
+      auto out_chunked = chunked->forward(x_chunked, c_noise, scale);
+      (out_chunked * upstream).sum().backward();
+      EXPECT_LT(relative_error(out_chunked, out_whole), tolerance);
+      EXPECT_LT(relative_error(x_chunked.grad(), x_whole.grad()), tolerance);
+      auto reference = whole->named_parameters();
+      for (const auto& p : chunked->named_parameters()) {
+        EXPECT_LT(relative_error(p.value().grad(), reference[p.key()].grad()), tolerance)
+            << p.key();
+      }
+      torch::NoGradGuard no_grad;
+      EXPECT_LT(relative_error(chunked->forward(x, c_noise, scale), out_whole), tolerance);
+    }
+  }
+  torch::set_num_threads(threads);
+}
+
 TEST(ModelEgnn, CountsLinearFlops) {
   // Default LJ13 network: per layer 2 N H^2 (edge_source/target) + N^2 H (d^2 weight)
   // + 2 N^2 H^2 (edge_out, coord_hidden) + N^2 H (coord_out), plus on all but the last layer

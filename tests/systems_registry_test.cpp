@@ -23,7 +23,7 @@ std::string error_message(F&& make) {
 TEST(SystemRegistry, RegistersEveryBuiltinWithASummary) {
   psm::SystemRegistry registry("system");
   psm::register_builtin_systems(registry);
-  for (const char* name : {"lj", "lj13", "lj55", "dw", "dw4"}) {
+  for (const char* name : {"lj", "lj13", "lj55", "dw", "dw4", "xtb"}) {
     ASSERT_TRUE(registry.contains(name)) << name;
     EXPECT_FALSE(registry.summary(name).empty()) << name;
   }

@@ -30,6 +30,10 @@ void register_builtin_commands(CommandRegistry& registry) {
   registry.add("data", "Inspect datasets (.npz, extended XYZ)", make_data_command);
   registry.add("simulate", "Reference samples of a system by MCMC or Langevin dynamics",
                make_simulate_command);
+  registry.add("validate", "Compare psm's reference sampling with published samples (LJ13, DW4)",
+               make_validate_command);
+  registry.add("train", "Train a score model from a TOML config", make_train_command);
+  registry.add("sample", "Draw samples from a trained checkpoint", make_sample_command);
   registry.add("eval", "Metrics, histograms and a report: samples against a reference",
                make_eval_command);
 }

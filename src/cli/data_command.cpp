@@ -1,4 +1,5 @@
-// `psm data SUBCOMMAND`: inspect (and, later, prepare) datasets.
+// `psm data SUBCOMMAND`: inspect datasets and make the biased or limited training sets of
+// METHOD.md.
 
 #include <fmt/format.h>
 
@@ -10,7 +11,9 @@
 
 #include "psm/cli/commands.h"
 #include "psm/core/elements.h"
+#include "psm/data/subsets.h"
 #include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
 
 namespace psm::cli {
 
@@ -66,11 +69,96 @@ class DataInfoCommand final : public Command {
   std::optional<double> temperature_kelvin_;
 };
 
+/// `psm data subset`: writes a training set made from a larger one (limited, temperature-,
+/// basin- or selection-biased), recording the step in the output's provenance.
+class DataSubsetCommand final : public Command {
+ public:
+  void configure(CLI::App& app) override {
+    app.add_option("--in", in_, "Source dataset")->required();
+    app.add_option("--out", out_, "Output dataset (.npz)")->required();
+    app.add_option("--kind", kind_, "limited | temperature | basin | energy | torsion")
+        ->required()
+        ->check(CLI::IsMember({"limited", "temperature", "basin", "energy", "torsion"}));
+    app.add_option("--frames", frames_, "Frames to keep (limited, temperature, basin)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--seed", seed_, "Random seed")->capture_default_str();
+    app.add_option("--target-kT", target_kT_,
+                   "temperature: the k_B T the training is for (the source's kT is the "
+                   "sampled one)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--energy-max", energy_max_, "energy: keep frames with energy <= this");
+    app.add_option("--quantile", quantile_, "energy: keep the lowest fraction of frames")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_option("--atoms", atoms_, "torsion: four atom indices (0-based) a b c d")->expected(4);
+    app.add_option("--window", window_, "torsion: low high, degrees (low > high wraps)")
+        ->expected(2);
+    app.add_option("--trajectories", basin_.trajectories,
+                   "basin: short trajectories started in the minimum")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--thin", basin_.thin, "basin: MCMC steps between frames")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--start-frame", start_frame_,
+                   "basin: frame to minimise (default: lowest energy)");
+    app.add_option("--kT-data", kT_data_, "basin: sampling k_B T (default: the source's kT)")
+        ->check(CLI::PositiveNumber);
+  }
+
+  int run(const GlobalOptions&) override {
+    const Dataset source = load_dataset(in_);
+    const Dataset subset = make_subset(source);
+    save_dataset(out_, subset);
+    fmt::print("{}: {} of {} frames ({}), kT {:.6g}{}\n", out_, subset.num_frames(),
+               source.num_frames(), kind_, subset.kT,
+               subset.sampled_kT ? fmt::format(", sampled at kT {:.6g}", *subset.sampled_kT) : "");
+    return 0;
+  }
+
+ private:
+  Dataset make_subset(const Dataset& source) const {
+    if (kind_ == "limited") {
+      check(frames_.has_value(), "--kind limited needs --frames");
+      return limited_subset(source, *frames_, seed_);
+    }
+    if (kind_ == "temperature") {
+      check(target_kT_.has_value(), "--kind temperature needs --target-kT");
+      return temperature_biased_subset(source, *target_kT_, frames_, seed_);
+    }
+    if (kind_ == "energy") return energy_selected_subset(source, {energy_max_, quantile_});
+    if (kind_ == "torsion") {
+      check(atoms_.size() == 4 && window_.size() == 2,
+            "--kind torsion needs --atoms a b c d and --window low high");
+      return torsion_selected_subset(source, {atoms_[0], atoms_[1], atoms_[2], atoms_[3]},
+                                     window_[0], window_[1]);
+    }
+    check(!source.system.is_null(),
+          fmt::format("{}: --kind basin needs a dataset that names its system", in_));
+    const auto system = make_system(source.system);
+    BasinOptions options = basin_;
+    options.frames = frames_.value_or(options.frames);
+    options.start_frame = start_frame_;
+    options.kT = kT_data_;
+    options.seed = seed_;
+    return basin_biased_subset(*system, source, options);
+  }
+
+  std::string in_, out_, kind_;
+  std::optional<int64_t> frames_, start_frame_;
+  uint64_t seed_ = 0;
+  std::optional<double> target_kT_, energy_max_, quantile_, kT_data_;
+  std::vector<int64_t> atoms_;
+  std::vector<double> window_;
+  BasinOptions basin_;
+};
+
 /// Registers the subcommands of `psm data`. A sibling (e.g. `subset`) is one more Command
 /// class and one more line here.
 void register_data_subcommands(CommandRegistry& registry) {
   registry.add("info", "Print frames, species, units, kT, energy and force ranges of a dataset",
                [] { return std::make_unique<DataInfoCommand>(); });
+  registry.add("subset", "Make a limited or biased training set from a larger dataset",
+               [] { return std::make_unique<DataSubsetCommand>(); });
 }
 
 /// `psm data`: dispatches to the subcommand that was parsed.

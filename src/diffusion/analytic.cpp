@@ -11,9 +11,10 @@ namespace psm {
 
 namespace {
 
-/// P as a [N D, N D] float64 matrix on the flattened configuration.
-torch::Tensor space_projection(int64_t num_atoms, int64_t dim, bool com_free) {
-  const auto options = torch::TensorOptions().dtype(torch::kFloat64);
+/// P as a [N D, N D] float64 matrix on the flattened configuration, on `device`.
+torch::Tensor space_projection(int64_t num_atoms, int64_t dim, bool com_free,
+                               torch::Device device) {
+  const auto options = torch::TensorOptions().dtype(torch::kFloat64).device(device);
   const torch::Tensor identity = torch::eye(num_atoms * dim, options);
   if (!com_free) return identity;
   return identity - torch::kron(torch::full({num_atoms, num_atoms}, 1.0 / num_atoms, options),
@@ -53,7 +54,7 @@ GaussianMixture::GaussianMixture(torch::Tensor weights, torch::Tensor means,
   means_ = project(means.to(torch::kFloat64), com_free).reshape({k, d});
 
   covariances = covariances.to(torch::kFloat64);
-  const torch::Tensor p = space_projection(num_atoms_, dim_, com_free);
+  const torch::Tensor p = space_projection(num_atoms_, dim_, com_free, covariances.device());
   check(relative_difference(covariances.transpose(1, 2), covariances) < 1e-10,
         "GaussianMixture: covariances must be symmetric");
   check(relative_difference(p.matmul(covariances).matmul(p), covariances) < 1e-8,
@@ -75,7 +76,7 @@ GaussianMixture GaussianMixture::isotropic(const torch::Tensor& weights, const t
   check(stds.dim() == 1 && stds.size(0) == weights.size(0),
         "GaussianMixture::isotropic: stds must be [K], one per weight");
   check(means.dim() == 3, "GaussianMixture::isotropic: means must be [K, N, D]");
-  const torch::Tensor p = space_projection(means.size(1), means.size(2), com_free);
+  const torch::Tensor p = space_projection(means.size(1), means.size(2), com_free, means.device());
   const torch::Tensor variances = stds.to(torch::kFloat64).square().view({-1, 1, 1});
   return GaussianMixture(weights, means, variances * p, com_free);
 }
@@ -87,7 +88,8 @@ GaussianMixture GaussianMixture::harmonic(const torch::Tensor& stiffness,
   const int64_t d = minimum.size(0) * minimum.size(1);
   check(stiffness.dim() == 2 && stiffness.size(0) == d && stiffness.size(1) == d,
         fmt::format("GaussianMixture::harmonic: stiffness must be [N D={}, N D={}]", d, d));
-  const torch::Tensor p = space_projection(minimum.size(0), minimum.size(1), com_free);
+  const torch::Tensor p =
+      space_projection(minimum.size(0), minimum.size(1), com_free, minimum.device());
   const torch::Tensor outside = torch::eye(d, p.options()) - p;
   // (P K P + (I - P))⁻¹ = K⁺ + (I - P), K⁺ the inverse of K on the space.
   const torch::Tensor k_space = p.matmul(stiffness.to(torch::kFloat64)).matmul(p);

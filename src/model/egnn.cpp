@@ -1,13 +1,18 @@
 #include "psm/model/egnn.h"
 
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <fmt/format.h>
+#include <torch/autograd.h>
 
 #include <cmath>
 #include <numbers>
 #include <utility>
+#include <vector>
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
+#include "psm/model/fused_ops.h"
 
 namespace psm {
 
@@ -16,20 +21,6 @@ namespace {
 // Added to squared distances before the square root: keeps the gradient finite on the
 // diagonal (masked anyway) and for coincident atoms, in network input units.
 constexpr double kDistanceEpsilon = 1e-8;
-
-bool is_known_activation(const std::string& name) {
-  return name == "silu" || name == "gelu" || name == "relu" || name == "tanh";
-}
-
-// In place when autograd does not need the input (inference), which saves one pass over the
-// large pair tensors; out of place otherwise (the backward of these needs the pre-activation).
-torch::Tensor activate(const std::string& name, torch::Tensor x) {
-  const bool in_place = !x.requires_grad();
-  if (name == "silu") return in_place ? torch::silu_(x) : torch::silu(x);
-  if (name == "gelu") return torch::gelu(x);
-  if (name == "relu") return in_place ? x.relu_() : torch::relu(x);
-  return in_place ? x.tanh_() : torch::tanh(x);
-}
 
 // y = x W^T + b over the last dimension, as one GEMM on the flattened rows (the bias is folded
 // into the GEMM instead of a separate pass over the output).
@@ -42,7 +33,15 @@ torch::Tensor dense(const torch::nn::Linear& layer, const torch::Tensor& x) {
   return y.view(shape);
 }
 
-// Fills the storage of `t` (any dtype/device) from U(-bound, bound) drawn in float64 on the CPU generator.
+// y = x W^T over the last dimension, without a bias (fused into the following activation).
+torch::Tensor matmul_rows(const torch::Tensor& x, const torch::Tensor& weight) {
+  auto shape = x.sizes().vec();
+  shape.back() = weight.size(0);
+  return torch::mm(x.reshape({-1, x.size(-1)}), weight.t()).view(shape);
+}
+
+// Fills the storage of `t` (any dtype/device) from U(-bound, bound) drawn in float64 on the CPU
+// generator.
 void fill_uniform(torch::Tensor t, double bound, torch::Generator& generator) {
   auto draw = torch::rand(t.sizes(), generator, torch::dtype(torch::kFloat64));
   t.copy_(draw.mul_(2 * bound).sub_(bound));
@@ -76,6 +75,101 @@ torch::Tensor gaussian_rbf(const torch::Tensor& distance, int64_t count, double 
   auto z = (distance.unsqueeze(-1) - centres) / width;
   return torch::exp(-0.5 * z.square());
 }
+
+// Chunk c of a batch tensor.
+torch::Tensor chunk_of(const torch::Tensor& t, int64_t c, int64_t chunk) {
+  return t.narrow(0, c * chunk, std::min(chunk, t.size(0) - c * chunk));
+}
+
+int64_t num_chunks(int64_t batch, int64_t chunk) { return (batch + chunk - 1) / chunk; }
+
+// Runs body(c) for every chunk c on the intra-op threads, each thread with the caller's
+// thread-local state (grad and inference mode). Inside, tensor operations run single-threaded:
+// one fork/join for the whole pass instead of one per operation, and each chunk's pair tensors
+// stay in its core's cache.
+template <class Body>
+void for_each_chunk(int64_t count, const Body& body) {
+  const at::ThreadLocalState state;
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard guard(state);
+    for (int64_t c = begin; c < end; ++c) body(c);
+  });
+}
+
+// The network on each chunk of inputs = {x, c_noise, length_scale}, without autograd.
+torch::Tensor run_chunks(psm::EgnnImpl& net, const std::vector<torch::Tensor>& inputs,
+                         int64_t chunk) {
+  std::vector<torch::Tensor> outputs(num_chunks(inputs[0].size(0), chunk));
+  for_each_chunk(static_cast<int64_t>(outputs.size()), [&](int64_t c) {
+    outputs[c] = net.forward_chunk(chunk_of(inputs[0], c, chunk), chunk_of(inputs[1], c, chunk),
+                                   chunk_of(inputs[2], c, chunk));
+  });
+  return torch::cat(outputs);
+}
+
+// Training path of the chunked network: the forward pass builds one autograd graph per chunk
+// (in parallel), and the backward pass differentiates the chunks in parallel and sums their
+// parameter gradients in chunk order, so the result does not depend on the thread count.
+// Gradients flow to the positions and the parameters (not to c_noise or length_scale).
+class ChunkedFunction : public torch::autograd::Function<ChunkedFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                psm::EgnnImpl* net, int64_t chunk, torch::Tensor x,
+                                                torch::Tensor c_noise, torch::Tensor length_scale,
+                                                at::TensorList parameters) {
+    const int64_t count = num_chunks(x.size(0), chunk);
+    std::vector<torch::Tensor> inputs(count), outputs(count);
+    for_each_chunk(count, [&](int64_t c) {
+      torch::AutoGradMode record(true);
+      inputs[c] = chunk_of(x, c, chunk).detach().requires_grad_(x.requires_grad());
+      outputs[c] = net->forward_chunk(inputs[c], chunk_of(c_noise, c, chunk),
+                                      chunk_of(length_scale, c, chunk));
+    });
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["inputs"] = inputs;
+    ctx->saved_data["outputs"] = outputs;
+    ctx->saved_data["parameters"] = parameters.vec();
+    ctx->saved_data["x_requires_grad"] = x.requires_grad();
+    std::vector<torch::Tensor> detached;
+    for (const auto& o : outputs) detached.push_back(o.detach());
+    return {torch::cat(detached)};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    check(!torch::GradMode::is_enabled(), "model: double backward is not supported");
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto inputs = ctx->saved_data["inputs"].toTensorVector();
+    const auto outputs = ctx->saved_data["outputs"].toTensorVector();
+    const auto parameters = ctx->saved_data["parameters"].toTensorVector();
+    const bool x_grad = ctx->saved_data["x_requires_grad"].toBool();
+    const auto count = static_cast<int64_t>(outputs.size());
+    std::vector<std::vector<torch::Tensor>> chunk_grads(count);
+    for_each_chunk(count, [&](int64_t c) {
+      std::vector<torch::Tensor> wrt = parameters;
+      if (x_grad) wrt.push_back(inputs[c]);
+      chunk_grads[c] = torch::autograd::grad({outputs[c]}, wrt, {chunk_of(grads[0], c, chunk)},
+                                             /*retain_graph=*/true, /*create_graph=*/false,
+                                             /*allow_unused=*/true);
+    });
+    // Returned in the order of forward's arguments: net, chunk, x, c_noise, length_scale,
+    // then one per parameter.
+    torch::autograd::variable_list result(5 + parameters.size());
+    for (size_t p = 0; p < parameters.size(); ++p) {
+      for (int64_t c = 0; c < count; ++c) {
+        const auto& g = chunk_grads[c][p];
+        if (!g.defined()) continue;
+        result[5 + p] = result[5 + p].defined() ? result[5 + p] + g : g;
+      }
+    }
+    if (x_grad) {
+      std::vector<torch::Tensor> gx;
+      for (int64_t c = 0; c < count; ++c) gx.push_back(chunk_grads[c].back());
+      result[2] = torch::cat(gx);
+    }
+    return result;
+  }
+};
 
 }  // namespace
 
@@ -134,25 +228,36 @@ std::pair<torch::Tensor, torch::Tensor> EgnnLayerImpl::forward(const torch::Tens
   auto diff = x.unsqueeze(2) - x.unsqueeze(1);  // [B, N, N, D], x_i - x_j
   auto d2 = diff.square().sum(-1);              // [B, N, N]
 
-  // Edge MLP phi_e(h_i, h_j, d_ij^2, rbf_ij) with its first map split per node.
-  auto pre = dense(edge_source, h).unsqueeze(2) + dense(edge_target, h).unsqueeze(1);
-  pre.addcmul_(d2.unsqueeze(-1), edge_distance);
-  if (rbf.defined()) pre.add_(dense(edge_rbf, rbf));
-  auto message = activate(act, dense(edge_out, activate(act, pre)));  // [B, N, N, H]
+  // Edge MLP phi_e(h_i, h_j, d_ij^2, rbf_ij) with its first map split per node; biases and
+  // activations are fused into single passes over the pair tensors (fused_ops.h).
+  auto rbf_term = rbf.defined() ? dense(edge_rbf, rbf) : torch::Tensor();
+  auto hidden = fused::pair_activation(act, dense(edge_source, h), dense(edge_target, h), d2,
+                                       edge_distance, rbf_term);
+  auto message_pre = matmul_rows(hidden, edge_out->weight);
+  torch::Tensor message, logits;  // [B, N, N, H], [B, N, N]
+  if (attention) {
+    std::tie(message, logits) = fused::bias_activation_head(
+        act, message_pre, edge_out->bias, attention->weight.squeeze(0), /*keep_y=*/true);
+  } else {
+    message = fused::bias_activation(act, message_pre, edge_out->bias);
+  }
 
   // Coordinate update along x_i - x_j, normalised by (d_ij + 1) so that far pairs do not
   // dominate, averaged over neighbours through pair_weight.
-  auto weight = dense(coord_out, activate(act, dense(coord_hidden, message))).squeeze(-1);
+  auto weight = fused::bias_activation_head(act, matmul_rows(message, coord_hidden->weight),
+                                            coord_hidden->bias, coord_out->weight.squeeze(0),
+                                            /*keep_y=*/false)
+                    .second;
   if (options.tanh()) weight = options.coord_range() * torch::tanh(weight);
   weight = weight * pair_weight / (torch::sqrt(d2 + kDistanceEpsilon) + 1.0);
   auto x_next = x + (diff * weight.unsqueeze(-1)).sum(2);
   if (!update_features) return {h, x_next};
 
   // Node update from the (gated) mean message, with a residual connection.
-  auto gate = pair_weight;
-  if (attention) gate = gate * torch::sigmoid(dense(attention, message).squeeze(-1));
+  auto gate = attention ? pair_weight * torch::sigmoid(logits + attention->bias) : pair_weight;
   auto aggregate = torch::matmul(gate.unsqueeze(-2), message).squeeze(-2);  // [B, N, H]
-  auto update = dense(node_out, activate(act, dense(node_hidden, torch::cat({h, aggregate}, -1))));
+  auto update =
+      dense(node_out, fused::activation(act, dense(node_hidden, torch::cat({h, aggregate}, -1))));
   return {h + update, x_next};
 }
 
@@ -181,7 +286,7 @@ EgnnImpl::EgnnImpl(EgnnOptions options_) : options(std::move(options_)) {
         "model: species must be an int64 tensor [N] with N >= 2 atoms");
   check(o.layers() >= 1, fmt::format("model: layers must be >= 1, got {}", o.layers()));
   check(o.hidden() >= 1, fmt::format("model: hidden must be >= 1, got {}", o.hidden()));
-  check(is_known_activation(o.activation()),
+  check(fused::is_known_activation(o.activation()),
         fmt::format("model: unknown activation '{}' (known: silu, gelu, relu, tanh)",
                     o.activation()));
   check(o.noise_features() >= 2 && o.noise_features() % 2 == 0,
@@ -190,6 +295,8 @@ EgnnImpl::EgnnImpl(EgnnOptions options_) : options(std::move(options_)) {
   check(o.num_rbf() == 0 || o.rbf_cutoff() > 0,
         fmt::format("model: rbf_cutoff must be > 0, got {}", o.rbf_cutoff()));
   check(o.cutoff() >= 0, fmt::format("model: cutoff must be >= 0 (0: none), got {}", o.cutoff()));
+  check(o.chunk_size() >= 0,
+        fmt::format("model: chunk_size must be >= 0 (0: whole batch), got {}", o.chunk_size()));
   check(o.coord_range() > 0,
         fmt::format("model: coord_range must be > 0, got {}", o.coord_range()));
   check(o.dtype() == torch::kFloat32 || o.dtype() == torch::kFloat64,
@@ -229,24 +336,36 @@ void EgnnImpl::reset_parameters() {
   for (const auto& layer : *layers) layer->as<EgnnLayerImpl>()->reset_parameters(generator);
 }
 
-torch::Tensor EgnnImpl::forward(const torch::Tensor& x_in, const torch::Tensor& c_noise,
+torch::Tensor EgnnImpl::forward(const torch::Tensor& x, const torch::Tensor& c_noise,
                                 const torch::Tensor& length_scale) {
   const int64_t n = options.species().size(0);
-  check(x_in.dim() == 3 && x_in.size(1) == n && x_in.size(2) == options.dim(),
+  check(x.dim() == 3 && x.size(1) == n && x.size(2) == options.dim(),
         fmt::format("model: positions must be [B, {}, {}], got {}", n, options.dim(),
-                    fmt::join(x_in.sizes(), "x")));
-  const int64_t batch = x_in.size(0);
+                    fmt::join(x.sizes(), "x")));
+  const int64_t batch = x.size(0);
   check(c_noise.dim() == 1 && c_noise.size(0) == batch && length_scale.dim() == 1 &&
             length_scale.size(0) == batch,
         "model: c_noise and length_scale must be [B] with the batch size of the positions");
   const auto dtype = options.dtype();
-  auto x = x_in.to(dtype);
+  auto inputs = std::vector<torch::Tensor>{x.to(dtype), c_noise.to(dtype), length_scale.to(dtype)};
+  const int64_t chunk = options.chunk_size();
+  if (chunk == 0 || batch <= chunk) return forward_chunk(inputs[0], inputs[1], inputs[2]);
+  const bool record = torch::GradMode::is_enabled() &&
+                      (inputs[0].requires_grad() || parameters().front().requires_grad());
+  if (!record) return run_chunks(*this, inputs, chunk);
+  const auto params = parameters();
+  return ChunkedFunction::apply(this, chunk, inputs[0], inputs[1], inputs[2],
+                                at::TensorList(params))[0];
+}
 
+torch::Tensor EgnnImpl::forward_chunk(const torch::Tensor& x, const torch::Tensor& c_noise,
+                                      const torch::Tensor& length_scale) {
+  const int64_t n = x.size(1), batch = x.size(0);
   // Node features: species embedding + embedding of the noise level.
-  auto angles = c_noise.to(dtype).unsqueeze(-1) * noise_frequencies;  // [B, F/2]
+  auto angles = c_noise.unsqueeze(-1) * noise_frequencies;  // [B, F/2]
   auto fourier = torch::cat({torch::cos(angles), torch::sin(angles)}, -1);
   const auto& act = options.activation();
-  auto noise = dense(noise_out, activate(act, dense(noise_hidden, fourier)));  // [B, H]
+  auto noise = dense(noise_out, fused::activation(act, dense(noise_hidden, fourier)));  // [B, H]
   auto species = species_embedding->weight.index_select(0, species_index.to(x.device()));
   auto h = species.unsqueeze(0) + noise.unsqueeze(1);  // [B, N, H]
 
@@ -256,8 +375,8 @@ torch::Tensor EgnnImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
   torch::Tensor rbf;
   if (options.cutoff() > 0 || options.num_rbf() > 0) {
     auto d2 = (x.unsqueeze(2) - x.unsqueeze(1)).square().sum(-1);
-    auto distance = torch::sqrt(d2 + kDistanceEpsilon) *
-                    length_scale.to(dtype).view({batch, 1, 1});  // physical units
+    auto distance =
+        torch::sqrt(d2 + kDistanceEpsilon) * length_scale.view({batch, 1, 1});  // physical units
     if (options.cutoff() > 0)
       pair_weight = pair_weight * cosine_envelope(distance, options.cutoff());
     if (options.num_rbf() > 0)
@@ -284,10 +403,10 @@ void EgnnImpl::pretty_print(std::ostream& stream) const {
   stream << fmt::format(
       "psm::Egnn(dim={}, atoms={}, species={}, layers={}, hidden={}, activation={}, "
       "noise_features={}, num_rbf={}, rbf_cutoff={}, cutoff={}, attention={}, tanh={}, "
-      "coord_range={}, dtype={}, seed={})",
+      "coord_range={}, chunk_size={}, dtype={}, seed={})",
       o.dim(), o.species().size(0), species_embedding->weight.size(0), o.layers(), o.hidden(),
       o.activation(), o.noise_features(), o.num_rbf(), o.rbf_cutoff(), o.cutoff(), o.attention(),
-      o.tanh(), o.coord_range(), c10::toString(o.dtype()), o.seed());
+      o.tanh(), o.coord_range(), o.chunk_size(), c10::toString(o.dtype()), o.seed());
 }
 
 }  // namespace psm

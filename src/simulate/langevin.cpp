@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <array>
 #include <cmath>
 
+#include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/core/random.h"
@@ -16,12 +16,6 @@ namespace {
 /// Generator stream of Langevin velocities and thermostat noise (see psm::make_generator).
 constexpr uint64_t langevin_stream = 2;
 
-/// Conventional standard atomic weights (IUPAC 2021), amu, for Z = 1..36.
-constexpr std::array<double, 36> atomic_weights = {
-    1.008,  4.0026, 6.94,   9.0122, 10.81,  12.011, 14.007, 15.999, 18.998, 20.180, 22.990, 24.305,
-    26.982, 28.085, 30.974, 32.06,  35.45,  39.95,  39.098, 40.078, 44.956, 47.867, 50.942, 51.996,
-    54.938, 55.845, 58.933, 58.693, 63.546, 65.38,  69.723, 72.630, 74.922, 78.971, 79.904, 83.798};
-
 torch::Tensor standard_normal(at::IntArrayRef sizes, torch::Generator& generator,
                               const torch::Tensor& like) {
   return torch::randn(sizes, generator, torch::dtype(torch::kFloat64)).to(like.device());
@@ -31,11 +25,7 @@ torch::Tensor standard_normal(at::IntArrayRef sizes, torch::Generator& generator
 
 torch::Tensor standard_atomic_masses(const std::vector<int64_t>& species) {
   std::vector<double> masses;
-  for (const int64_t z : species) {
-    check(z >= 0 && z <= static_cast<int64_t>(atomic_weights.size()),
-          fmt::format("no atomic mass tabulated for atomic number {}", z));
-    masses.push_back(z == 0 ? 1.0 : atomic_weights[z - 1]);
-  }
+  for (const int64_t z : species) masses.push_back(z == 0 ? 1.0 : element(z).mass);
   return torch::tensor(masses, torch::kFloat64);
 }
 

@@ -12,13 +12,13 @@ SamplerPreset sampler_preset(const System& system) {
   const std::string& name = system.name();
   if (name == "dw4" || name.starts_with("dw")) {
     // Pair minima at d = 4 -+ 1.49; the lattice puts pairs on the barrier at d = 4.
-    return {.chains = 128, .burn_in = 2000, .thin = 10, .step_size = 0.5, .spacing = 4.0};
+    return {.chains = 128, .burn_in = 5000, .thin = 200, .step_size = 0.5, .spacing = 4.0};
   }
   if (name == "lj55") {
     return {.chains = 128, .burn_in = 5000, .thin = 40, .step_size = 0.05, .spacing = 1.0};
   }
   if (name.starts_with("lj")) {
-    return {.chains = 128, .burn_in = 3000, .thin = 20, .step_size = 0.1, .spacing = 1.0};
+    return {.chains = 128, .burn_in = 20000, .thin = 1000, .step_size = 0.1, .spacing = 1.0};
   }
   if (system.units() == Units::reduced) return {};
   // Molecules (Å, kcal/mol, amu): 0.5 fs steps, 1/ps friction, a frame every 50 fs.

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <string>
@@ -9,6 +10,7 @@
 #include "psm/systems/double_well.h"
 #include "psm/systems/lennard_jones.h"
 #include "psm/systems/potential.h"
+#include "psm/systems/xtb.h"
 
 namespace psm {
 
@@ -40,6 +42,20 @@ class SpecReader {
                                          system_, key, value.dump()));
     return value.get<double>();
   }
+
+  /// A required list of integers.
+  std::vector<int64_t> integers(const std::string& key) {
+    check(present(key), fmt::format("system '{}': option '{}' is required", system_, key));
+    const auto& value = spec_[key];
+    const bool valid =
+        value.is_array() && std::all_of(value.begin(), value.end(),
+                                        [](const auto& v) { return v.is_number_integer(); });
+    check(valid, fmt::format("system '{}': option '{}' must be a list of integers, got {}", system_,
+                             key, value.dump()));
+    return value.get<std::vector<int64_t>>();
+  }
+
+  bool has(const std::string& key) const { return spec_.contains(key); }
 
   void reject_unknown() const {
     for (const auto& [key, value] : spec_.items()) {
@@ -121,6 +137,35 @@ std::unique_ptr<System> make_double_well(const nlohmann::json& spec, const std::
                                   std::move(potential), std::move(canonical));
 }
 
+/// GFN2-xTB molecule: {"species": [Z, ...]} plus optional charge, uhf, accuracy,
+/// electronic_temperature (K) and max_iterations.
+std::unique_ptr<System> make_xtb(const nlohmann::json& spec) {
+  SpecReader reader(spec, "xtb");
+  // Reading a geometry file waits for the io layer's extended-XYZ reader.
+  check(!reader.has("molecule"),
+        "system 'xtb': option 'molecule' is not supported yet; give \"species\" (atomic numbers)");
+  XtbOptions options;
+  options.species = reader.integers("species");
+  options.charge = reader.integer("charge", options.charge);
+  options.uhf = reader.integer("uhf", options.uhf);
+  options.accuracy = reader.number("accuracy", options.accuracy);
+  options.electronic_temperature =
+      reader.number("electronic_temperature", options.electronic_temperature);
+  options.max_iterations = reader.integer("max_iterations", options.max_iterations);
+  reader.reject_unknown();
+
+  auto potential = std::make_shared<const Xtb>(options);
+  nlohmann::json canonical = {{"name", "xtb"},
+                              {"species", options.species},
+                              {"charge", options.charge},
+                              {"uhf", options.uhf},
+                              {"accuracy", options.accuracy},
+                              {"electronic_temperature", options.electronic_temperature},
+                              {"max_iterations", options.max_iterations}};
+  return std::make_unique<System>("xtb", options.species, 3, Units::kcal_mol_angstrom,
+                                  std::move(potential), std::move(canonical));
+}
+
 }  // namespace
 
 void register_builtin_systems(SystemRegistry& registry) {
@@ -136,6 +181,11 @@ void register_builtin_systems(SystemRegistry& registry) {
                [](const nlohmann::json& spec) { return make_double_well(spec, "dw4", true); });
   registry.add("dw", "multi-particle double well (options: n, dim, a, b, c, d0)",
                [](const nlohmann::json& spec) { return make_double_well(spec, "dw", false); });
+  registry.add(
+      "xtb",
+      "GFN2-xTB molecule via libxtb, kcal/mol and Angstrom (options: species, charge, uhf, "
+      "accuracy, electronic_temperature, max_iterations)",
+      make_xtb);
 }
 
 }  // namespace psm

@@ -16,7 +16,7 @@ DoubleWell::DoubleWell(DoubleWellOptions options) : options_(options) {
 
 Evaluation DoubleWell::evaluate(const torch::Tensor& positions, EvalRequest request) const {
   const auto x = detail::checked_positions(positions, options_.n, options_.dim, "DoubleWell");
-  const auto [distance_squared, off_diagonal] = detail::pair_geometry(x);
+  const auto [centred, distance_squared, off_diagonal] = detail::pair_geometry(x);
   const auto distance = distance_squared.sqrt();
   const auto s = distance - options_.d0;
   const auto s2 = s * s;
@@ -27,7 +27,7 @@ Evaluation DoubleWell::evaluate(const torch::Tensor& positions, EvalRequest requ
   if (request.forces) {
     // dE/dx_i = sum_j g'(d_ij) (x_i - x_j) / d_ij: the 0.5 cancels the double count.
     const auto coefficient = -(a + 2.0 * b * s + 4.0 * c * s2 * s) / distance * off_diagonal;
-    out.forces = detail::pair_forces(coefficient, x);
+    out.forces = detail::pair_forces(coefficient, centred);
   }
   return out;
 }

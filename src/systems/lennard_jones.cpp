@@ -21,21 +21,24 @@ LennardJones::LennardJones(LennardJonesOptions options) : options_(options) {
 
 Evaluation LennardJones::evaluate(const torch::Tensor& positions, EvalRequest request) const {
   const auto x = detail::checked_positions(positions, options_.n, options_.dim, "LennardJones");
-  const auto [distance_squared, off_diagonal] = detail::pair_geometry(x);
+  auto [centred, distance_squared, off_diagonal] = detail::pair_geometry(x);
+  // In-place updates of the [B, N, N] tensors: the evaluation is memory bound, and every
+  // temporary avoided saves a pass over B N^2 doubles (about 2x faster for LJ13).
   const double rm2 = options_.rm * options_.rm;
-  const auto s2 = (rm2 / distance_squared) * off_diagonal;  // (rm/d)^2, 0 on the diagonal
-  const auto s6 = s2 * s2 * s2;
-  const auto s12 = s6 * s6;
-  const auto centred = x - x.mean(1, /*keepdim=*/true);
+  const auto s2 = distance_squared.reciprocal_().mul_(rm2 * off_diagonal);  // (rm/d)^2; 0 at i=j
+  auto s6 = s2 * s2;
+  s6.mul_(s2);
+  auto s12 = s6 * s6;
 
   Evaluation out;
-  out.energy = options_.epsilon * (s12 - 2.0 * s6).sum({1, 2}) +
+  out.energy = options_.epsilon * (s12.sum({1, 2}) - 2.0 * s6.sum({1, 2})) +
                0.5 * options_.oscillator_scale * centred.square().sum({1, 2});
   if (request.forces) {
     // dE/dx_i = 2 eps sum_j f'(d) (x_i - x_j) / d with f'(d) = 12 (s6 - s12) / d; the factor
     // 2 counts (i, j) and (j, i). The restraint's gradient is scale * (x_i - mean).
-    const auto coefficient = (24.0 * options_.epsilon / rm2) * (s12 - s6) * s2;
-    out.forces = detail::pair_forces(coefficient, x) - options_.oscillator_scale * centred;
+    const auto coefficient = s12.sub_(s6).mul_(s2).mul_(24.0 * options_.epsilon / rm2);
+    out.forces =
+        detail::pair_forces(coefficient, centred).sub_(options_.oscillator_scale * centred);
   }
   return out;
 }

@@ -23,8 +23,13 @@ torch::Tensor checked_positions(const torch::Tensor& positions, int64_t n, int64
 PairGeometry pair_geometry(const torch::Tensor& positions) {
   const int64_t n = positions.size(1);
   const auto eye = torch::eye(n, positions.options());
-  const auto diff = positions.unsqueeze(2) - positions.unsqueeze(1);  // [B, N, N, D]
-  return {diff.square().sum(-1) + eye, 1.0 - eye};
+  auto centred = positions - positions.mean(1, /*keepdim=*/true);
+  const auto norm_squared = centred.square().sum(-1);  // [B, N]
+  auto distance_squared =
+      torch::baddbmm(norm_squared.unsqueeze(2) + norm_squared.unsqueeze(1), centred,
+                     centred.transpose(1, 2), /*beta=*/1.0, /*alpha=*/-2.0);
+  distance_squared.clamp_min_(0.0).add_(eye);  // rounding can make coincident pairs negative
+  return {std::move(centred), std::move(distance_squared), 1.0 - eye};
 }
 
 torch::Tensor pair_forces(const torch::Tensor& coefficient, const torch::Tensor& positions) {

@@ -25,7 +25,7 @@ namespace psm {
 /// The crossover rule w(σ).
 enum class Crossover {
   dsm,     ///< w = 0: no forces needed
-  psm,     ///< w = 1
+  psm,     ///< w = 1: on data from another temperature its large-σ score is off by kT_data / kT
   hybrid,  ///< w = 1 / (1 + (σ / σ_c)^exponent)
 };
 

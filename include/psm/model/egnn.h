@@ -52,6 +52,10 @@ struct EgnnOptions {
   TORCH_ARG(double, coord_range) = 3.0;
   /// Parameter dtype (float32 or float64); inputs are converted to it.
   TORCH_ARG(torch::Dtype, dtype) = torch::kFloat32;
+  /// Samples per chunk: a batch is split into chunks that run in parallel on the intra-op
+  /// threads (torch::set_num_threads), forward and backward, each small enough that its pair
+  /// tensors stay in cache. 0: the whole batch at once. Results do not depend on the threads.
+  TORCH_ARG(int64_t, chunk_size) = 32;
   /// reset_parameters() draws every initial weight from make_generator(seed, kInitStream).
   TORCH_ARG(uint64_t, seed) = 0;
 };
@@ -119,6 +123,12 @@ class EgnnImpl : public torch::nn::Cloneable<EgnnImpl> {
   ///         with its mean over atoms removed
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& c_noise,
                         const torch::Tensor& length_scale);
+
+  /// forward() on one chunk, in the calling thread; inputs already in options.dtype.
+  /// (Gradients of a chunked forward() reach x and the parameters, not c_noise or
+  /// length_scale.)
+  torch::Tensor forward_chunk(const torch::Tensor& x, const torch::Tensor& c_noise,
+                              const torch::Tensor& length_scale);
 
   void reset() override;
   /// Redraws every parameter from make_generator(options.seed, kInitStream).

@@ -24,9 +24,8 @@ namespace psm {
 /// The time unit of (Å, kcal/mol, amu), sqrt(amu Å² / (kcal/mol)), in femtoseconds (AKMA).
 inline constexpr double akma_time_fs = 48.88821291;
 
-/// Masses in amu for atomic numbers `species` (conventional standard atomic weights, H to Kr);
-/// species 0 (identical model particles) get mass 1. [N] float64. Throws psm::Error on an
-/// element without a tabulated mass.
+/// Masses in amu for atomic numbers `species` (psm::element(z).mass); species 0 (identical
+/// model particles) get mass 1. [N] float64. Throws psm::Error on an unknown element.
 torch::Tensor standard_atomic_masses(const std::vector<int64_t>& species);
 
 struct LangevinOptions {

@@ -1,8 +1,13 @@
 #pragma once
-// Helpers shared by the io tests: fixture paths, a scratch directory, error-message checks.
+// Helpers shared by the tests: fixture paths, a scratch directory, running the psm binary,
+// error-message checks.
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <array>
+#include <cstdio>
 
 #include <filesystem>
 #include <string>
@@ -34,6 +39,25 @@ class ScratchDir : public ::testing::Test {
   }
   std::filesystem::path dir_;
 };
+
+struct RunResult {
+  int exit_code;
+  std::string output;  ///< stdout and stderr together
+};
+
+/// Runs the psm binary with `arguments` (a shell-quoted string) and captures its output.
+inline RunResult run_psm(const std::string& arguments) {
+  const std::string command = std::string(PSM_BINARY) + " " + arguments + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  std::array<char, 4096> buffer;
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
 
 }  // namespace psm::test
 

@@ -1,0 +1,58 @@
+#pragma once
+// Fused element-wise steps of the EGNN pair MLP. On the large pair tensors [B, N, N, H] the
+// network is bound by memory passes and by the exponential of the SiLU, not by its matrix
+// products; fusing "broadcast-add, bias, SiLU, dot with a head vector" into one pass, and
+// recomputing the pre-activations in the backward pass instead of storing them, removes most of
+// those passes. The fused kernels run for the SiLU on float32 CPU tensors whose width is a
+// multiple of 16; every other case (other activations, float64, other devices) takes the
+// composite path of plain ATen operations, which computes the same function and serves as the
+// reference in the tests.
+// Both paths are differentiable once (no double backward through the fused kernels).
+
+#include <torch/types.h>
+
+#include <string>
+#include <utility>
+
+namespace psm::fused {
+
+/// True when the fused CPU kernels handle tensors like `t` with feature width `width`.
+bool has_fused_kernel(const torch::Tensor& t, int64_t width);
+
+/// "silu", "gelu", "relu" and "tanh" are known; only silu has fused kernels.
+bool is_known_activation(const std::string& name);
+
+/// The activation `name` applied to x (in place when x does not require grad).
+torch::Tensor activation(const std::string& name, torch::Tensor x);
+
+/// act(a_i + b_j + d2_ij w + e_ij) for every pair (i, j) of every sample: the first layer of
+/// the edge MLP with its input map split per node.
+/// @param a   [B, N, H] source-node part (bias included)
+/// @param b   [B, N, H] target-node part
+/// @param d2  [B, N, N] squared distances
+/// @param w   [H] weight of the squared distance
+/// @param e   [B, N, N, H] further per-pair terms (radial basis part), or undefined
+/// @return [B, N, N, H]
+torch::Tensor pair_activation(const std::string& name, const torch::Tensor& a,
+                              const torch::Tensor& b, const torch::Tensor& d2,
+                              const torch::Tensor& w, const torch::Tensor& e);
+
+/// act(z + bias) over the last dimension.
+/// @param z     [..., H] (a matrix product's output)
+/// @param bias  [H]
+torch::Tensor bias_activation(const std::string& name, const torch::Tensor& z,
+                              const torch::Tensor& bias);
+
+/// (y, y . head) with y = act(z + bias): the activation and a scalar head on it in one pass.
+/// @param z       [..., H]
+/// @param bias    [H]
+/// @param head    [H]
+/// @param keep_y  false when only the head is wanted: y is then not stored (returned undefined)
+/// @return y [..., H] (or undefined) and the head [...]
+std::pair<torch::Tensor, torch::Tensor> bias_activation_head(const std::string& name,
+                                                             const torch::Tensor& z,
+                                                             const torch::Tensor& bias,
+                                                             const torch::Tensor& head,
+                                                             bool keep_y);
+
+}  // namespace psm::fused

@@ -1,0 +1,169 @@
+// `psm sample`: draws configurations from a trained checkpoint (EMA weights) with the reverse
+// SDE or the probability-flow ODE and writes them as a psm dataset, with energies and forces
+// when the checkpoint's system is known.
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "psm/cli/commands.h"
+#include "psm/core/error.h"
+#include "psm/core/progress.h"
+#include "psm/diffusion/sampler.h"
+#include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
+#include "psm/train/checkpoint.h"
+
+namespace psm::cli {
+
+namespace {
+
+/// Energies and forces of `positions` [S, N, D] in chunks of `batch`, or nothing (with a note on
+/// stdout) when some sample's energy or forces are not finite (clashing atoms): a dataset holds
+/// finite labels only.
+void label_samples(const System& system, int64_t batch, Dataset& samples) {
+  std::vector<torch::Tensor> energies;
+  std::vector<torch::Tensor> forces;
+  for (int64_t start = 0; start < samples.num_frames(); start += batch) {
+    const Evaluation e =
+        system.evaluate(samples.positions.slice(0, start, start + batch), {.forces = true});
+    energies.push_back(e.energy);
+    forces.push_back(e.forces);
+  }
+  const torch::Tensor energy = torch::cat(energies);
+  const torch::Tensor force = torch::cat(forces);
+  const int64_t bad =
+      (~torch::isfinite(energy) | ~torch::isfinite(force).flatten(1).all(1)).sum().item<int64_t>();
+  if (bad > 0) {
+    fmt::print(
+        "note        {} sample(s) have a non-finite energy or force: energies and forces "
+        "are not written\n",
+        bad);
+    return;
+  }
+  samples.energies = energy;
+  samples.forces = force;
+}
+
+std::optional<double> optional_number(const nlohmann::json& record, const char* key) {
+  const nlohmann::json value = record.value(key, nlohmann::json());
+  return value.is_number() ? std::optional<double>(value.get<double>()) : std::nullopt;
+}
+
+class SampleCommand final : public Command {
+ public:
+  void configure(CLI::App& app) override {
+    app.add_option("--checkpoint", checkpoint_, "Checkpoint written by `psm train`")->required();
+    app.add_option("--out", out_, "Output dataset (.npz)")->required();
+    app.add_option("--n", count_, "Number of samples")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--steps", options_.steps, "Integration steps from sigma_max to sigma_min")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--solver", solver_, "heun (probability-flow ODE) or sde (Euler-Maruyama)")
+        ->capture_default_str();
+    app.add_option("--grid", grid_, "Sigma grid: edm or geometric")->capture_default_str();
+    app.add_option("--rho", options_.rho, "Exponent of the edm grid")->capture_default_str();
+    app.add_option("--sigma-min", sigma_min_, "Last noise level (default: the training one)");
+    app.add_option("--sigma-max", sigma_max_, "First noise level (default: the training one)");
+    app.add_option("--batch", options_.batch_size, "Samples integrated together")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--seed", options_.seed, "Random seed")->capture_default_str();
+    app.add_flag("--energies,!--no-energies", energies_,
+                 "Label samples with energies and forces when the system is known");
+    app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
+  }
+
+  int run(const GlobalOptions&) override {
+    const TrainedModel trained = load_trained_model(checkpoint_);
+    const CheckpointInfo& info = trained.info;
+    options_.solver = solver_from_string(solver_);
+    options_.grid = sigma_grid_from_string(grid_);
+    options_.sigma_min = sigma_min_.value_or(info.loss.schedule.sigma_min);
+    options_.sigma_max = sigma_max_.value_or(info.loss.schedule.sigma_max);
+    options_.com_free = info.loss.com_free;
+    options_.validate("psm sample");
+
+    const int64_t atoms = static_cast<int64_t>(info.species().size());
+    std::unique_ptr<ProgressBar> bar;  // made at the first step, when the total is known
+    const auto start = std::chrono::steady_clock::now();
+    const torch::Tensor positions =
+        sample_diffusion(trained.score(), count_, atoms, info.dim(), options_, torch::kFloat64,
+                         [&](int64_t done, int64_t total) {
+                           if (!bar)
+                             bar = std::make_unique<ProgressBar>("sample", total, progress_);
+                           bar->update(done);
+                         });
+    if (bar) bar->finish();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    check(torch::isfinite(positions).all().item<bool>(),
+          fmt::format("{}: sampling produced non-finite positions (try more --steps or another "
+                      "checkpoint)",
+                      checkpoint_.string()));
+
+    Dataset samples;
+    samples.positions = positions;
+    samples.species = info.species();
+    samples.units = info.units();
+    samples.kT = info.kT();
+    samples.temperature_kelvin = optional_number(info.data, "temperature_kelvin");
+    samples.system = info.system();
+    samples.provenance = {{"command", "psm sample"},
+                          {"checkpoint", checkpoint_.string()},
+                          {"training_step", info.step},
+                          {"solver", to_string(options_.solver)},
+                          {"steps", options_.steps},
+                          {"grid", to_string(options_.grid)},
+                          {"rho", options_.rho},
+                          {"sigma_min", options_.sigma_min},
+                          {"sigma_max", options_.sigma_max},
+                          {"seed", options_.seed},
+                          {"training_data", info.data.value("source", "")}};
+    if (energies_ && !info.system().is_null()) {
+      std::unique_ptr<System> system;
+      try {
+        system = make_system(info.system());
+      } catch (const Error& e) {
+        fmt::print("note        system {} is not available ({}): no energies\n",
+                   info.system().dump(), e.what());
+      }
+      if (system) label_samples(*system, options_.batch_size, samples);
+    }
+    save_dataset(out_, samples);
+    fmt::print(
+        "sampled     {} configurations in {:.2f} s: {:.4g} samples/s ({} solver, {} steps, "
+        "{} score evaluations each)\n",
+        count_, seconds, static_cast<double>(count_) / seconds, to_string(options_.solver),
+        options_.steps, score_evaluations(options_));
+    fmt::print("wrote       {}{}\n", out_.string(),
+               samples.has_energies() ? " (with energies and forces)" : "");
+    return 0;
+  }
+
+ private:
+  std::filesystem::path checkpoint_;
+  std::filesystem::path out_;
+  int64_t count_ = 10000;
+  SamplerOptions options_{.steps = 100, .batch_size = 1000};
+  std::string solver_ = "heun";
+  std::string grid_ = "edm";
+  std::optional<double> sigma_min_;
+  std::optional<double> sigma_max_;
+  bool energies_ = true;
+  bool progress_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_sample_command() { return std::make_unique<SampleCommand>(); }
+
+}  // namespace psm::cli

@@ -1,0 +1,166 @@
+// `psm train`: trains a score model from a TOML config (configs/*.toml) into a run directory
+// holding checkpoint.pt, metrics.jsonl and config.toml.
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "psm/cli/commands.h"
+#include "psm/core/atomic_file.h"
+#include "psm/core/config.h"
+#include "psm/core/error.h"
+#include "psm/diffusion/schedule.h"
+#include "psm/io/dataset.h"
+#include "psm/train/callbacks.h"
+#include "psm/train/run_config.h"
+#include "psm/train/trainer.h"
+
+namespace psm::cli {
+
+namespace {
+
+int64_t parameter_count(torch::nn::Module& module) {
+  int64_t count = 0;
+  for (const auto& parameter : module.parameters()) count += parameter.numel();
+  return count;
+}
+
+std::string describe_crossover(const LossOptions& loss) {
+  switch (loss.crossover) {
+    case Crossover::dsm:
+      return "dsm (w = 0)";
+    case Crossover::psm:
+      return "psm (w = 1)";
+    case Crossover::hybrid:
+      return fmt::format("hybrid, w = 1 / (1 + (sigma / {:.6g})^{:g})", loss.sigma_c.value_or(0),
+                         loss.crossover_exponent);
+  }
+  return "?";
+}
+
+void print_summary(const Trainer& trainer, const RunConfig& run, const Dataset& data) {
+  std::ostringstream model;
+  model << *trainer.model();
+  const LossOptions& loss = trainer.loss_options();
+  fmt::print("model       {}\n", model.str());
+  fmt::print("parameters  {}\n", parameter_count(*trainer.model()));
+  fmt::print(
+      "data        {}: {} frames ({} train, {} validation), {} atoms x {}D, kT = {:.6g} {}\n",
+      run.train_data.string(), data.num_frames(), trainer.num_train_frames(),
+      trainer.num_validation_frames(), data.num_atoms(), data.dim(), data.kT,
+      to_string(data.units));
+  fmt::print("sigma_data  {:.6g}\n", trainer.sigma_data());
+  fmt::print("sigma       [{:.6g}, {:.6g}], {}\n", loss.schedule.sigma_min, loss.schedule.sigma_max,
+             to_string(loss.schedule.distribution));
+  fmt::print(
+      "crossover   {}{}\n", describe_crossover(loss),
+      loss.crossover == Crossover::hybrid && !run.loss.sigma_c ? " (sigma_c from forces)" : "");
+  const double suggested = suggest_sigma_max(data.positions, loss.com_free);
+  if (loss.schedule.sigma_max < suggested) {
+    fmt::print(
+        "note        diffusion.sigma_max = {:.6g} is below the data's extent {:.6g}: the "
+        "prior may not cover the data\n",
+        loss.schedule.sigma_max, suggested);
+  }
+  std::fflush(stdout);
+}
+
+/// Remembers the latest validation loss for the closing summary.
+class LastValidation final : public Callback {
+ public:
+  explicit LastValidation(std::optional<double>& value) : value_(value) {}
+  void on_train_begin(const Trainer&, std::optional<double> validation_loss) override {
+    if (validation_loss) value_ = validation_loss;
+  }
+  void on_step_end(const Trainer&, const StepInfo& info) override {
+    if (info.validation_loss) value_ = info.validation_loss;
+  }
+
+ private:
+  std::optional<double>& value_;
+};
+
+class TrainCommand final : public Command {
+ public:
+  void configure(CLI::App& app) override {
+    app.add_option("--config", config_path_, "Training configuration (TOML)")->required();
+    app.add_option("--set", overrides_, "Override a config value, key.path=value (repeatable)");
+    app.add_option("--out", out_, "Run directory (default: runs/<config name>)");
+    app.add_flag("--resume", resume_, "Continue the run in --out from its checkpoint");
+    app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
+  }
+
+  int run(const GlobalOptions& global) override {
+    Config config = Config::from_toml_file(config_path_);
+    for (const auto& assignment : overrides_) config.set(assignment);
+    const RunConfig run = read_run_config(config);
+    if (global.threads == 0 && run.threads > 0) torch::set_num_threads(run.threads);
+
+    const std::filesystem::path out =
+        out_.empty() ? std::filesystem::path("runs") / config_path_.stem() : out_;
+    const std::filesystem::path checkpoint = out / "checkpoint.pt";
+    if (resume_) {
+      check(std::filesystem::exists(checkpoint),
+            fmt::format("--resume: {} does not exist (nothing to resume)", checkpoint.string()));
+    } else {
+      check(!std::filesystem::exists(checkpoint),
+            fmt::format("{} exists: pass --resume to continue that run, or choose another --out",
+                        checkpoint.string()));
+    }
+
+    const Dataset data = load_dataset(run.train_data);
+    const std::string config_text = config.to_toml();
+    Trainer trainer(data, run.network, run.loss, run.trainer,
+                    {.config_toml = config_text, .data_source = run.train_data.string()});
+    if (resume_) trainer.resume(checkpoint);
+    print_summary(trainer, run, data);
+    if (resume_) fmt::print("resumed     step {} of {}\n", trainer.step_count(), run.trainer.steps);
+    std::fflush(stdout);
+
+    write_atomically(out / "config.toml",
+                     [&](const std::filesystem::path& tmp) { std::ofstream(tmp) << config_text; });
+    const SigmaBands bands(run.loss.schedule.sigma_min, run.loss.schedule.sigma_max);
+    trainer.add_callback(
+        std::make_unique<ProgressReporter>(run.trainer.log_every, bands, progress_));
+    trainer.add_callback(std::make_unique<MetricLogger>(
+        out / "metrics.jsonl", run.trainer.log_every, bands, trainer.step_count()));
+    trainer.add_callback(
+        std::make_unique<CheckpointWriter>(checkpoint, run.trainer.checkpoint_every));
+
+    std::optional<double> validation;
+    trainer.add_callback(std::make_unique<LastValidation>(validation));
+
+    const int64_t first_step = trainer.step_count();
+    const auto start = std::chrono::steady_clock::now();
+    trainer.train();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto steps = static_cast<double>(trainer.step_count() - first_step);
+    fmt::print("trained     {} steps in {:.1f} s: {:.3g} steps/s, {:.4g} samples/s\n",
+               trainer.step_count() - first_step, seconds, steps / seconds,
+               steps * static_cast<double>(run.trainer.batch_size) / seconds);
+    if (validation) fmt::print("validation  {:.6g} (EMA weights)\n", *validation);
+    fmt::print("checkpoint  {}\n", checkpoint.string());
+    return 0;
+  }
+
+ private:
+  std::filesystem::path config_path_;
+  std::vector<std::string> overrides_;
+  std::filesystem::path out_;
+  bool resume_ = false;
+  bool progress_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_train_command() { return std::make_unique<TrainCommand>(); }
+
+}  // namespace psm::cli

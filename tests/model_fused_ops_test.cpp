@@ -1,0 +1,93 @@
+// The fused float32 kernels against the composite ATen path evaluated in float64.
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "psm/core/random.h"
+#include "psm/model/fused_ops.h"
+
+namespace {
+
+double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  auto a64 = a.to(torch::kFloat64), b64 = b.to(torch::kFloat64);
+  return (a64 - b64).norm().item<double>() / b64.norm().item<double>();
+}
+
+// Leaf copies of `inputs` in `dtype` that require grad.
+std::vector<torch::Tensor> leaves(const std::vector<torch::Tensor>& inputs, torch::Dtype dtype) {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : inputs) out.push_back(t.to(dtype).detach().requires_grad_(true));
+  return out;
+}
+
+// Runs `op` on float32 (fused) and float64 (composite) copies of `inputs`, backpropagates the
+// same random upstream gradient, and compares outputs and every input gradient.
+template <class Op>
+void expect_fused_matches_composite(const std::vector<torch::Tensor>& inputs, const Op& op) {
+  ASSERT_TRUE(psm::fused::has_fused_kernel(inputs[0].to(torch::kFloat32), inputs[0].size(-1)));
+  auto f32 = leaves(inputs, torch::kFloat32), f64 = leaves(inputs, torch::kFloat64);
+  auto out32 = op(f32), out64 = op(f64);
+  ASSERT_EQ(out32.size(), out64.size());
+  auto gen = psm::make_generator(31);
+  for (size_t k = 0; k < out32.size(); ++k) {
+    SCOPED_TRACE(k);
+    ASSERT_EQ(out32[k].scalar_type(), torch::kFloat32);
+    EXPECT_LT(relative_error(out32[k], out64[k]), 1e-6);
+    auto upstream = torch::randn(out64[k].sizes(), gen, torch::kFloat64);
+    (out32[k] * upstream.to(torch::kFloat32)).sum().backward({}, /*retain_graph=*/true);
+    (out64[k] * upstream).sum().backward({}, /*retain_graph=*/true);
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(f32[i].grad().defined());
+    EXPECT_LT(relative_error(f32[i].grad(), f64[i].grad()), 1e-5);
+  }
+}
+
+TEST(ModelFusedOps, PairActivationMatchesComposite) {
+  auto gen = psm::make_generator(32);
+  const int64_t b = 3, n = 5, h = 32;
+  // Wide pre-activations (|x| up to ~100) to cover both tails of the SiLU.
+  auto a = 20 * torch::randn({b, n, h}, gen, torch::kFloat64);
+  auto t = torch::randn({b, n, h}, gen, torch::kFloat64);
+  auto d2 = torch::rand({b, n, n}, gen, torch::kFloat64) * 4;
+  auto w = torch::randn({h}, gen, torch::kFloat64);
+  auto e = torch::randn({b, n, n, h}, gen, torch::kFloat64);
+  expect_fused_matches_composite({a, t, d2, w}, [](const std::vector<torch::Tensor>& v) {
+    return std::vector<torch::Tensor>{
+        psm::fused::pair_activation("silu", v[0], v[1], v[2], v[3], torch::Tensor())};
+  });
+  expect_fused_matches_composite({a, t, d2, w, e}, [](const std::vector<torch::Tensor>& v) {
+    return std::vector<torch::Tensor>{
+        psm::fused::pair_activation("silu", v[0], v[1], v[2], v[3], v[4])};
+  });
+}
+
+TEST(ModelFusedOps, BiasActivationAndHeadMatchComposite) {
+  auto gen = psm::make_generator(33);
+  // 600 rows: more than two blocks of the bias-gradient reduction, the last one partial.
+  auto z = 10 * torch::randn({4, 150, 48}, gen, torch::kFloat64);
+  auto bias = torch::randn({48}, gen, torch::kFloat64);
+  auto head = torch::randn({48}, gen, torch::kFloat64);
+  expect_fused_matches_composite({z, bias}, [](const std::vector<torch::Tensor>& v) {
+    return std::vector<torch::Tensor>{psm::fused::bias_activation("silu", v[0], v[1])};
+  });
+  expect_fused_matches_composite({z, bias, head}, [](const std::vector<torch::Tensor>& v) {
+    auto [y, dot] = psm::fused::bias_activation_head("silu", v[0], v[1], v[2], true);
+    return std::vector<torch::Tensor>{y, dot};
+  });
+  expect_fused_matches_composite({z, bias, head}, [](const std::vector<torch::Tensor>& v) {
+    auto [y, dot] = psm::fused::bias_activation_head("silu", v[0], v[1], v[2], false);
+    EXPECT_FALSE(y.defined());
+    return std::vector<torch::Tensor>{dot};
+  });
+}
+
+TEST(ModelFusedOps, FusedKernelsOnlyForFloat32WidthsOfSixteen) {
+  EXPECT_TRUE(psm::fused::has_fused_kernel(torch::zeros({2, 64}), 64));
+  EXPECT_FALSE(psm::fused::has_fused_kernel(torch::zeros({2, 24}), 24));
+  EXPECT_FALSE(psm::fused::has_fused_kernel(torch::zeros({2, 64}, torch::kFloat64), 64));
+}
+
+}  // namespace

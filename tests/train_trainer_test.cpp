@@ -1,0 +1,316 @@
+// The trainer (train/): learning-rate schedule, loss bands, a short run that learns, exact
+// resume, checkpoint round trip, and config errors.
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "psm/core/config.h"
+#include "psm/core/error.h"
+#include "psm/train/callbacks.h"
+#include "psm/train/checkpoint.h"
+#include "psm/train/run_config.h"
+#include "psm/train/trainer.h"
+#include "train_test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A temporary directory removed at scope exit.
+struct TempDir {
+  TempDir() {
+    path = fs::temp_directory_path() /
+           ("psm_train_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  fs::path path;
+  static inline int counter = 0;
+};
+
+/// Runs the body with one intra-op thread (bitwise-reproducible reductions), then restores.
+struct OneThread {
+  OneThread() : previous(torch::get_num_threads()) { torch::set_num_threads(1); }
+  ~OneThread() { torch::set_num_threads(previous); }
+  int previous;
+};
+
+psm::EgnnOptions small_network() {
+  return psm::EgnnOptions(0, torch::Tensor()).layers(2).hidden(16).noise_features(8);
+}
+
+psm::LossOptions triangle_loss() {
+  psm::LossOptions loss;
+  loss.schedule.sigma_min = 0.01;
+  loss.schedule.sigma_max = 3.0;
+  return loss;
+}
+
+psm::TrainerOptions quick_options(int64_t steps) {
+  return {.steps = steps,
+          .batch_size = 32,
+          .lr = 3e-3,
+          .lr_min = 3e-4,
+          .warmup_steps = 5,
+          .ema_decay = 0.99,
+          .seed = 11,
+          .validation_fraction = 0.25,
+          .validation_every = 1000,
+          .log_every = 10};
+}
+
+std::vector<torch::Tensor> parameters_of(const psm::ScoreModel& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : model->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+double max_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>());
+  }
+  return worst;
+}
+
+TEST(TrainLearningRate, WarmsUpLinearlyThenDecaysByCosineToLrMin) {
+  const psm::TrainerOptions o{.steps = 110, .lr = 1e-3, .lr_min = 1e-5, .warmup_steps = 10};
+  EXPECT_DOUBLE_EQ(psm::learning_rate(o, 0), 1e-4);
+  EXPECT_DOUBLE_EQ(psm::learning_rate(o, 9), 1e-3);
+  EXPECT_DOUBLE_EQ(psm::learning_rate(o, 10), 1e-3);
+  EXPECT_NEAR(psm::learning_rate(o, 10 + 99 / 2.0), 0.5 * (1e-3 + 1e-5), 1e-5);
+  EXPECT_DOUBLE_EQ(psm::learning_rate(o, 109), 1e-5);
+  for (int64_t s = 11; s < 110; ++s)
+    EXPECT_LT(psm::learning_rate(o, s), psm::learning_rate(o, s - 1));
+}
+
+TEST(TrainSigmaBands, SplitsTheLogRangeEvenly) {
+  const psm::SigmaBands bands(0.01, 100.0, 4);
+  ASSERT_EQ(bands.count(), 4);
+  EXPECT_NEAR(bands.edges()[1], 0.1, 1e-12);
+  EXPECT_NEAR(bands.edges()[3], 10.0, 1e-9);
+  const auto index =
+      bands.index(torch::tensor({0.01, 0.05, 0.2, 5.0, 99.0, 100.0}, torch::kFloat64));
+  const std::vector<int64_t> expected{0, 0, 1, 2, 3, 3};
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(index[i].item<int64_t>(), expected[i]);
+}
+
+TEST(TrainTrainer, ShortRunLowersTheEmaValidationLoss) {
+  const psm::Dataset data = psm::test::spring_triangle(256, 1);
+  psm::TrainerOptions options = quick_options(150);
+  options.validation_every = 150;
+  options.lr = 1e-2;
+  options.lr_min = 1e-3;
+  psm::Trainer trainer(data, small_network(), triangle_loss(), options);
+  EXPECT_EQ(trainer.num_validation_frames(), 64);
+  EXPECT_EQ(trainer.num_train_frames(), 192);
+  // sigma_c from the forces: sqrt(d_eff kT^2 / E|F|^2), a finite length below the data's size.
+  ASSERT_TRUE(trainer.loss_options().sigma_c.has_value());
+  EXPECT_GT(*trainer.loss_options().sigma_c, 0.01);
+  EXPECT_LT(*trainer.loss_options().sigma_c, 0.5);
+
+  const double before = trainer.validation_loss();
+  EXPECT_EQ(before, trainer.validation_loss()) << "validation draws must be the same each call";
+  trainer.train();
+  const double after = trainer.validation_loss();
+  EXPECT_EQ(trainer.step_count(), 150);
+  // Measured: after / before = 0.63 (the remainder is the irreducible noise of the targets).
+  EXPECT_LT(after, 0.75 * before) << "before " << before << " after " << after;
+}
+
+TEST(TrainTrainer, ResumeContinuesExactly) {
+  OneThread one_thread;
+  TempDir dir;
+  const psm::Dataset data = psm::test::spring_triangle(64, 2);
+  const psm::TrainerOptions options = quick_options(12);
+
+  psm::Trainer straight(data, small_network(), triangle_loss(), options);
+  straight.train();
+
+  psm::Trainer first(data, small_network(), triangle_loss(), options);
+  for (int i = 0; i < 5; ++i) first.step();
+  first.save_checkpoint(dir.path / "checkpoint.pt");
+  psm::Trainer resumed(data, small_network(), triangle_loss(), options);
+  resumed.resume(dir.path / "checkpoint.pt");
+  EXPECT_EQ(resumed.step_count(), 5);
+  resumed.train();
+
+  EXPECT_EQ(resumed.step_count(), 12);
+  EXPECT_EQ(max_difference(parameters_of(straight.model()), parameters_of(resumed.model())), 0.0);
+  EXPECT_EQ(max_difference(parameters_of(straight.ema_model()), parameters_of(resumed.ema_model())),
+            0.0);
+  // The generator and optimiser state were restored too: the next steps agree.
+  EXPECT_EQ(straight.step().loss, resumed.step().loss);
+}
+
+TEST(TrainTrainer, ResumeRefusesAnotherRunsCheckpoint) {
+  TempDir dir;
+  const psm::Dataset data = psm::test::spring_triangle(64, 3);
+  psm::Trainer first(data, small_network(), triangle_loss(), quick_options(4));
+  first.save_checkpoint(dir.path / "checkpoint.pt");
+  psm::Trainer wider(data, small_network().hidden(24), triangle_loss(), quick_options(4));
+  try {
+    wider.resume(dir.path / "checkpoint.pt");
+    FAIL() << "expected psm::Error";
+  } catch (const psm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'network' differs"), std::string::npos) << e.what();
+  }
+  psm::TrainerOptions other_lr = quick_options(4);
+  other_lr.lr = 1e-2;
+  psm::Trainer faster(data, small_network(), triangle_loss(), other_lr);
+  EXPECT_THROW(faster.resume(dir.path / "checkpoint.pt"), psm::Error);
+}
+
+TEST(TrainCheckpoint, LoadsTheEmaModelAndMetadata) {
+  TempDir dir;
+  psm::Dataset data = psm::test::spring_triangle(64, 4);
+  data.system = {{"name", "spring-triangle"}};
+  psm::Trainer trainer(data, small_network(), triangle_loss(), quick_options(6),
+                       {.config_toml = "[train]\nsteps = 6\n", .data_source = "triangle.npz"});
+  trainer.train();
+  trainer.save_checkpoint(dir.path / "checkpoint.pt");
+
+  const psm::TrainedModel loaded = psm::load_trained_model(dir.path / "checkpoint.pt");
+  torch::Generator rng = psm::make_generator(5);
+  const torch::Tensor x = torch::randn({7, 3, 2}, rng, torch::kFloat64);
+  const torch::Tensor sigma = torch::tensor({0.01, 0.03, 0.1, 0.3, 1.0, 2.0, 3.0}, torch::kFloat64);
+  const torch::Tensor expected = trainer.ema_model()->forward(x, sigma);
+  EXPECT_TRUE(torch::equal(loaded.score()(x, sigma), expected));
+  EXPECT_FALSE(torch::equal(trainer.model()->forward(x, sigma), expected))
+      << "the loaded model must be the EMA, not the raw weights";
+
+  const psm::CheckpointInfo& info = loaded.info;
+  EXPECT_EQ(info.step, 6);
+  EXPECT_EQ(info.sigma_data, trainer.sigma_data());
+  EXPECT_EQ(info.loss.sigma_c, trainer.loss_options().sigma_c);
+  EXPECT_EQ(info.loss.schedule.sigma_max, 3.0);
+  EXPECT_EQ(info.network.hidden(), 16);
+  EXPECT_EQ(info.species(), (std::vector<int64_t>{0, 0, 0}));
+  EXPECT_EQ(info.dim(), 2);
+  EXPECT_EQ(info.kT(), 1.0);
+  EXPECT_EQ(info.units(), psm::Units::reduced);
+  EXPECT_EQ(info.system(), data.system);
+  EXPECT_EQ(info.config_toml, "[train]\nsteps = 6\n");
+  EXPECT_EQ(info.data.at("source"), "triangle.npz");
+  EXPECT_EQ(info.data.at("provenance"), data.provenance);
+  EXPECT_EQ(info.data.at("validation_frames"), 16);
+}
+
+TEST(TrainCheckpoint, MissingOrForeignFilesGiveOneLineErrors) {
+  TempDir dir;
+  const fs::path junk = dir.path / "junk.pt";
+  std::ofstream(junk) << "not a checkpoint";
+  for (const fs::path& path : {dir.path / "absent.pt", junk}) {
+    try {
+      psm::load_trained_model(path);
+      FAIL() << "expected psm::Error for " << path;
+    } catch (const psm::Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(path.string()), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+  }
+}
+
+TEST(TrainMetricLogger, WritesBandsAndValidationAndTrimsOnResume) {
+  TempDir dir;
+  const psm::Dataset data = psm::test::spring_triangle(64, 6);
+  psm::TrainerOptions options = quick_options(20);
+  options.validation_every = 10;
+  options.log_every = 5;
+  psm::Trainer trainer(data, small_network(), triangle_loss(), options);
+  const psm::SigmaBands bands(0.01, 3.0);
+  trainer.add_callback(
+      std::make_unique<psm::MetricLogger>(dir.path / "metrics.jsonl", options.log_every, bands));
+  trainer.train();
+
+  std::vector<nlohmann::json> lines;
+  {
+    std::ifstream in(dir.path / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_EQ(lines.size(), 5u);  // step 0 (validation), 5, 10, 15, 20
+  EXPECT_EQ(lines[0].at("step"), 0);
+  EXPECT_TRUE(lines[0].contains("validation_loss"));
+  EXPECT_EQ(lines[2].at("step"), 10);
+  EXPECT_TRUE(lines[2].contains("validation_loss"));
+  EXPECT_FALSE(lines[1].contains("validation_loss"));
+  EXPECT_EQ(lines[1].at("band_losses").size(), 4u);
+  EXPECT_EQ(lines[1].at("band_edges").size(), 5u);
+  EXPECT_GT(lines[1].at("loss").get<double>(), 0.0);
+
+  // Resuming at step 10 drops the lines of steps 15 and 20.
+  psm::MetricLogger resumed(dir.path / "metrics.jsonl", 5, bands, /*resume_step=*/10);
+  std::ifstream in(dir.path / "metrics.jsonl");
+  int64_t count = 0;
+  for (std::string line; std::getline(in, line);) ++count;
+  EXPECT_EQ(count, 3);
+}
+
+TEST(TrainRunConfig, ReadsSectionsAndDefaults) {
+  psm::Config config = psm::Config::from_toml_string(
+      "threads = 2\n[data]\ntrain = \"x.npz\"\nvalidation_fraction = 0.2\n"
+      "[model]\nlayers = 3\nwidth = 32\n"
+      "[diffusion]\ncrossover = \"psm\"\nsigma_c = 0.2\nweighting = \"unit\"\n"
+      "[train]\nsteps = 10\noptimizer = \"adamw\"\nseed = 4\n",
+      "test.toml");
+  config.set("train.lr=2e-4");
+  const psm::RunConfig run = psm::read_run_config(config);
+  EXPECT_EQ(run.train_data, "x.npz");
+  EXPECT_EQ(run.threads, 2);
+  EXPECT_EQ(run.network.layers(), 3);
+  EXPECT_EQ(run.network.hidden(), 32);
+  EXPECT_EQ(run.network.seed(), 4u);
+  EXPECT_EQ(run.loss.crossover, psm::Crossover::psm);
+  EXPECT_EQ(run.loss.sigma_c, 0.2);
+  EXPECT_EQ(run.loss.weighting, psm::LossWeighting::unit);
+  EXPECT_EQ(run.trainer.steps, 10);
+  EXPECT_EQ(run.trainer.optimizer, psm::OptimizerKind::adamw);
+  EXPECT_EQ(run.trainer.lr, 2e-4);
+  EXPECT_EQ(run.trainer.validation_fraction, 0.2);
+  EXPECT_EQ(run.trainer.batch_size, psm::TrainerOptions{}.batch_size);
+}
+
+TEST(TrainRunConfig, BadValuesGiveOneLineErrorsNamingTheKey) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[data]\ntrain = \"x.npz\"\n[train]\nstpes = 10\n", "train.stpes"},
+      {"[data]\ntrain = \"x.npz\"\n[train]\nsteps = -5\n", "train.steps must be >= 1"},
+      {"[data]\ntrain = \"x.npz\"\n[diffusion]\ncrossover = \"both\"\n", "diffusion.crossover"},
+      {"[data]\ntrain = \"x.npz\"\n[diffusion]\nsigma_c = \"big\"\n", "diffusion.sigma_c"},
+      {"[data]\ntrain = \"x.npz\"\n[diffusion]\nsigma_min = 20.0\n", "sigma_min < sigma_max"},
+      {"[data]\ntrain = \"x.npz\"\n[model]\nwidth = 0\n", "model.width"},
+      {"[data]\ntrain = \"x.npz\"\n[modle]\nwidth = 8\n", "modle"},
+      {"[data]\nvalidation_fraction = 0.1\n", "data.train"},
+  };
+  for (const auto& [text, expected] : cases) {
+    try {
+      psm::read_run_config(psm::Config::from_toml_string(text, "bad.toml"));
+      ADD_FAILURE() << "expected psm::Error for:\n" << text;
+    } catch (const psm::Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(expected), std::string::npos) << message;
+      EXPECT_NE(message.find("bad.toml"), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+  }
+}
+
+TEST(TrainTrainer, RejectsDataItCannotTrainOn) {
+  psm::Dataset data = psm::test::spring_triangle(3, 7);
+  psm::TrainerOptions options = quick_options(2);
+  options.validation_fraction = 0.9;
+  EXPECT_THROW(psm::Trainer(data, small_network(), triangle_loss(), options), psm::Error);
+  data.forces = torch::Tensor();  // the hybrid loss needs force labels
+  EXPECT_THROW(psm::Trainer(data, small_network(), triangle_loss(), quick_options(2)), psm::Error);
+  psm::LossOptions dsm = triangle_loss();
+  dsm.crossover = psm::Crossover::dsm;
+  EXPECT_NO_THROW(psm::Trainer(data, small_network(), dsm, quick_options(2)));
+}
+
+}  // namespace
