@@ -219,6 +219,9 @@ TEST(EvalMetrics, ShiftedEnergiesAndMismatchedShapes) {
   EXPECT_GT(m.outlier_fraction, 0.0);
   const psm::Samples other{torch::randn({40, 5, 2}, rng, torch::kFloat64), reference.energies};
   EXPECT_THROW(psm::compute_metrics(other, reference), psm::Error);
+  const psm::Samples diverged{reference.positions.clone().index_put_({3, 0, 0}, NAN),
+                              reference.energies};
+  EXPECT_THROW(psm::compute_metrics(diverged, reference), psm::Error);
 }
 
 }  // namespace

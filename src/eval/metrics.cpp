@@ -119,10 +119,18 @@ Metrics compute_metrics(const Samples& generated, const Samples& reference,
                     "(atoms x dimension)",
                     generated.positions.size(1), generated.positions.size(2),
                     reference.positions.size(1), reference.positions.size(2)));
-  for (const auto* samples : {&generated, &reference}) {
+  for (const auto& [samples, role] :
+       {std::pair{&generated, "generated"}, {&reference, "reference"}}) {
     check(samples->energies.defined() && samples->energies.dim() == 1 &&
               samples->energies.size(0) == samples->positions.size(0),
-          "compute_metrics: energies must be [B], one per frame");
+          fmt::format("compute_metrics: {} energies must be [B], one per frame", role));
+    const int64_t broken =
+        (torch::isnan(samples->energies) | torch::isnan(samples->positions).flatten(1).any(1))
+            .sum()
+            .item<int64_t>();
+    check(broken == 0, fmt::format("compute_metrics: {} of {} {} frames have NaN positions or "
+                                   "energies",
+                                   broken, samples->positions.size(0), role));
   }
   Metrics metrics;
   metrics.n_generated = generated.positions.size(0);

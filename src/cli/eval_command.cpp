@@ -1,0 +1,155 @@
+// `psm eval`: metrics, histograms and a report for one sample file against a reference file.
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "psm/cli/commands.h"
+#include "psm/cli/system_options.h"
+#include "psm/core/error.h"
+#include "psm/core/progress.h"
+#include "psm/eval/plots.h"
+#include "psm/eval/report.h"
+#include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
+
+namespace psm::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct EvalOptions {
+  fs::path samples;
+  fs::path reference;
+  SystemArguments system;  ///< energies for files without them; default: the file's own system
+  fs::path out;            ///< default: <samples stem>_eval beside the samples file
+  int64_t n = 0;           ///< first n frames of each file; 0 = all
+  int64_t equivariant_n = 0;
+  bool no_plots = false;
+};
+
+/// Energies [F] of a dataset: its own, or computed with --system (or the file's system spec).
+torch::Tensor energies_of(const Dataset& data, const fs::path& file,
+                          const SystemArguments& system_arguments) {
+  if (data.has_energies()) return data.energies.to(torch::kFloat64);
+  nlohmann::json spec = data.system;
+  if (!system_arguments.name.empty()) spec = system_spec(system_arguments);
+  check(spec.is_object(),
+        fmt::format("{}: no energies and no system in the file; pass --system NAME to compute them",
+                    file.string()));
+  const std::unique_ptr<System> system = make_system(spec);
+  constexpr int64_t chunk = 1024;
+  const int64_t frames = data.num_frames();
+  std::vector<torch::Tensor> energies;
+  ProgressBar progress(fmt::format("energies of {}", file.filename().string()), frames);
+  for (int64_t start = 0; start < frames; start += chunk) {
+    const torch::Tensor positions = data.positions.slice(0, start, start + chunk);
+    energies.push_back(system->evaluate(positions, {.forces = false}).energy);
+    progress.update(start + positions.size(0));
+  }
+  progress.finish();
+  return torch::cat(energies);
+}
+
+struct LoadedSamples {
+  Samples samples;
+  Units units;
+};
+
+LoadedSamples load_samples(const fs::path& file, const EvalOptions& options) {
+  Dataset data = load_dataset(file);
+  if (options.n > 0) {
+    check(options.n <= data.num_frames(), fmt::format("--n {}: {} has only {} frames", options.n,
+                                                      file.string(), data.num_frames()));
+    data = data.select(torch::arange(options.n, torch::kInt64));
+  }
+  return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system)},
+          data.units};
+}
+
+class EvalCommand final : public Command {
+ public:
+  void configure(CLI::App& app) override {
+    app.add_option("--samples", options_.samples,
+                   "Samples to evaluate (psm .npz, rMD17, sGDML, extxyz)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    app.add_option("--reference", options_.reference, "Reference samples (same formats)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    app.add_option("--system", options_.system.name,
+                   "System that computes energies for files without them (see `psm systems`); "
+                   "default: the system recorded in the file");
+    app.add_option("--system-option", options_.system.options,
+                   "key=value option of --system (repeatable)");
+    app.add_option("--out", options_.out,
+                   "Output directory for metrics.json, report.md and plots (default: "
+                   "<samples stem>_eval beside the samples)");
+    app.add_option("--n", options_.n, "Use the first N frames of each file (0 = all)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--equivariant-n", options_.equivariant_n,
+                   "Also compute the equivariant W2 on the first N frames (O(N^2) alignments; "
+                   "small systems, N of a few hundred; 0 = skip)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_flag("--no-plots", options_.no_plots, "Skip the histograms (they need gnuplot)");
+  }
+
+  int run(const GlobalOptions&) override {
+    const auto [samples, units] = load_samples(options_.samples, options_);
+    const auto [reference, reference_units] = load_samples(options_.reference, options_);
+    check(units == reference_units,
+          fmt::format("{} is in {} units but {} in {}", options_.samples.string(), to_string(units),
+                      options_.reference.string(), to_string(reference_units)));
+    const fs::path out = options_.out.empty() ? options_.samples.parent_path() /
+                                                    (options_.samples.stem().string() + "_eval")
+                                              : options_.out;
+    bool plots = !options_.no_plots;
+    if (plots && !find_gnuplot()) {
+      fmt::print(stderr, "psm eval: warning: gnuplot not found on PATH; no plots drawn\n");
+      plots = false;
+    }
+    const std::string name = options_.samples.stem().string();
+    const auto rows =
+        write_report(out, reference, {{name, samples}},
+                     {.title = fmt::format("{} vs {}", name, options_.reference.stem().string()),
+                      .units = units,
+                      .metrics = {.equivariant_samples = options_.equivariant_n},
+                      .plots = plots,
+                      .context = {{"command", "psm eval"},
+                                  {"samples", options_.samples.string()},
+                                  {"reference", options_.reference.string()},
+                                  {"n", options_.n}}});
+    print_table(rows.front().metrics, units);
+    fmt::print("wrote {}\n", (out / "report.md").string());
+    return 0;
+  }
+
+ private:
+  static void print_table(const Metrics& m, Units units) {
+    const std::string e = energy_unit(units), l = length_unit(units);
+    const auto row = [](const std::string& name, const std::string& value) {
+      fmt::print("{:<40} {}\n", name, value);
+    };
+    row("n_eval (samples / reference)", fmt::format("{} / {}", m.n_generated, m.n_reference));
+    row(fmt::format("energy W1 ({})", e), fmt::format("{:.6g}", m.energy_w1));
+    row(fmt::format("energy W2 ({})", e), fmt::format("{:.6g}", m.energy_w2));
+    row(fmt::format("energy W2^2 ({}^2)", e), fmt::format("{:.6g}", m.energy_w2_squared));
+    row("distance TVD", fmt::format("{:.6g}", m.distance_tvd));
+    row(fmt::format("distance W2 ({})", l), fmt::format("{:.6g}", m.distance_w2));
+    row("outlier fraction", fmt::format("{:.6g}", m.outlier_fraction));
+    if (m.equivariant_w2) {
+      row(fmt::format("equivariant W2 ({}), n = {}", l, m.equivariant_samples),
+          fmt::format("{:.6g}", *m.equivariant_w2));
+    }
+  }
+
+  EvalOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_eval_command() { return std::make_unique<EvalCommand>(); }
+
+}  // namespace psm::cli
