@@ -2,7 +2,6 @@
 // resume, checkpoint round trip, and config errors.
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -15,23 +14,16 @@
 #include "psm/train/checkpoint.h"
 #include "psm/train/run_config.h"
 #include "psm/train/trainer.h"
+#include "test_util.h"
 #include "train_test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-/// A temporary directory removed at scope exit.
-struct TempDir {
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("psm_train_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path path;
-  static inline int counter = 0;
-};
+using TrainResume = psm::test::ScratchDir;
+using TrainCheckpoint = psm::test::ScratchDir;
+using TrainMetricLogger = psm::test::ScratchDir;
 
 /// Runs the body with one intra-op thread (bitwise-reproducible reductions), then restores.
 struct OneThread {
@@ -124,9 +116,8 @@ TEST(TrainTrainer, ShortRunLowersTheEmaValidationLoss) {
   EXPECT_LT(after, 0.75 * before) << "before " << before << " after " << after;
 }
 
-TEST(TrainTrainer, ResumeContinuesExactly) {
+TEST_F(TrainResume, ContinuesExactly) {
   OneThread one_thread;
-  TempDir dir;
   const psm::Dataset data = psm::test::spring_triangle(64, 2);
   const psm::TrainerOptions options = quick_options(12);
 
@@ -135,9 +126,9 @@ TEST(TrainTrainer, ResumeContinuesExactly) {
 
   psm::Trainer first(data, small_network(), triangle_loss(), options);
   for (int i = 0; i < 5; ++i) first.step();
-  first.save_checkpoint(dir.path / "checkpoint.pt");
+  first.save_checkpoint(dir_ / "checkpoint.pt");
   psm::Trainer resumed(data, small_network(), triangle_loss(), options);
-  resumed.resume(dir.path / "checkpoint.pt");
+  resumed.resume(dir_ / "checkpoint.pt");
   EXPECT_EQ(resumed.step_count(), 5);
   resumed.train();
 
@@ -149,34 +140,27 @@ TEST(TrainTrainer, ResumeContinuesExactly) {
   EXPECT_EQ(straight.step().loss, resumed.step().loss);
 }
 
-TEST(TrainTrainer, ResumeRefusesAnotherRunsCheckpoint) {
-  TempDir dir;
+TEST_F(TrainResume, RefusesAnotherRunsCheckpoint) {
   const psm::Dataset data = psm::test::spring_triangle(64, 3);
   psm::Trainer first(data, small_network(), triangle_loss(), quick_options(4));
-  first.save_checkpoint(dir.path / "checkpoint.pt");
+  first.save_checkpoint(dir_ / "checkpoint.pt");
   psm::Trainer wider(data, small_network().hidden(24), triangle_loss(), quick_options(4));
-  try {
-    wider.resume(dir.path / "checkpoint.pt");
-    FAIL() << "expected psm::Error";
-  } catch (const psm::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'network' differs"), std::string::npos) << e.what();
-  }
+  EXPECT_PSM_ERROR(wider.resume(dir_ / "checkpoint.pt"), "'network' differs");
   psm::TrainerOptions other_lr = quick_options(4);
   other_lr.lr = 1e-2;
   psm::Trainer faster(data, small_network(), triangle_loss(), other_lr);
-  EXPECT_THROW(faster.resume(dir.path / "checkpoint.pt"), psm::Error);
+  EXPECT_PSM_ERROR(faster.resume(dir_ / "checkpoint.pt"), "train.lr differs");
 }
 
-TEST(TrainCheckpoint, LoadsTheEmaModelAndMetadata) {
-  TempDir dir;
+TEST_F(TrainCheckpoint, LoadsTheEmaModelAndMetadata) {
   psm::Dataset data = psm::test::spring_triangle(64, 4);
   data.system = {{"name", "spring-triangle"}};
   psm::Trainer trainer(data, small_network(), triangle_loss(), quick_options(6),
                        {.config_toml = "[train]\nsteps = 6\n", .data_source = "triangle.npz"});
   trainer.train();
-  trainer.save_checkpoint(dir.path / "checkpoint.pt");
+  trainer.save_checkpoint(dir_ / "checkpoint.pt");
 
-  const psm::TrainedModel loaded = psm::load_trained_model(dir.path / "checkpoint.pt");
+  const psm::TrainedModel loaded = psm::load_trained_model(dir_ / "checkpoint.pt");
   torch::Generator rng = psm::make_generator(5);
   const torch::Tensor x = torch::randn({7, 3, 2}, rng, torch::kFloat64);
   const torch::Tensor sigma = torch::tensor({0.01, 0.03, 0.1, 0.3, 1.0, 2.0, 3.0}, torch::kFloat64);
@@ -202,24 +186,15 @@ TEST(TrainCheckpoint, LoadsTheEmaModelAndMetadata) {
   EXPECT_EQ(info.data.at("validation_frames"), 16);
 }
 
-TEST(TrainCheckpoint, MissingOrForeignFilesGiveOneLineErrors) {
-  TempDir dir;
-  const fs::path junk = dir.path / "junk.pt";
+TEST_F(TrainCheckpoint, MissingOrForeignFilesGiveOneLineErrors) {
+  const fs::path junk = dir_ / "junk.pt";
   std::ofstream(junk) << "not a checkpoint";
-  for (const fs::path& path : {dir.path / "absent.pt", junk}) {
-    try {
-      psm::load_trained_model(path);
-      FAIL() << "expected psm::Error for " << path;
-    } catch (const psm::Error& e) {
-      const std::string message = e.what();
-      EXPECT_NE(message.find(path.string()), std::string::npos) << message;
-      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-    }
+  for (const fs::path& path : {dir_ / "absent.pt", junk}) {
+    EXPECT_PSM_ERROR(psm::load_trained_model(path), path.string());
   }
 }
 
-TEST(TrainMetricLogger, WritesBandsAndValidationAndTrimsOnResume) {
-  TempDir dir;
+TEST_F(TrainMetricLogger, WritesBandsAndValidationAndTrimsOnResume) {
   const psm::Dataset data = psm::test::spring_triangle(64, 6);
   psm::TrainerOptions options = quick_options(20);
   options.validation_every = 10;
@@ -227,12 +202,12 @@ TEST(TrainMetricLogger, WritesBandsAndValidationAndTrimsOnResume) {
   psm::Trainer trainer(data, small_network(), triangle_loss(), options);
   const psm::SigmaBands bands(0.01, 3.0);
   trainer.add_callback(
-      std::make_unique<psm::MetricLogger>(dir.path / "metrics.jsonl", options.log_every, bands));
+      std::make_unique<psm::MetricLogger>(dir_ / "metrics.jsonl", options.log_every, bands));
   trainer.train();
 
   std::vector<nlohmann::json> lines;
   {
-    std::ifstream in(dir.path / "metrics.jsonl");
+    std::ifstream in(dir_ / "metrics.jsonl");
     for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
   }
   ASSERT_EQ(lines.size(), 5u);  // step 0 (validation), 5, 10, 15, 20
@@ -246,8 +221,8 @@ TEST(TrainMetricLogger, WritesBandsAndValidationAndTrimsOnResume) {
   EXPECT_GT(lines[1].at("loss").get<double>(), 0.0);
 
   // Resuming at step 10 drops the lines of steps 15 and 20.
-  psm::MetricLogger resumed(dir.path / "metrics.jsonl", 5, bands, /*resume_step=*/10);
-  std::ifstream in(dir.path / "metrics.jsonl");
+  psm::MetricLogger resumed(dir_ / "metrics.jsonl", 5, bands, /*resume_step=*/10);
+  std::ifstream in(dir_ / "metrics.jsonl");
   int64_t count = 0;
   for (std::string line; std::getline(in, line);) ++count;
   EXPECT_EQ(count, 3);
@@ -289,15 +264,9 @@ TEST(TrainRunConfig, BadValuesGiveOneLineErrorsNamingTheKey) {
       {"[data]\nvalidation_fraction = 0.1\n", "data.train"},
   };
   for (const auto& [text, expected] : cases) {
-    try {
-      psm::read_run_config(psm::Config::from_toml_string(text, "bad.toml"));
-      ADD_FAILURE() << "expected psm::Error for:\n" << text;
-    } catch (const psm::Error& e) {
-      const std::string message = e.what();
-      EXPECT_NE(message.find(expected), std::string::npos) << message;
-      EXPECT_NE(message.find("bad.toml"), std::string::npos) << message;
-      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-    }
+    SCOPED_TRACE(text);
+    EXPECT_PSM_ERROR(psm::read_run_config(psm::Config::from_toml_string(text, "bad.toml")),
+                     expected, "bad.toml");
   }
 }
 

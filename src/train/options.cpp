@@ -137,6 +137,7 @@ nlohmann::json to_json(const EgnnOptions& o) {
           {"tanh", o.tanh()},
           {"coord_range", o.coord_range()},
           {"dtype", dtype_name(o.dtype())},
+          {"chunk_size", o.chunk_size()},
           {"seed", o.seed()}};
 }
 
@@ -155,6 +156,7 @@ EgnnOptions egnn_options_from_json(const nlohmann::json& j) {
       .tanh(field<bool>(j, "tanh", what))
       .coord_range(field<double>(j, "coord_range", what))
       .dtype(dtype_from_name(field<std::string>(j, "dtype", what)))
+      .chunk_size(field<int64_t>(j, "chunk_size", what))
       .seed(field<uint64_t>(j, "seed", what));
 }
 

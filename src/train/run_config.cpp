@@ -32,7 +32,8 @@ EgnnOptions read_network(ConfigSection section, const std::string& source) {
       .cutoff(section.get<double>("cutoff", defaults.cutoff()))
       .attention(section.get<bool>("attention", defaults.attention()))
       .tanh(section.get<bool>("tanh", defaults.tanh()))
-      .coord_range(section.get<double>("coord_range", defaults.coord_range()));
+      .coord_range(section.get<double>("coord_range", defaults.coord_range()))
+      .chunk_size(section.get<int64_t>("chunk_size", defaults.chunk_size()));
   const auto dtype = section.get<std::string>("dtype", "float32");
   check(dtype == "float32" || dtype == "float64",
         fmt::format("{}: model.dtype must be \"float32\" or \"float64\" (got \"{}\")", source,
@@ -48,6 +49,7 @@ EgnnOptions read_network(ConfigSection section, const std::string& source) {
   positive("width", static_cast<double>(options.hidden()), 1);
   positive("rbf", static_cast<double>(options.num_rbf()), 0);
   positive("cutoff", options.cutoff(), 0);
+  positive("chunk_size", static_cast<double>(options.chunk_size()), 0);
   check(options.noise_features() >= 2 && options.noise_features() % 2 == 0,
         fmt::format("{}: model.noise_features must be even and >= 2 (got {})", source,
                     options.noise_features()));

@@ -4,7 +4,7 @@
 //   threads = 2                       # optional; the --threads flag wins when given
 //   [data]       train = "runs/lj13_ref.npz", validation_fraction = 0.1
 //   [model]      layers, width, activation, noise_features, rbf, rbf_cutoff, cutoff, attention,
-//                tanh, coord_range, dtype
+//                tanh, coord_range, dtype, chunk_size
 //   [diffusion]  sigma_min, sigma_max, distribution, p_mean, p_std, process, crossover,
 //                sigma_c (a length or "auto"), crossover_exponent, weighting, com_free
 //   [train]      steps, batch_size, optimizer, lr, lr_min, weight_decay, beta1, beta2,

@@ -1,0 +1,93 @@
+// `psm train` and `psm sample` through the binary, on a tiny dataset file made here.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "psm/io/dataset.h"
+#include "psm/train/checkpoint.h"
+#include "test_util.h"
+#include "train_test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using psm::test::run_psm;
+
+/// A scratch directory holding a 48-frame spring-triangle dataset and a tiny training config.
+class TrainCli : public psm::test::ScratchDir {
+ protected:
+  void SetUp() override {
+    ScratchDir::SetUp();
+    psm::save_dataset(path("triangle.npz"), psm::test::spring_triangle(48, 9));
+    std::ofstream(path("run.toml"))
+        << "threads = 1\n"
+        << "[data]\ntrain = \"" << path("triangle.npz").string()
+        << "\"\nvalidation_fraction = 0.25\n"
+        << "[model]\nlayers = 2\nwidth = 8\nnoise_features = 4\n"
+        << "[diffusion]\nsigma_min = 0.01\nsigma_max = 3.0\n"
+        << "[train]\nsteps = 6\nbatch_size = 8\nwarmup_steps = 2\n"
+        << "checkpoint_every = 3\nvalidation_every = 3\nlog_every = 3\n";
+  }
+};
+
+TEST_F(TrainCli, TrainsResumesAndSamples) {
+  const fs::path run = path("run");
+  const fs::path checkpoint = run / "checkpoint.pt";
+  const std::string train = "--threads 1 train --no-progress --config " +
+                            path("run.toml").string() + " --out " + run.string();
+  psm::test::RunResult r = run_psm(train);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("sigma_data"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sigma_c from forces"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("parameters"), std::string::npos) << r.output;
+  ASSERT_TRUE(fs::exists(checkpoint));
+  ASSERT_TRUE(fs::exists(run / "metrics.jsonl"));
+  ASSERT_TRUE(fs::exists(run / "config.toml"));
+  EXPECT_EQ(psm::read_checkpoint_info(checkpoint).step, 6);
+
+  // A second run into the same directory must not overwrite it silently.
+  r = run_psm(train);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
+
+  // Resume with more steps.
+  r = run_psm(train + " --resume --set train.steps=9");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed     step 6 of 9"), std::string::npos) << r.output;
+  EXPECT_EQ(psm::read_checkpoint_info(checkpoint).step, 9);
+
+  const fs::path samples = path("samples.npz");
+  r = run_psm("--threads 1 sample --no-progress --checkpoint " + checkpoint.string() +
+              " --n 10 --steps 4 --solver sde --grid geometric --batch 4 --seed 3 --out " +
+              samples.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("samples/s"), std::string::npos) << r.output;
+  const psm::Dataset data = psm::load_dataset(samples);
+  EXPECT_EQ(data.num_frames(), 10);
+  EXPECT_EQ(data.num_atoms(), 3);
+  EXPECT_EQ(data.dim(), 2);
+  EXPECT_EQ(data.species, (std::vector<int64_t>{0, 0, 0}));
+  EXPECT_EQ(data.kT, 1.0);
+  EXPECT_FALSE(data.has_energies());  // the test data name no system psm knows
+  EXPECT_EQ(data.provenance.at("solver"), "euler_maruyama");
+  EXPECT_EQ(data.provenance.at("steps"), 4);
+  EXPECT_EQ(data.provenance.at("seed"), 3);
+  EXPECT_NEAR(data.positions.mean(1).abs().max().item<double>(), 0.0, 1e-9)
+      << "samples must be centre-of-mass free";
+}
+
+TEST_F(TrainCli, MissingDataFileFailsWithOneLine) {
+  const psm::test::RunResult r = run_psm(
+      "--threads 1 train --no-progress --config " + path("run.toml").string() +
+      " --set data.train=" + path("missing.npz").string() + " --out " + path("run").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("missing.npz"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+}
+
+}  // namespace
