@@ -105,8 +105,9 @@ struct PairInputs {
   return pre;
 }
 
-// Samples [begin, end).
-[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_forward(const PairInputs& in,
+// Samples [begin, end). Kernels take their argument structs by value: a local copy cannot alias
+// the float outputs, so the compiler keeps the pointers in registers.
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_forward(PairInputs in,
                                                                             float* out,
                                                                             int64_t begin,
                                                                             int64_t end) {
@@ -132,11 +133,8 @@ struct PairGrads {
 };
 
 // Samples [begin, end). Recomputes the pre-activation instead of reading a stored one.
-[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_backward(const PairInputs& in,
-                                                                             const float* grad_out,
-                                                                             const PairGrads& grad,
-                                                                             int64_t begin,
-                                                                             int64_t end) {
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_backward(
+    PairInputs in, const float* grad_out, PairGrads grad, int64_t begin, int64_t end) {
   for (int64_t batch = begin; batch < end; ++batch) {
     float* gw = grad.w_partial + batch * in.h;
     for (int64_t i = 0; i < in.n; ++i) {
@@ -238,8 +236,8 @@ struct BiasInputs {
 };
 
 // Rows [begin, end); y and dot may be null.
-[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_forward(const BiasInputs& in,
-                                                                            float* y, float* dot,
+[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_forward(BiasInputs in, float* y,
+                                                                            float* dot,
                                                                             int64_t begin,
                                                                             int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
@@ -262,8 +260,8 @@ struct BiasGrads {
   float* head;       // [H] partial of this block, zero-initialised; or null
 };
 
-[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_backward(const BiasInputs& in,
-                                                                             const BiasGrads& grad,
+[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_backward(BiasInputs in,
+                                                                             BiasGrads grad,
                                                                              int64_t begin,
                                                                              int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
@@ -356,7 +354,7 @@ struct MessageInputs {
 // Samples [begin, end): m = silu(z + bias), gate = w_ij sigmoid(m . att_w + att_b),
 // aggregate_i = sum_j gate_ij m_ij.
 [[gnu::target_clones("avx512f", "avx2", "default")]] void message_forward(
-    const MessageInputs& in, float* message, float* aggregate, int64_t begin, int64_t end) {
+    MessageInputs in, float* message, float* aggregate, int64_t begin, int64_t end) {
   for (int64_t batch = begin; batch < end; ++batch) {
     for (int64_t i = 0; i < in.n; ++i) {
       float* agg = aggregate + (batch * in.n + i) * in.h;
@@ -392,7 +390,7 @@ struct MessageGrads {
 
 // Samples [begin, end); `scratch` holds 2 H floats. Recomputes m from z.
 [[gnu::target_clones("avx512f", "avx2", "default")]] void message_backward(
-    const MessageInputs& in, const MessageGrads& grad, float* scratch, int64_t begin, int64_t end) {
+    MessageInputs in, MessageGrads grad, float* scratch, int64_t begin, int64_t end) {
   float* pre_row = scratch;
   float* sig_row = scratch + in.h;
   for (int64_t batch = begin; batch < end; ++batch) {

@@ -55,7 +55,7 @@ struct EgnnOptions {
   /// Samples per chunk: a batch is split into chunks that run in parallel on the intra-op
   /// threads (torch::set_num_threads), forward and backward, each small enough that its pair
   /// tensors stay in cache. 0: the whole batch at once. Results do not depend on the threads.
-  TORCH_ARG(int64_t, chunk_size) = 32;
+  TORCH_ARG(int64_t, chunk_size) = 64;
   /// reset_parameters() draws every initial weight from make_generator(seed, kInitStream).
   TORCH_ARG(uint64_t, seed) = 0;
 };
