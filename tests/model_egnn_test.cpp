@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "psm/core/random.h"
 #include "psm/model/egnn.h"
 #include "psm/model/score_model.h"
@@ -123,6 +125,15 @@ TEST(ModelEgnn, ChunkedBatchMatchesWholeBatchWithGradients) {
     }
   }
   torch::set_num_threads(threads);
+}
+
+TEST(ModelEgnn, DescribesItsOptions) {
+  psm::Egnn net(psm::EgnnOptions(3, torch::tensor({1, 6, 1}, torch::kInt64)).layers(2).cutoff(4));
+  std::ostringstream text;
+  net->pretty_print(text);
+  EXPECT_NE(text.str().find("atoms=3, species=2, layers=2, hidden=64"), std::string::npos)
+      << text.str();
+  EXPECT_NE(text.str().find("cutoff=4"), std::string::npos) << text.str();
 }
 
 TEST(ModelEgnn, CountsLinearFlops) {

@@ -41,7 +41,9 @@ void expect_fused_matches_composite(const std::vector<torch::Tensor>& inputs, co
   for (size_t i = 0; i < inputs.size(); ++i) {
     SCOPED_TRACE(i);
     ASSERT_TRUE(f32[i].grad().defined());
-    EXPECT_LT(relative_error(f32[i].grad(), f64[i].grad()), 1e-5);
+    // Looser than the values: scalar gradients (the attention bias) are sums of many terms of
+    // both signs, so float32 rounding is amplified by cancellation; a wrong formula is O(1) off.
+    EXPECT_LT(relative_error(f32[i].grad(), f64[i].grad()), 1e-4);
   }
 }
 
@@ -74,14 +76,29 @@ TEST(ModelFusedOps, BiasActivationAndHeadMatchComposite) {
     return std::vector<torch::Tensor>{psm::fused::bias_activation("silu", v[0], v[1])};
   });
   expect_fused_matches_composite({z, bias, head}, [](const std::vector<torch::Tensor>& v) {
-    auto [y, dot] = psm::fused::bias_activation_head("silu", v[0], v[1], v[2], true);
-    return std::vector<torch::Tensor>{y, dot};
+    return std::vector<torch::Tensor>{psm::fused::bias_activation_head("silu", v[0], v[1], v[2])};
   });
-  expect_fused_matches_composite({z, bias, head}, [](const std::vector<torch::Tensor>& v) {
-    auto [y, dot] = psm::fused::bias_activation_head("silu", v[0], v[1], v[2], false);
-    EXPECT_FALSE(y.defined());
-    return std::vector<torch::Tensor>{dot};
-  });
+}
+
+TEST(ModelFusedOps, MessageAggregateMatchesComposite) {
+  auto gen = psm::make_generator(34);
+  const int64_t b = 3, n = 5, h = 32;
+  auto z = 5 * torch::randn({b, n, n, h}, gen, torch::kFloat64);
+  auto bias = torch::randn({h}, gen, torch::kFloat64);
+  auto att_w = torch::randn({h}, gen, torch::kFloat64) / 4;
+  auto att_b = torch::randn({1}, gen, torch::kFloat64);
+  auto weight = torch::rand({b, n, n}, gen, torch::kFloat64);
+  auto shared_weight = torch::rand({1, n, n}, gen, torch::kFloat64);
+  auto op = [](const std::vector<torch::Tensor>& v) {
+    const bool attention = v.size() == 5;
+    auto [m, agg] =
+        psm::fused::message_aggregate("silu", v[0], v[1], attention ? v[3] : torch::Tensor(),
+                                      attention ? v[4] : torch::Tensor(), v[2]);
+    return std::vector<torch::Tensor>{m, agg};
+  };
+  expect_fused_matches_composite({z, bias, weight, att_w, att_b}, op);
+  expect_fused_matches_composite({z, bias, shared_weight, att_w, att_b}, op);
+  expect_fused_matches_composite({z, bias, weight}, op);
 }
 
 TEST(ModelFusedOps, FusedKernelsOnlyForFloat32WidthsOfSixteen) {

@@ -6,6 +6,10 @@
 #include <torch/autograd.h>
 
 #include <cmath>
+#if __has_include(<omp.h>)
+#include <omp.h>
+#define PSM_HAS_OPENMP 1
+#endif
 #include <numbers>
 #include <utility>
 #include <vector>
@@ -92,6 +96,12 @@ void for_each_chunk(int64_t count, const Body& body) {
   const at::ThreadLocalState state;
   at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
     at::ThreadLocalStateGuard guard(state);
+#ifdef PSM_HAS_OPENMP
+    // OpenBLAS sizes its thread team from omp_get_max_threads(), which inside a parallel region
+    // still reports the outer count; its nested teams then spin. One thread per chunk here (the
+    // setting belongs to this region's implicit task and ends with it).
+    omp_set_num_threads(1);
+#endif
     for (int64_t c = begin; c < end; ++c) body(c);
   });
 }
@@ -234,10 +244,13 @@ std::pair<torch::Tensor, torch::Tensor> EgnnLayerImpl::forward(const torch::Tens
   auto hidden = fused::pair_activation(act, dense(edge_source, h), dense(edge_target, h), d2,
                                        edge_distance, rbf_term);
   auto message_pre = matmul_rows(hidden, edge_out->weight);
-  torch::Tensor message, logits;  // [B, N, N, H], [B, N, N]
-  if (attention) {
-    std::tie(message, logits) = fused::bias_activation_head(
-        act, message_pre, edge_out->bias, attention->weight.squeeze(0), /*keep_y=*/true);
+  torch::Tensor message, aggregate;  // [B, N, N, H], [B, N, H]
+  if (update_features) {
+    // Messages, their (gated) mean over neighbours, in one pass.
+    std::tie(message, aggregate) =
+        fused::message_aggregate(act, message_pre, edge_out->bias,
+                                 attention ? attention->weight.squeeze(0) : torch::Tensor(),
+                                 attention ? attention->bias : torch::Tensor(), pair_weight);
   } else {
     message = fused::bias_activation(act, message_pre, edge_out->bias);
   }
@@ -245,17 +258,13 @@ std::pair<torch::Tensor, torch::Tensor> EgnnLayerImpl::forward(const torch::Tens
   // Coordinate update along x_i - x_j, normalised by (d_ij + 1) so that far pairs do not
   // dominate, averaged over neighbours through pair_weight.
   auto weight = fused::bias_activation_head(act, matmul_rows(message, coord_hidden->weight),
-                                            coord_hidden->bias, coord_out->weight.squeeze(0),
-                                            /*keep_y=*/false)
-                    .second;
+                                            coord_hidden->bias, coord_out->weight.squeeze(0));
   if (options.tanh()) weight = options.coord_range() * torch::tanh(weight);
   weight = weight * pair_weight / (torch::sqrt(d2 + kDistanceEpsilon) + 1.0);
   auto x_next = x + (diff * weight.unsqueeze(-1)).sum(2);
   if (!update_features) return {h, x_next};
 
-  // Node update from the (gated) mean message, with a residual connection.
-  auto gate = attention ? pair_weight * torch::sigmoid(logits + attention->bias) : pair_weight;
-  auto aggregate = torch::matmul(gate.unsqueeze(-2), message).squeeze(-2);  // [B, N, H]
+  // Node update with a residual connection.
   auto update =
       dense(node_out, fused::activation(act, dense(node_hidden, torch::cat({h, aggregate}, -1))));
   return {h + update, x_next};

@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "psm/core/error.h"
 
@@ -37,10 +38,15 @@ constexpr int64_t kRowsPerBlock = 256;
 
 [[gnu::always_inline]] inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
+// Pairwise halving: a short dependency chain, unlike a left-to-right scalar sum.
 [[gnu::always_inline]] inline float horizontal_sum(Vec v) {
-  float s = 0;
-  for (int64_t k = 0; k < kLanes; ++k) s += v[k];
-  return s;
+  using Half = float __attribute__((vector_size(kLanes / 2 * sizeof(float))));
+  using Quarter = float __attribute__((vector_size(kLanes / 4 * sizeof(float))));
+  const Half h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                 __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const Quarter q =
+      __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+  return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
 // exp(x), relative error ~2 ulp: Cody-Waite reduction x = n ln2 + r, the Cephes expf polynomial
@@ -87,8 +93,9 @@ struct PairInputs {
   return pre;
 }
 
-// Samples [begin, end).
-[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_forward(const PairInputs& in,
+// Samples [begin, end). Kernels take their argument structs by value: a local copy cannot alias
+// the float outputs, so the compiler keeps the pointers in registers.
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_forward(PairInputs in,
                                                                             float* out,
                                                                             int64_t begin,
                                                                             int64_t end) {
@@ -114,11 +121,8 @@ struct PairGrads {
 };
 
 // Samples [begin, end). Recomputes the pre-activation instead of reading a stored one.
-[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_backward(const PairInputs& in,
-                                                                             const float* grad_out,
-                                                                             const PairGrads& grad,
-                                                                             int64_t begin,
-                                                                             int64_t end) {
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_silu_backward(
+    PairInputs in, const float* grad_out, PairGrads grad, int64_t begin, int64_t end) {
   for (int64_t batch = begin; batch < end; ++batch) {
     float* gw = grad.w_partial + batch * in.h;
     for (int64_t i = 0; i < in.n; ++i) {
@@ -152,6 +156,10 @@ torch::Tensor optional_input(const torch::Tensor& t, const torch::Tensor& like) 
 bool present(const torch::Tensor& t) { return t.defined() && t.numel() > 0; }
 
 const float* data_or_null(const torch::Tensor& t) {
+  return present(t) ? t.data_ptr<float>() : nullptr;
+}
+
+float* mutable_or_null(const torch::Tensor& t) {
   return present(t) ? t.data_ptr<float>() : nullptr;
 }
 
@@ -216,8 +224,8 @@ struct BiasInputs {
 };
 
 // Rows [begin, end); y and dot may be null.
-[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_forward(const BiasInputs& in,
-                                                                            float* y, float* dot,
+[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_forward(BiasInputs in, float* y,
+                                                                            float* dot,
                                                                             int64_t begin,
                                                                             int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
@@ -240,8 +248,8 @@ struct BiasGrads {
   float* head;       // [H] partial of this block, zero-initialised; or null
 };
 
-[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_backward(const BiasInputs& in,
-                                                                             const BiasGrads& grad,
+[[gnu::target_clones("avx512f", "avx2", "default")]] void bias_silu_backward(BiasInputs in,
+                                                                             BiasGrads grad,
                                                                              int64_t begin,
                                                                              int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
@@ -315,6 +323,197 @@ class BiasSiluFunction : public torch::autograd::Function<BiasSiluFunction> {
   }
 };
 
+// ---- message_aggregate ----------------------------------------------------------------------
+
+struct MessageInputs {
+  const float* z;            // [B, N, N, H]
+  const float* bias;         // [H]
+  const float* att_w;        // [H] or null (no attention)
+  float att_b;               // attention bias
+  const float* pair_weight;  // [B, N, N], or [N, N] shared by the batch
+  bool shared_pair_weight;
+  int64_t n, h;
+};
+
+[[gnu::always_inline]] inline float pair_weight_of(const MessageInputs& in, int64_t pair) {
+  return in.pair_weight[in.shared_pair_weight ? pair % (in.n * in.n) : pair];
+}
+
+int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
+// values[0, n) = sigmoid(values[0, n)); `values` holds padded(n) floats.
+[[gnu::always_inline]] inline void sigmoid_in_place(float* values, int64_t n) {
+  for (int64_t j = n; j < padded(n); ++j) values[j] = 0;
+  for (int64_t j = 0; j < n; j += kLanes) store(values + j, sigmoid(load(values + j)));
+}
+
+// Samples [begin, end): m = silu(z + bias), gate = w_ij sigmoid(m . att_w + att_b),
+// aggregate_i = sum_j gate_ij m_ij. `scratch` holds padded(N) floats. The gates of a row i are
+// evaluated together, one vector sigmoid for up to 16 neighbours.
+[[gnu::target_clones("avx512f", "avx2", "default")]] void message_forward(
+    MessageInputs in, float* message, float* aggregate, float* scratch, int64_t begin,
+    int64_t end) {
+  float* gates = scratch;
+  for (int64_t batch = begin; batch < end; ++batch) {
+    for (int64_t i = 0; i < in.n; ++i) {
+      const int64_t row = (batch * in.n + i) * in.n;  // pair index of (i, 0)
+      for (int64_t j = 0; j < in.n; ++j) {
+        float* m = message + (row + j) * in.h;
+        Vec logit = Vec{};
+        for (int64_t k = 0; k < in.h; k += kLanes) {
+          const Vec pre = load(in.z + (row + j) * in.h + k) + load(in.bias + k);
+          const Vec act = pre * sigmoid(pre);
+          store(m + k, act);
+          if (in.att_w) logit += act * load(in.att_w + k);
+        }
+        gates[j] = horizontal_sum(logit) + in.att_b;
+      }
+      if (in.att_w) sigmoid_in_place(gates, in.n);
+      float* agg = aggregate + (batch * in.n + i) * in.h;
+      for (int64_t k = 0; k < in.h; k += kLanes) store(agg + k, Vec{});
+      for (int64_t j = 0; j < in.n; ++j) {
+        const float gate = pair_weight_of(in, row + j) * (in.att_w ? gates[j] : 1.0f);
+        const float* m = message + (row + j) * in.h;
+        for (int64_t k = 0; k < in.h; k += kLanes) {
+          store(agg + k, load(agg + k) + gate * load(m + k));
+        }
+      }
+    }
+  }
+}
+
+struct MessageGrads {
+  const float* message;    // [B, N, N, H] upstream gradient of m, or null
+  const float* aggregate;  // [B, N, H] upstream gradient of the aggregate
+  float* z;                // [B, N, N, H]
+  float* bias;             // [B, H] per-sample partials, zero-initialised
+  float* att_w;            // [B, H] per-sample partials, zero-initialised; or null
+  float* att_b;            // [B] per-sample partials; or null
+  float* pair_weight;      // [B, N, N] or null
+};
+
+// Samples [begin, end); `scratch` holds 2 N H + 2 padded(N) floats. Recomputes m from z.
+[[gnu::target_clones("avx512f", "avx2", "default")]] void message_backward(
+    MessageInputs in, MessageGrads grad, float* scratch, int64_t begin, int64_t end) {
+  float* pre = scratch;               // [N, H] pre-activations of row i
+  float* sig = pre + in.n * in.h;     // [N, H] their sigmoids
+  float* attn = sig + in.n * in.h;    // [padded(N)] attention sigmoids
+  float* dots = attn + padded(in.n);  // [padded(N)] m_ij . dL/daggregate_i
+  for (int64_t batch = begin; batch < end; ++batch) {
+    float* g_bias = grad.bias + batch * in.h;
+    float* g_att_w = grad.att_w ? grad.att_w + batch * in.h : nullptr;
+    float g_att_b = 0;
+    for (int64_t i = 0; i < in.n; ++i) {
+      const int64_t row = (batch * in.n + i) * in.n;
+      const float* g_agg = grad.aggregate + (batch * in.n + i) * in.h;
+      for (int64_t j = 0; j < in.n; ++j) {
+        Vec logit = Vec{}, dot = Vec{};
+        for (int64_t k = 0; k < in.h; k += kLanes) {
+          const Vec p = load(in.z + (row + j) * in.h + k) + load(in.bias + k);
+          const Vec s = sigmoid(p);
+          store(pre + j * in.h + k, p);
+          store(sig + j * in.h + k, s);
+          if (in.att_w) logit += p * s * load(in.att_w + k);
+          dot += p * s * load(g_agg + k);
+        }
+        attn[j] = horizontal_sum(logit) + in.att_b;
+        dots[j] = horizontal_sum(dot);
+      }
+      if (in.att_w) sigmoid_in_place(attn, in.n);
+      for (int64_t j = 0; j < in.n; ++j) {
+        const int64_t pair = row + j;
+        const float weight = pair_weight_of(in, pair);
+        const float a = in.att_w ? attn[j] : 1.0f;
+        const float g_logit = in.att_w ? dots[j] * weight * a * (1 - a) : 0.0f;
+        if (grad.pair_weight) grad.pair_weight[pair] = dots[j] * a;
+        g_att_b += g_logit;
+        for (int64_t k = 0; k < in.h; k += kLanes) {
+          const Vec p = load(pre + j * in.h + k), s = load(sig + j * in.h + k);
+          Vec upstream = (weight * a) * load(g_agg + k);
+          if (grad.message) upstream += load(grad.message + pair * in.h + k);
+          if (in.att_w) {
+            upstream += g_logit * load(in.att_w + k);
+            store(g_att_w + k, load(g_att_w + k) + g_logit * (p * s));
+          }
+          const Vec g = upstream * silu_slope(p, s);
+          store(grad.z + pair * in.h + k, g);
+          store(g_bias + k, load(g_bias + k) + g);
+        }
+      }
+    }
+    if (grad.att_b) grad.att_b[batch] = g_att_b;
+  }
+}
+
+// Inputs: z [B, N, N, H], bias [H], att_w [H] and att_b [1] (both empty without attention),
+// pair_weight [B or 1, N, N]. Outputs: m [B, N, N, H], aggregate [B, N, H].
+class MessageFunction : public torch::autograd::Function<MessageFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, torch::Tensor z, torch::Tensor bias,
+                               torch::Tensor att_w, torch::Tensor att_b,
+                               torch::Tensor pair_weight) {
+    z = z.contiguous(), bias = bias.contiguous(), att_w = att_w.contiguous();
+    pair_weight = pair_weight.contiguous();
+    const int64_t batch = z.size(0), n = z.size(1), h = z.size(3);
+    auto message = torch::empty_like(z);
+    auto aggregate = torch::empty({batch, n, h}, z.options());
+    const auto in = message_inputs(z, bias, att_w, att_b, pair_weight);
+    float* m = message.data_ptr<float>();
+    float* agg = aggregate.data_ptr<float>();
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scratch(padded(n));
+      message_forward(in, m, agg, scratch.data(), begin, end);
+    });
+    ctx->save_for_backward({z, bias, att_w, att_b, pair_weight});
+    ctx->set_materialize_grads(false);
+    return {message, aggregate};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check(!torch::GradMode::is_enabled(), "fused message: double backward is not supported");
+    const auto saved = ctx->get_saved_variables();
+    const auto &z = saved[0], &bias = saved[1], &att_w = saved[2], &att_b = saved[3],
+               &pair_weight = saved[4];
+    const int64_t batch = z.size(0), n = z.size(1), h = z.size(3);
+    const auto g_message = grads[0].defined() ? grads[0].contiguous() : torch::Tensor();
+    const auto g_aggregate =
+        grads[1].defined() ? grads[1].contiguous() : torch::zeros({batch, n, h}, z.options());
+    const bool attention = present(att_w);
+    auto g_z = torch::empty_like(z);
+    auto g_bias = torch::zeros({batch, h}, z.options());
+    auto g_att_w = attention ? torch::zeros({batch, h}, z.options()) : torch::Tensor();
+    auto g_att_b = attention ? torch::zeros({batch}, z.options()) : torch::Tensor();
+    auto g_pair =
+        ctx->needs_input_grad(4) ? torch::empty({batch, n, n}, z.options()) : torch::Tensor();
+    const auto in = message_inputs(z, bias, att_w, att_b, pair_weight);
+    const MessageGrads out{data_or_null(g_message),  g_aggregate.data_ptr<float>(),
+                           g_z.data_ptr<float>(),    g_bias.data_ptr<float>(),
+                           mutable_or_null(g_att_w), mutable_or_null(g_att_b),
+                           mutable_or_null(g_pair)};
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scratch(2 * n * h + 2 * padded(n));
+      message_backward(in, out, scratch.data(), begin, end);
+    });
+    if (g_pair.defined() && pair_weight.size(0) != batch) g_pair = g_pair.sum(0, true);
+    return {g_z, g_bias.sum(0), attention ? g_att_w.sum(0) : torch::Tensor(),
+            attention ? g_att_b.sum().view({1}) : torch::Tensor(), g_pair};
+  }
+
+ private:
+  static MessageInputs message_inputs(const torch::Tensor& z, const torch::Tensor& bias,
+                                      const torch::Tensor& att_w, const torch::Tensor& att_b,
+                                      const torch::Tensor& pair_weight) {
+    return {z.data_ptr<float>(),
+            bias.data_ptr<float>(),
+            data_or_null(att_w),
+            present(att_b) ? att_b.item<float>() : 0.0f,
+            pair_weight.data_ptr<float>(),
+            pair_weight.size(0) != z.size(0),
+            z.size(1),
+            z.size(3)};
+  }
+};
+
 }  // namespace
 
 bool has_fused_kernel(const torch::Tensor& t, int64_t width) {
@@ -353,20 +552,34 @@ torch::Tensor bias_activation(const std::string& name, const torch::Tensor& z,
       z.sizes());
 }
 
-std::pair<torch::Tensor, torch::Tensor> bias_activation_head(const std::string& name,
-                                                             const torch::Tensor& z,
-                                                             const torch::Tensor& bias,
-                                                             const torch::Tensor& head,
-                                                             bool keep_y) {
+torch::Tensor bias_activation_head(const std::string& name, const torch::Tensor& z,
+                                   const torch::Tensor& bias, const torch::Tensor& head) {
   if (name != "silu" || !has_fused_kernel(z, z.size(-1))) {
-    auto y = activation(name, z + bias);
-    return {keep_y ? y : torch::Tensor(), torch::matmul(y, head)};
+    return torch::matmul(activation(name, z + bias), head);
   }
   auto rows = z.reshape({-1, z.size(-1)});
-  auto out = BiasSiluFunction::apply(rows, bias, head, keep_y);
   auto head_shape = z.sizes().vec();
   head_shape.pop_back();
-  return {keep_y ? out[0].view(z.sizes()) : torch::Tensor(), out[1].view(head_shape)};
+  return BiasSiluFunction::apply(rows, bias, head, false)[1].view(head_shape);
+}
+
+std::pair<torch::Tensor, torch::Tensor> message_aggregate(const std::string& name,
+                                                          const torch::Tensor& z,
+                                                          const torch::Tensor& bias,
+                                                          const torch::Tensor& attention_weight,
+                                                          const torch::Tensor& attention_bias,
+                                                          const torch::Tensor& pair_weight) {
+  if (name == "silu" && has_fused_kernel(z, z.size(-1))) {
+    auto out = MessageFunction::apply(z, bias, optional_input(attention_weight, z),
+                                      optional_input(attention_bias, z), pair_weight);
+    return {out[0], out[1]};
+  }
+  auto message = activation(name, z + bias);
+  auto gate = pair_weight;
+  if (attention_weight.defined()) {
+    gate = gate * torch::sigmoid(torch::matmul(message, attention_weight) + attention_bias);
+  }
+  return {message, (message * gate.unsqueeze(-1)).sum(2)};
 }
 
 }  // namespace psm::fused

@@ -53,9 +53,10 @@ struct EgnnOptions {
   /// Parameter dtype (float32 or float64); inputs are converted to it.
   TORCH_ARG(torch::Dtype, dtype) = torch::kFloat32;
   /// Samples per chunk: a batch is split into chunks that run in parallel on the intra-op
-  /// threads (torch::set_num_threads), forward and backward, each small enough that its pair
-  /// tensors stay in cache. 0: the whole batch at once. Results do not depend on the threads.
-  TORCH_ARG(int64_t, chunk_size) = 32;
+  /// threads (torch::set_num_threads), forward and backward, one fork/join per pass instead of
+  /// one per tensor operation. 0: the whole batch at once. For a given chunk_size the results
+  /// do not depend on the thread count.
+  TORCH_ARG(int64_t, chunk_size) = 64;
   /// reset_parameters() draws every initial weight from make_generator(seed, kInitStream).
   TORCH_ARG(uint64_t, seed) = 0;
 };
@@ -69,8 +70,9 @@ class EgnnLayerImpl : public torch::nn::Cloneable<EgnnLayerImpl> {
 
   /// @param h            [B, N, H] node features
   /// @param x            [B, N, D] positions (network input units)
-  /// @param pair_weight  [B, N, N] aggregation weight of pair (i, j): 0 on the diagonal and
-  ///                     beyond the cutoff, envelope / (N - 1) otherwise
+  /// @param pair_weight  [B, N, N] (or [1, N, N] for all samples) aggregation weight of pair
+  ///                     (i, j): 0 on the diagonal and beyond the cutoff, envelope / (N - 1)
+  ///                     otherwise
   /// @param rbf          [B, N, N, R] radial basis of the input pair distances, or an
   ///                     undefined tensor when num_rbf == 0
   /// @return (h', x'): node features [B, N, H] (h itself when !update_features) and
@@ -95,7 +97,7 @@ class EgnnLayerImpl : public torch::nn::Cloneable<EgnnLayerImpl> {
   torch::nn::Linear edge_target{nullptr};   // H -> H, no bias
   torch::Tensor edge_distance;              // [H], weight of d_ij^2
   torch::nn::Linear edge_rbf{nullptr};      // R -> H, no bias; only when num_rbf > 0
-  torch::nn::Linear edge_out{nullptr};      // H -> H
+  torch::nn::Linear edge_out{nullptr};      // H -> H (bias and SiLU fused with aggregation)
   torch::nn::Linear coord_hidden{nullptr};  // H -> H
   torch::nn::Linear coord_out{nullptr};     // H -> 1, no bias
   torch::nn::Linear attention{nullptr};     // H -> 1; when options.attention && update_features
@@ -140,7 +142,9 @@ class EgnnImpl : public torch::nn::Cloneable<EgnnImpl> {
   int64_t linear_flops(int64_t num_atoms) const;
 
   EgnnOptions options;
-  torch::Tensor species_index;      // [N] int64 buffer: index into species_embedding
+  // [N] int64 index into species_embedding; not a registered buffer (Module::to(dtype) would
+  // convert it), moved to the input's device when used.
+  torch::Tensor species_index;
   torch::Tensor noise_frequencies;  // [noise_features / 2] buffer, angular frequencies
   torch::nn::Embedding species_embedding{nullptr};
   torch::nn::Linear noise_hidden{nullptr};  // noise_features -> H

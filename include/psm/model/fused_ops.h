@@ -43,16 +43,30 @@ torch::Tensor pair_activation(const std::string& name, const torch::Tensor& a,
 torch::Tensor bias_activation(const std::string& name, const torch::Tensor& z,
                               const torch::Tensor& bias);
 
-/// (y, y . head) with y = act(z + bias): the activation and a scalar head on it in one pass.
-/// @param z       [..., H]
-/// @param bias    [H]
-/// @param head    [H]
-/// @param keep_y  false when only the head is wanted: y is then not stored (returned undefined)
-/// @return y [..., H] (or undefined) and the head [...]
-std::pair<torch::Tensor, torch::Tensor> bias_activation_head(const std::string& name,
-                                                             const torch::Tensor& z,
-                                                             const torch::Tensor& bias,
-                                                             const torch::Tensor& head,
-                                                             bool keep_y);
+/// act(z + bias) . head over the last dimension, without storing act(z + bias).
+/// @param z     [..., H]
+/// @param bias  [H]
+/// @param head  [H]
+/// @return [...]
+torch::Tensor bias_activation_head(const std::string& name, const torch::Tensor& z,
+                                   const torch::Tensor& bias, const torch::Tensor& head);
+
+/// The message and aggregation step of an EGNN layer in one pass over the pairs:
+///   m_ij = act(z_ij + bias),
+///   gate_ij = pair_weight_ij * sigmoid(m_ij . attention_weight + attention_bias)
+///             (pair_weight_ij when attention_weight is undefined),
+///   aggregate_i = sum_j gate_ij m_ij.
+/// @param z                 [B, N, N, H] (the second edge map's product)
+/// @param bias              [H]
+/// @param attention_weight  [H], or undefined for no attention
+/// @param attention_bias    [1], or undefined for no attention
+/// @param pair_weight       [B, N, N], or [1, N, N] shared by the batch
+/// @return m [B, N, N, H] and aggregate [B, N, H]
+std::pair<torch::Tensor, torch::Tensor> message_aggregate(const std::string& name,
+                                                          const torch::Tensor& z,
+                                                          const torch::Tensor& bias,
+                                                          const torch::Tensor& attention_weight,
+                                                          const torch::Tensor& attention_bias,
+                                                          const torch::Tensor& pair_weight);
 
 }  // namespace psm::fused
