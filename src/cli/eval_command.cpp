@@ -34,12 +34,16 @@ struct EvalOptions {
 torch::Tensor energies_of(const Dataset& data, const fs::path& file,
                           const SystemArguments& system_arguments) {
   if (data.has_energies()) return data.energies.to(torch::kFloat64);
-  nlohmann::json spec = data.system;
-  if (!system_arguments.name.empty()) spec = system_spec(system_arguments);
-  check(spec.is_object(),
-        fmt::format("{}: no energies and no system in the file; pass --system NAME to compute them",
-                    file.string()));
-  const std::unique_ptr<System> system = make_system(spec);
+  std::unique_ptr<System> system;
+  if (!system_arguments.name.empty()) {
+    system = choose_system(system_arguments).system;
+  } else {
+    check(data.system.is_object(),
+          fmt::format("{}: no energies and no system in the file; pass --system NAME to compute "
+                      "them",
+                      file.string()));
+    system = make_system(data.system);
+  }
   constexpr int64_t chunk = 1024;
   const int64_t frames = data.num_frames();
   std::vector<torch::Tensor> energies;
