@@ -17,39 +17,13 @@
 #include "psm/core/progress.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/io/dataset.h"
+#include "psm/systems/labelling.h"
 #include "psm/systems/potential.h"
 #include "psm/train/checkpoint.h"
 
 namespace psm::cli {
 
 namespace {
-
-/// Energies and forces of `positions` [S, N, D] in chunks of `batch`, or nothing (with a note on
-/// stdout) when some sample's energy or forces are not finite (clashing atoms): a dataset holds
-/// finite labels only.
-void label_samples(const System& system, int64_t batch, Dataset& samples) {
-  std::vector<torch::Tensor> energies;
-  std::vector<torch::Tensor> forces;
-  for (int64_t start = 0; start < samples.num_frames(); start += batch) {
-    const Evaluation e =
-        system.evaluate(samples.positions.slice(0, start, start + batch), {.forces = true});
-    energies.push_back(e.energy);
-    forces.push_back(e.forces);
-  }
-  const torch::Tensor energy = torch::cat(energies);
-  const torch::Tensor force = torch::cat(forces);
-  const int64_t bad =
-      (~torch::isfinite(energy) | ~torch::isfinite(force).flatten(1).all(1)).sum().item<int64_t>();
-  if (bad > 0) {
-    fmt::print(
-        "note        {} sample(s) have a non-finite energy or force: energies and forces "
-        "are not written\n",
-        bad);
-    return;
-  }
-  samples.energies = energy;
-  samples.forces = force;
-}
 
 std::optional<double> optional_number(const nlohmann::json& record, const char* key) {
   const nlohmann::json value = record.value(key, nlohmann::json());
@@ -136,7 +110,13 @@ class SampleCommand final : public Command {
         fmt::print("note        system {} is not available ({}): no energies\n",
                    info.system().dump(), e.what());
       }
-      if (system) label_samples(*system, options_.batch_size, samples);
+      const int64_t bad = system ? label_dataset(*system, samples, options_.batch_size) : 0;
+      if (bad > 0) {
+        fmt::print(
+            "note        {} sample(s) have a non-finite energy or force: energies and forces "
+            "are not written\n",
+            bad);
+      }
     }
     save_dataset(out_, samples);
     fmt::print(

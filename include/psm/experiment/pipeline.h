@@ -1,0 +1,48 @@
+#pragma once
+// `psm run`: the whole experiment of an ExperimentConfig, as stages that each leave files in
+// the run directory and are skipped when their files exist (an interrupted run resumes; a
+// half-trained model continues from its checkpoint):
+//
+//   experiment.toml                      the configuration (a changed one is refused)
+//   reference/pool.npz, reference/test.npz
+//   sets/<set>.npz                       training sets, with provenance
+//   models/<set>/<variant>/              checkpoint.pt, metrics.jsonl, config.toml
+//   samples/<set>_<variant>.npz          generated configurations with energies
+//   report/<set>/                        metrics.json, report.md, histograms, loss plots
+//   report.md, metrics.json              every set's table
+//
+// The report is recomputed on every run (it is cheap and depends on all of the above).
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "psm/eval/metrics.h"
+#include "psm/experiment/experiment_config.h"
+
+namespace psm {
+
+struct RunOptions {
+  std::filesystem::path out;  ///< run directory
+  bool fresh = false;         ///< delete the run directory's stages and redo them
+  bool progress = true;       ///< progress bars on stderr
+  bool plots = true;          ///< PNG plots through gnuplot
+};
+
+/// One row of the result: a model (or the independent reference) on one training set.
+struct ExperimentRow {
+  std::string set;
+  std::string model;  ///< a variant name, or "mcmc" for the reference against the test set
+  Metrics metrics;
+};
+
+struct ExperimentResult {
+  std::vector<ExperimentRow> rows;
+  std::filesystem::path report;  ///< report.md
+};
+
+/// Runs (or resumes) every stage. Throws psm::Error on a failed stage, naming it; the files of
+/// the stages done so far are kept.
+ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOptions& options);
+
+}  // namespace psm

@@ -1,0 +1,166 @@
+#include "psm/experiment/experiment_config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+#include "psm/core/error.h"
+#include "psm/experiment/default_config.h"
+#include "psm/train/run_config.h"
+
+namespace psm {
+
+namespace {
+
+bool is_plain_name(const std::string& name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+ReferenceSpec read_reference(ConfigSection section, const std::string& source) {
+  ReferenceSpec spec;
+  spec.samples = section.get<int64_t>("samples", spec.samples);
+  spec.test_samples = section.get<int64_t>("test_samples", spec.test_samples);
+  spec.test_seed = section.get<uint64_t>("test_seed", spec.test_seed);
+  if (section.has("chains")) spec.chains = section.require<int64_t>("chains");
+  if (section.has("burn_in")) spec.burn_in = section.require<int64_t>("burn_in");
+  if (section.has("thin")) spec.thin = section.require<int64_t>("thin");
+  section.finish();
+  check(spec.samples > 0 && spec.test_samples > 0,
+        fmt::format("{}: reference.samples and reference.test_samples must be positive", source));
+  return spec;
+}
+
+TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::string& source,
+                         int64_t pool_size) {
+  const std::string where = fmt::format("sets[{}]", index);
+  check(node.is_object(), fmt::format("{}: {} must be a table", source, where));
+  ConfigSection section(node, where, source);
+  TrainingSetSpec set;
+  set.kind = section.require<std::string>("kind");
+  set.name = section.get<std::string>("name", set.kind);
+  set.frames = section.get<int64_t>("frames", set.frames);
+  if (section.has("kT_data")) set.kT_data = section.require<double>("kT_data");
+  if (section.has("quantile")) set.quantile = section.require<double>("quantile");
+  section.finish();
+
+  const std::string context = fmt::format("{}: {} ({})", source, where, set.name);
+  check(is_plain_name(set.name),
+        fmt::format("{}: name must be letters, digits, '_' or '-'", context));
+  static const std::set<std::string> kinds{"limited", "temperature", "basin", "energy"};
+  check(kinds.contains(set.kind),
+        fmt::format("{}: unknown kind '{}' (limited, temperature, basin, energy)", context,
+                    set.kind));
+  check(set.frames > 0, fmt::format("{}: frames must be positive", context));
+  if (set.kind == "limited" || set.kind == "energy") {
+    check(set.frames <= pool_size, fmt::format("{}: frames = {} exceeds reference.samples = {}",
+                                               context, set.frames, pool_size));
+  }
+  if (set.kind == "temperature") {
+    check(set.kT_data.has_value(), fmt::format("{}: kind temperature needs kT_data", context));
+  }
+  if (set.kT_data) check(*set.kT_data > 0, fmt::format("{}: kT_data must be positive", context));
+  if (set.kind == "energy") {
+    check(set.quantile && *set.quantile > 0 && *set.quantile <= 1,
+          fmt::format("{}: kind energy needs quantile in (0, 1]", context));
+  }
+  return set;
+}
+
+void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
+  SamplerOptions& sampler = experiment.sampler;
+  sampler.batch_size = 1000;
+  experiment.sample_count = section.get<int64_t>("n", experiment.sample_count);
+  sampler.steps = section.get<int64_t>("steps", sampler.steps);
+  sampler.solver =
+      solver_from_string(section.get<std::string>("solver", to_string(sampler.solver)));
+  sampler.grid = sigma_grid_from_string(section.get<std::string>("grid", to_string(sampler.grid)));
+  sampler.rho = section.get<double>("rho", sampler.rho);
+  sampler.batch_size = section.get<int64_t>("batch", sampler.batch_size);
+  section.finish();
+  check(experiment.sample_count > 0,
+        fmt::format("{}: sample.n must be positive", experiment.config.source));
+  sampler.validate(experiment.config.source + ": [sample]");
+}
+
+}  // namespace
+
+ExperimentConfig read_experiment_config(const Config& config) {
+  const std::string& source = config.source;
+  ConfigSection root(config.tree, "", source);
+  ExperimentConfig experiment;
+  experiment.config = config;
+  experiment.name = root.get<std::string>("name", "experiment");
+  check(is_plain_name(experiment.name),
+        fmt::format("{}: name must be letters, digits, '_' or '-' (got '{}')", source,
+                    experiment.name));
+  experiment.threads = static_cast<int>(root.get<int64_t>("threads", 0));
+  check(experiment.threads >= 0, fmt::format("{}: threads must be >= 0", source));
+  experiment.seed = root.get<uint64_t>("seed", 0);
+
+  check(config.tree.contains("system") && config.tree["system"].is_object(),
+        fmt::format("{}: missing table [system] (name = \"lj13\", kT = 1.0, ...)", source));
+  ConfigSection system = root.section("system");
+  system.require<std::string>("name");
+  experiment.kT = system.get<double>("kT", 1.0);
+  check(experiment.kT > 0, fmt::format("{}: system.kT must be positive", source));
+  experiment.system = config.tree["system"];
+  experiment.system.erase("kT");  // the system's own options are checked by its factory
+
+  experiment.reference = read_reference(root.section("reference"), source);
+
+  const auto sets = root.get<nlohmann::json>("sets", nlohmann::json::array());
+  check(sets.is_array() && !sets.empty(),
+        fmt::format("{}: needs at least one [[sets]] table (name, kind, frames)", source));
+  std::set<std::string> names;
+  for (size_t i = 0; i < sets.size(); ++i) {
+    experiment.sets.push_back(
+        read_set(sets[i], static_cast<int64_t>(i), source, experiment.reference.samples));
+    check(names.insert(experiment.sets.back().name).second,
+          fmt::format("{}: two sets are named '{}'", source, experiment.sets.back().name));
+  }
+
+  experiment.variants = root.get<std::vector<std::string>>("variants", {"dsm", "psm", "hybrid"});
+  check(!experiment.variants.empty(), fmt::format("{}: variants is empty", source));
+  check(std::set<std::string>(experiment.variants.begin(), experiment.variants.end()).size() ==
+            experiment.variants.size(),
+        fmt::format("{}: variants lists a name twice", source));
+
+  read_sampler(root.section("sample"), experiment);
+  ConfigSection eval = root.section("eval");
+  experiment.metrics.equivariant_samples =
+      eval.get<int64_t>("equivariant_samples", experiment.metrics.equivariant_samples);
+  eval.finish();
+
+  for (const char* table : {"model", "diffusion", "train"}) {
+    root.get<nlohmann::json>(table, nlohmann::json::object());  // marks the key as read
+    if (config.tree.contains(table)) experiment.training[table] = config.tree[table];
+  }
+  root.finish();
+
+  // The training tables are read_run_config's to check, once per variant (the crossover
+  // names are checked there too).
+  for (const auto& variant : experiment.variants) {
+    read_run_config(training_config(experiment, "<training set>", variant));
+  }
+  return experiment;
+}
+
+Config training_config(const ExperimentConfig& experiment, const std::string& train_file,
+                       const std::string& variant) {
+  Config config;
+  config.source = experiment.config.source;
+  config.tree = experiment.training;
+  config.tree["data"]["train"] = train_file;
+  config.tree["diffusion"]["crossover"] = variant;
+  if (experiment.threads > 0) config.tree["threads"] = experiment.threads;
+  return config;
+}
+
+Config default_experiment_config() {
+  return Config::from_toml_string(kDefaultExperimentToml, "psm run (default: lj13_quick.toml)");
+}
+
+}  // namespace psm
