@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "psm/core/random.h"
@@ -15,6 +17,7 @@
 
 namespace {
 
+using psm::test::data_path;
 using psm::test::run_psm;
 using psm::test::RunResult;
 
@@ -81,6 +84,50 @@ TEST_F(CliSimulate, MoleculeFromXyzFileByLangevinWithXtb) {
   EXPECT_TRUE(((bond > 0.85) & (bond < 1.1)).all().item<bool>()) << bond;
 }
 
+TEST_F(CliSimulate, MoleculeFlagRunsEthanolWithXtbAt500K) {
+  const RunResult result =
+      run_psm("--threads 1 simulate --system xtb --molecule " + data_path("ethanol.xyz").string() +
+              " --temperature 500 --samples 4 --chains 2 --burn-in 10 --thin 5 --no-progress "
+              "--out " +
+              path("ethanol.npz").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("Langevin dynamics (BAOAB), T = 500 K"), std::string::npos)
+      << result.output;
+  const psm::Dataset data = psm::load_dataset(path("ethanol.npz"));
+  EXPECT_EQ(data.num_frames(), 4);
+  EXPECT_EQ(data.species, (std::vector<int64_t>{6, 6, 8, 1, 1, 1, 1, 1, 1}));
+  EXPECT_NEAR(data.kT, psm::kT_from_kelvin(500.0), 1e-12);
+  // The frames are ethanol moved for 10-25 fs from the file's geometry: C-C and C-O bonds intact.
+  const auto length = [&](int64_t i, int64_t j) {
+    return (data.positions.select(1, i) - data.positions.select(1, j)).norm(2, -1);
+  };
+  const auto cc = length(0, 1), co = length(1, 2);
+  EXPECT_TRUE(((cc > 1.4) & (cc < 1.65)).all().item<bool>()) << cc;
+  EXPECT_TRUE(((co > 1.3) & (co < 1.55)).all().item<bool>()) << co;
+
+  const RunResult both =
+      run_psm("simulate --system xtb --molecule " + data_path("ethanol.xyz").string() +
+              " --system-option molecule=other.xyz --out " + path("both.npz").string());
+  EXPECT_EQ(both.exit_code, 1);
+  EXPECT_NE(both.output.find("give --molecule FILE or --system-option molecule=FILE, not both"),
+            std::string::npos)
+      << both.output;
+  const RunResult missing =
+      run_psm("simulate --system xtb --molecule " + path("nosuch.xyz").string() + " --out " +
+              path("missing.npz").string());
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("nosuch.xyz"), std::string::npos) << missing.output;
+  EXPECT_EQ(std::count(missing.output.begin(), missing.output.end(), '\n'), 1) << missing.output;
+  const RunResult no_species =
+      run_psm("simulate --system dw4 --molecule " + data_path("ethanol.xyz").string() + " --out " +
+              path("dw4.npz").string());
+  EXPECT_EQ(no_species.exit_code, 1);
+  EXPECT_NE(no_species.output.find("unknown option 'species' (species from the molecule file "),
+            std::string::npos)
+      << no_species.output;
+  EXPECT_EQ(file_count(), 1);  // ethanol.npz only
+}
+
 TEST_F(CliSimulate, ResumeContinuesTheRunExactly) {
   const std::string state = path("state.pt").string();
   ASSERT_EQ(simulate("first.npz", "--samples 40 --checkpoint " + state).exit_code, 0);
@@ -131,11 +178,35 @@ TEST_F(CliSimulate, ValidateComparesWithAReferenceFile) {
                                  "psm half vs half", "standard errors", "CPU s / indep."}) {
     EXPECT_NE(result.output.find(line), std::string::npos) << line << "\n" << result.output;
   }
+  EXPECT_EQ(result.output.find("reference caveat"), std::string::npos) << result.output;
   const RunResult wrong_shape =
       run_psm("validate --system lj13 --no-progress --reference " + path("reference.npy").string());
   EXPECT_EQ(wrong_shape.exit_code, 1);
   EXPECT_NE(wrong_shape.output.find("expected [frames, 39] positions of lj13"), std::string::npos)
       << wrong_shape.output;
+}
+
+TEST_F(CliSimulate, ValidateStatesTheMeasuredFlawOfTheSharedDw4File) {
+  // The public reference data sit beside the checkout when present (see ../shared/data).
+  const std::filesystem::path file =
+      std::filesystem::path(PSM_TEST_DATA_DIR) / "../../../shared/data/lj/val_split_DW4.npy";
+  if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " not present";
+  // The file's numbers that the caveat quotes (exact at kT = 1: -22.5415 and 0.447).
+  const auto system = psm::make_system({{"name", "dw4"}});
+  const auto positions = psm::read_npy(file).to(torch::kFloat64).reshape({-1, 4, 2});
+  EXPECT_NEAR(system->evaluate(positions).energy.mean().item<double>(), -22.469, 0.001);
+  const auto distance = (positions.unsqueeze(1) - positions.unsqueeze(2)).norm(2, -1);
+  const auto short_pairs = (distance < 4.0).sum({1, 2}) - 4;  // ordered pairs, minus i == j
+  EXPECT_NEAR((short_pairs >= 8).to(torch::kFloat64).mean().item<double>(), 0.516, 0.001);
+
+  const RunResult result = run_psm(
+      "--threads 1 validate --system dw4 --chains 8 --burn-in 50 --thin 2 --samples 100 "
+      "--no-progress --reference " +
+      file.string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("reference caveat   these DW4 files"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("-22.5415 and 44.7%"), std::string::npos) << result.output;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
@@ -45,6 +46,18 @@ TEST(Autocorrelation, ChainMeansErrorMatchesTheTauError) {
   const double expected = std::sqrt(tau / 1000.0 / 400.0);
   EXPECT_NEAR(psm::chain_means_standard_error(series), expected, 0.1 * expected);
   EXPECT_THROW(psm::chain_means_standard_error(series.slice(0, 0, 1)), psm::Error);
+}
+
+TEST(Autocorrelation, AnticorrelatedSeriesCountEachFrameOnce) {
+  // AR(1) with phi < 0 has tau = (1 + phi) / (1 - phi) < 1; a short, strongly alternating chain
+  // (a vibration sampled near half its period) sums to a negative raw estimate.
+  for (const auto& [chains, length, phi] : {std::tuple{8, 4000, -0.6}, std::tuple{1, 40, -0.9}}) {
+    const auto series = ar1(chains, length, phi, 3);
+    const auto rho = psm::autocorrelation(series).mean(0);
+    ASSERT_LT(1.0 + 2.0 * rho[1].item<double>(), 0.5) << "phi = " << phi;
+    EXPECT_DOUBLE_EQ(psm::integrated_autocorrelation_time(series).tau, 1.0) << "phi = " << phi;
+    EXPECT_DOUBLE_EQ(psm::effective_sample_size(series), chains * length) << "phi = " << phi;
+  }
 }
 
 TEST(Autocorrelation, ShortSeriesAreFlaggedAndConstantChainsAreStuck) {

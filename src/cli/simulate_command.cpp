@@ -25,7 +25,10 @@ class SimulateCommand final : public Command {
   void configure(CLI::App& app) override {
     app.add_option("--system", system_.name, "System name (see `psm systems`)")->required();
     app.add_option("--system-option", system_.options,
-                   "System option key=value, repeatable (e.g. molecule=ethanol.xyz, n=38)");
+                   "System option key=value, repeatable (e.g. n=38 for lj)");
+    app.add_option("--molecule", system_.molecule,
+                   "Geometry file (.xyz, .npz) of a molecule: its species for --system xtb, its "
+                   "frames as starting configurations");
     add_temperature_options(app, temperature_);
     app.add_option("--samples", settings_.samples, "Frames to keep, all chains together")
         ->capture_default_str();

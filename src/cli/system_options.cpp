@@ -32,18 +32,30 @@ SystemChoice choose_system(const SystemArguments& arguments) {
     auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     spec[key] = value.is_discarded() ? nlohmann::json(text) : value;
   }
+  if (!arguments.molecule.empty()) {
+    check(!spec.contains("molecule"),
+          "give --molecule FILE or --system-option molecule=FILE, not both");
+    spec["molecule"] = arguments.molecule;
+  }
   SystemChoice choice;
+  std::string molecule_file;
   if (spec.contains("molecule")) {
     const auto& file = spec["molecule"];
     check(file.is_string(), "--system-option molecule=FILE: expected a file name");
-    const Dataset molecule = read_geometry(file.get<std::string>());
+    molecule_file = file.get<std::string>();
+    const Dataset molecule = read_geometry(molecule_file);
     check(!spec.contains("species"),
           "--system-option: give molecule=FILE or species=[...], not both");
     spec["species"] = molecule.species;
     spec.erase("molecule");
     choice.start = molecule.positions;
   }
-  choice.system = make_system(spec);
+  try {
+    choice.system = make_system(spec);
+  } catch (const Error& error) {
+    if (molecule_file.empty()) throw;
+    throw Error(fmt::format("{} (species from the molecule file {})", error.what(), molecule_file));
+  }
   return choice;
 }
 

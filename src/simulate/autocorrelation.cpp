@@ -4,6 +4,7 @@
 #include <torch/fft.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -50,7 +51,10 @@ AutocorrelationTime integrated_autocorrelation_time(const torch::Tensor& series,
       break;
     }
   }
-  return {tau[window], window, static_cast<double>(length) >= 50.0 * tau[window]};
+  // Anticorrelated frames (a vibration sampled near half its period) can sum to tau < 1, even
+  // below 0; a frame is never counted as more than one independent sample.
+  const double estimate = std::max(tau[window], 1.0);
+  return {estimate, window, static_cast<double>(length) >= 50.0 * estimate};
 }
 
 double chain_means_standard_error(const torch::Tensor& series) {

@@ -141,9 +141,10 @@ std::unique_ptr<System> make_double_well(const nlohmann::json& spec, const std::
 /// electronic_temperature (K) and max_iterations.
 std::unique_ptr<System> make_xtb(const nlohmann::json& spec) {
   SpecReader reader(spec, "xtb");
-  // Reading a geometry file waits for the io layer's extended-XYZ reader.
+  // Files are read by the command line (psm::cli::choose_system), not by the registry.
   check(!reader.has("molecule"),
-        "system 'xtb': option 'molecule' is not supported yet; give \"species\" (atomic numbers)");
+        "system 'xtb': option 'molecule' is read by the command line (--molecule FILE); "
+        "give \"species\" (atomic numbers)");
   XtbOptions options;
   options.species = reader.integers("species");
   options.charge = reader.integer("charge", options.charge);

@@ -21,6 +21,7 @@ namespace psm::cli {
 struct SystemArguments {
   std::string name;                  ///< --system
   std::vector<std::string> options;  ///< --system-option key=value
+  std::string molecule;              ///< --molecule FILE: same as --system-option molecule=FILE
 };
 
 /// Species and frames of a geometry file (.xyz, .extxyz, or any dataset load_dataset reads).
@@ -36,8 +37,8 @@ struct SystemChoice {
 /// Builds the system {"name": name, key: value, ...}: a value that parses as JSON (numbers,
 /// true, [6, 1]) is stored as such, anything else as a string. The option molecule=FILE (any
 /// format load_dataset reads, e.g. .xyz) is read here: its species become the "species" option
-/// and its frames the starting configurations. Throws psm::Error on an option without '=' or a
-/// bad file.
+/// and its frames the starting configurations; `arguments.molecule` (--molecule FILE) is the same
+/// option. Throws psm::Error on an option without '=', a molecule given twice or a bad file.
 SystemChoice choose_system(const SystemArguments& arguments);
 
 struct TemperatureArguments {

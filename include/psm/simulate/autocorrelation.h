@@ -20,8 +20,9 @@ struct AutocorrelationTime {
 };
 
 /// tau = 1 + 2 sum_{t=1..M} rho(t) for the chain-averaged rho of `series` [C, T] (T >= 2),
-/// with window factor `c` (5 as in emcee). tau is +inf when a chain is constant (a stuck chain
-/// has no independent samples). Throws psm::Error on a wrong shape.
+/// with window factor `c` (5 as in emcee), at least 1 (anticorrelated series would give less,
+/// even negative values). tau is +inf when a chain is constant (a stuck chain has no
+/// independent samples). Throws psm::Error on a wrong shape.
 AutocorrelationTime integrated_autocorrelation_time(const torch::Tensor& series, double c = 5.0);
 
 /// Standard error of the grand mean of `series` [C, T] (C >= 2 independent chains) from the
