@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "psm/core/random.h"
@@ -99,6 +100,56 @@ TEST(ModelFusedOps, MessageAggregateMatchesComposite) {
   expect_fused_matches_composite({z, bias, weight, att_w, att_b}, op);
   expect_fused_matches_composite({z, bias, shared_weight, att_w, att_b}, op);
   expect_fused_matches_composite({z, bias, weight}, op);
+}
+
+TEST(ModelFusedOps, InferencePairMlpMatchesComposite) {
+  // The fused inference kernel (float32, no autograd) against the composition of operations
+  // evaluated in float64, for the widths with kernels, an odd atom count (the two-row blocks
+  // leave one row over), with and without radial-basis term, attention and aggregation.
+  auto gen = psm::make_generator(35);
+  for (int64_t h : {16, 32, 64, 128}) {
+    SCOPED_TRACE(h);
+    const int64_t b = 2, n = 7;
+    auto r = [&](std::vector<int64_t> shape, double scale = 1.0) {
+      return scale * torch::randn(shape, gen, torch::kFloat64);
+    };
+    auto src = r({b, n, h}), dst = r({b, n, h}), e = r({b, n, n, h}, 0.5);
+    auto d2 = torch::rand({b, n, n}, gen, torch::kFloat64) * 3;
+    auto pair_weight = torch::rand({b, n, n}, gen, torch::kFloat64);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(h));
+    psm::fused::PairMlpWeights w64{r({h}), r({h, h}, scale), r({h}), r({h, h}, scale),
+                                   r({h}), r({h}),           r({h}), r({1})};
+    auto to32 = [](const psm::fused::PairMlpWeights& w) {
+      auto f = [](const torch::Tensor& t) {
+        return t.defined() ? t.to(torch::kFloat32) : torch::Tensor();
+      };
+      return psm::fused::PairMlpWeights{f(w.distance),         f(w.edge_weight),   f(w.edge_bias),
+                                        f(w.coord_weight),     f(w.coord_bias),    f(w.coord_head),
+                                        f(w.attention_weight), f(w.attention_bias)};
+    };
+    for (bool attention : {true, false}) {
+      for (bool with_e : {true, false}) {
+        for (bool aggregate : {true, false}) {
+          auto w = w64;
+          if (!attention) w.attention_weight = w.attention_bias = torch::Tensor();
+          auto e64 = with_e ? e : torch::Tensor();
+          auto [coord64, agg64] =
+              psm::fused::pair_mlp("silu", src, dst, d2, e64, pair_weight, w, aggregate);
+          ASSERT_TRUE(psm::fused::has_fused_pair_mlp("silu", src.to(torch::kFloat32), h));
+          auto f = [](const torch::Tensor& t) {
+            return t.defined() ? t.to(torch::kFloat32) : torch::Tensor();
+          };
+          auto [coord32, agg32] = psm::fused::pair_mlp("silu", f(src), f(dst), f(d2), f(e64),
+                                                       f(pair_weight), to32(w), aggregate);
+          EXPECT_LT(relative_error(coord32, coord64), 1e-5);
+          EXPECT_EQ(agg32.defined(), aggregate);
+          if (aggregate) {
+            EXPECT_LT(relative_error(agg32, agg64), 1e-5);
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST(ModelFusedOps, FusedKernelsOnlyForFloat32WidthsOfSixteen) {

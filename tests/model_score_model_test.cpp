@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,37 +84,46 @@ std::vector<SymmetryCase> symmetry_cases() {
   };
 }
 
+// Checks every symmetry of the score for one case; `no_grad` selects the inference kernels.
+void expect_symmetries(SymmetryCase& c, bool no_grad) {
+  auto model = make_model(c.network);
+  std::optional<torch::NoGradGuard> guard;
+  if (no_grad) guard.emplace();
+  const auto dtype = c.network.dtype();
+  const int64_t n = c.network.species().size(0), dim = c.network.dim(), batch = 4;
+  auto gen = psm::make_generator(11);
+  auto x = torch::randn({batch, n, dim}, gen, torch::kFloat64).to(dtype);
+  auto sigma = torch::tensor({0.02, 0.3, 1.0, 5.0}, torch::kFloat64).to(dtype);
+  auto score = model->forward(x, sigma);
+  ASSERT_EQ(score.sizes(), x.sizes());
+  ASSERT_EQ(score.scalar_type(), dtype);
+  ASSERT_TRUE(torch::isfinite(score).all().item<bool>());
+
+  for (double det : {1.0, -1.0}) {
+    auto q = random_orthogonal(dim, det, gen).to(dtype);
+    EXPECT_LT(relative_error(model->forward(torch::matmul(x, q), sigma), torch::matmul(score, q)),
+              c.tolerance)
+        << "det " << det;
+  }
+  auto shift = 3.0 * torch::randn({batch, 1, dim}, gen, torch::kFloat64).to(dtype);
+  EXPECT_LT(relative_error(model->forward(x + shift, sigma), score), c.tolerance);
+  EXPECT_LT(relative_error(model->forward(x.index_select(1, c.permutation), sigma),
+                           score.index_select(1, c.permutation)),
+            c.tolerance);
+
+  // Centre-of-mass-free to round-off, per sample (the scores differ by orders of magnitude
+  // across sigma).
+  const double eps = dtype == torch::kFloat64 ? 1e-13 : 1e-6;
+  auto com = score.mean(1).abs().amax({1}), scale = score.abs().amax({1, 2});
+  EXPECT_LT((com / scale).max().item<double>(), eps);
+}
+
 TEST(ModelScoreModel, EquivariantUnderRotationReflectionTranslationPermutation) {
   for (auto& c : symmetry_cases()) {
-    SCOPED_TRACE(c.name);
-    auto model = make_model(c.network);
-    const auto dtype = c.network.dtype();
-    const int64_t n = c.network.species().size(0), dim = c.network.dim(), batch = 4;
-    auto gen = psm::make_generator(11);
-    auto x = torch::randn({batch, n, dim}, gen, torch::kFloat64).to(dtype);
-    auto sigma = torch::tensor({0.02, 0.3, 1.0, 5.0}, torch::kFloat64).to(dtype);
-    auto score = model->forward(x, sigma);
-    ASSERT_EQ(score.sizes(), x.sizes());
-    ASSERT_EQ(score.scalar_type(), dtype);
-    ASSERT_TRUE(torch::isfinite(score).all().item<bool>());
-
-    for (double det : {1.0, -1.0}) {
-      auto q = random_orthogonal(dim, det, gen).to(dtype);
-      EXPECT_LT(relative_error(model->forward(torch::matmul(x, q), sigma), torch::matmul(score, q)),
-                c.tolerance)
-          << "det " << det;
+    for (bool no_grad : {false, true}) {
+      SCOPED_TRACE(c.name + (no_grad ? " (inference)" : " (autograd)"));
+      expect_symmetries(c, no_grad);
     }
-    auto shift = 3.0 * torch::randn({batch, 1, dim}, gen, torch::kFloat64).to(dtype);
-    EXPECT_LT(relative_error(model->forward(x + shift, sigma), score), c.tolerance);
-    EXPECT_LT(relative_error(model->forward(x.index_select(1, c.permutation), sigma),
-                             score.index_select(1, c.permutation)),
-              c.tolerance);
-
-    // Centre-of-mass-free to round-off, per sample (the scores differ by orders of magnitude
-    // across sigma).
-    const double eps = dtype == torch::kFloat64 ? 1e-13 : 1e-6;
-    auto com = score.mean(1).abs().amax({1}), scale = score.abs().amax({1, 2});
-    EXPECT_LT((com / scale).max().item<double>(), eps);
   }
 }
 

@@ -37,13 +37,6 @@ torch::Tensor dense(const torch::nn::Linear& layer, const torch::Tensor& x) {
   return y.view(shape);
 }
 
-// y = x W^T over the last dimension, without a bias (fused into the following activation).
-torch::Tensor matmul_rows(const torch::Tensor& x, const torch::Tensor& weight) {
-  auto shape = x.sizes().vec();
-  shape.back() = weight.size(0);
-  return torch::mm(x.reshape({-1, x.size(-1)}), weight.t()).view(shape);
-}
-
 // Fills the storage of `t` (any dtype/device) from U(-bound, bound) drawn in float64 on the CPU
 // generator.
 void fill_uniform(torch::Tensor t, double bound, torch::Generator& generator) {
@@ -238,36 +231,32 @@ std::pair<torch::Tensor, torch::Tensor> EgnnLayerImpl::forward(const torch::Tens
   auto diff = x.unsqueeze(2) - x.unsqueeze(1);  // [B, N, N, D], x_i - x_j
   auto d2 = diff.square().sum(-1);              // [B, N, N]
 
-  // Edge MLP phi_e(h_i, h_j, d_ij^2, rbf_ij) with its first map split per node; biases and
-  // activations are fused into single passes over the pair tensors (fused_ops.h).
+  // Edge MLP phi_e(h_i, h_j, d_ij^2, rbf_ij) with its first map split per node, the coordinate
+  // MLP phi_x on its messages and the (gated) mean message per atom, fused (fused_ops.h).
   auto rbf_term = rbf.defined() ? dense(edge_rbf, rbf) : torch::Tensor();
-  auto hidden = fused::pair_activation(act, dense(edge_source, h), dense(edge_target, h), d2,
-                                       edge_distance, rbf_term);
-  auto message_pre = matmul_rows(hidden, edge_out->weight);
-  torch::Tensor message, aggregate;  // [B, N, N, H], [B, N, H]
-  if (update_features) {
-    // Messages, their (gated) mean over neighbours, in one pass.
-    std::tie(message, aggregate) =
-        fused::message_aggregate(act, message_pre, edge_out->bias,
-                                 attention ? attention->weight.squeeze(0) : torch::Tensor(),
-                                 attention ? attention->bias : torch::Tensor(), pair_weight);
-  } else {
-    message = fused::bias_activation(act, message_pre, edge_out->bias);
-  }
+  const fused::PairMlpWeights weights{
+      .distance = edge_distance,
+      .edge_weight = edge_out->weight,
+      .edge_bias = edge_out->bias,
+      .coord_weight = coord_hidden->weight,
+      .coord_bias = coord_hidden->bias,
+      .coord_head = coord_out->weight.squeeze(0),
+      .attention_weight = attention ? attention->weight.squeeze(0) : torch::Tensor(),
+      .attention_bias = attention ? attention->bias : torch::Tensor()};
+  auto [weight, aggregate] = fused::pair_mlp(act, dense(edge_source, h), dense(edge_target, h), d2,
+                                             rbf_term, pair_weight, weights, update_features);
 
   // Coordinate update along x_i - x_j, normalised by (d_ij + 1) so that far pairs do not
   // dominate, averaged over neighbours through pair_weight.
-  auto weight = fused::bias_activation_head(act, matmul_rows(message, coord_hidden->weight),
-                                            coord_hidden->bias, coord_out->weight.squeeze(0));
   if (options.tanh()) weight = options.coord_range() * torch::tanh(weight);
   weight = weight * pair_weight / (torch::sqrt(d2 + kDistanceEpsilon) + 1.0);
-  auto x_next = x + (diff * weight.unsqueeze(-1)).sum(2);
-  if (!update_features) return {h, x_next};
+  auto shift = (diff * weight.unsqueeze(-1)).sum(2);
+  if (!update_features) return {h, shift};
 
   // Node update with a residual connection.
   auto update =
       dense(node_out, fused::activation(act, dense(node_hidden, torch::cat({h, aggregate}, -1))));
-  return {h + update, x_next};
+  return {h + update, shift};
 }
 
 int64_t EgnnLayerImpl::linear_flops(int64_t num_atoms) const {
@@ -392,11 +381,14 @@ torch::Tensor EgnnImpl::forward_chunk(const torch::Tensor& x, const torch::Tenso
       rbf = gaussian_rbf(distance, options.num_rbf(), options.rbf_cutoff());
   }
 
-  auto y = x;
+  // The displacement is accumulated on its own rather than as (x + shifts) - x, which would
+  // lose the digits of small displacements to the magnitude of x.
+  auto displacement = torch::zeros_like(x);
   for (const auto& layer : *layers) {
-    std::tie(h, y) = layer->as<EgnnLayerImpl>()->forward(h, y, pair_weight, rbf);
+    torch::Tensor shift;
+    std::tie(h, shift) = layer->as<EgnnLayerImpl>()->forward(h, x + displacement, pair_weight, rbf);
+    displacement = displacement + shift;
   }
-  auto displacement = y - x;
   return displacement - displacement.mean(1, /*keepdim=*/true);
 }
 

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -514,6 +515,164 @@ class MessageFunction : public torch::autograd::Function<MessageFunction> {
   }
 };
 
+// ---- pair_mlp_inference -----------------------------------------------------------------------
+
+struct PairMlpArgs {
+  const float* src;          // [B, N, H]
+  const float* dst;          // [B, N, H]
+  const float* d2;           // [B, N, N]
+  const float* e;            // [B, N, N, H] or null
+  const float* pair_weight;  // [B, N, N], or [N, N] shared by the batch
+  bool shared_pair_weight;
+  const float* distance;    // [H]
+  const float* edge_t;      // [H, H], input-major (the transpose of the Linear weight)
+  const float* edge_bias;   // [H]
+  const float* coord_t;     // [H, H], input-major
+  const float* coord_bias;  // [H]
+  const float* coord_head;  // [H]
+  const float* att_w;       // [H] or null
+  float att_b;
+  float* coord;      // [B, N, N] output
+  float* aggregate;  // [B, N, H] output, or null
+  int64_t n;
+};
+
+// acc[r] = bias + W x_r for kRows rows x_r of width H, with W given input-major: every weight
+// vector loaded once serves all rows, and the kRows * H / 16 accumulators are independent
+// chains, enough to keep both FMA units busy.
+template <int H, int kRows>
+[[gnu::always_inline]] inline void matvec_rows(const float* const (&x)[kRows], const float* w_t,
+                                               const float* bias, Vec (&acc)[kRows][H / kLanes]) {
+  constexpr int kVecs = H / kLanes;
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kVecs; ++v) acc[r][v] = load(bias + v * kLanes);
+  for (int k = 0; k < H; ++k) {
+    Vec w[kVecs];
+    for (int v = 0; v < kVecs; ++v) w[v] = load(w_t + k * H + v * kLanes);
+    for (int r = 0; r < kRows; ++r)
+      for (int v = 0; v < kVecs; ++v) acc[r][v] += x[r][k] * w[v];
+  }
+}
+
+// Pairs (i, j0 .. j0 + kRows - 1): first edge layer, second edge layer (messages into
+// `messages`), attention logits into `logits`, coordinate MLP into in.coord.
+template <int H, int kRows>
+[[gnu::always_inline]] inline void pair_mlp_rows(const PairMlpArgs& in, int64_t batch, int64_t i,
+                                                 int64_t j0, float* hidden, float* messages,
+                                                 float* logits) {
+  constexpr int kVecs = H / kLanes;
+  const int64_t row = (batch * in.n + i) * in.n;
+  const float* src = in.src + (batch * in.n + i) * H;
+  const float* x[kRows];
+  const float* m[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t j = j0 + r;
+    const float* dst = in.dst + (batch * in.n + j) * H;
+    const float d2 = in.d2[row + j];
+    for (int v = 0; v < kVecs; ++v) {
+      Vec pre =
+          load(src + v * kLanes) + load(dst + v * kLanes) + d2 * load(in.distance + v * kLanes);
+      if (in.e) pre += load(in.e + (row + j) * H + v * kLanes);
+      store(hidden + r * H + v * kLanes, pre * sigmoid(pre));
+    }
+    x[r] = hidden + r * H;
+    m[r] = messages + j * H;
+  }
+  Vec acc[kRows][kVecs];
+  matvec_rows<H, kRows>(x, in.edge_t, in.edge_bias, acc);
+  for (int r = 0; r < kRows; ++r) {
+    Vec logit = Vec{};
+    for (int v = 0; v < kVecs; ++v) {
+      const Vec act = acc[r][v] * sigmoid(acc[r][v]);
+      store(messages + (j0 + r) * H + v * kLanes, act);
+      if (in.att_w) logit += act * load(in.att_w + v * kLanes);
+    }
+    logits[j0 + r] = horizontal_sum(logit) + in.att_b;
+  }
+  matvec_rows<H, kRows>(m, in.coord_t, in.coord_bias, acc);
+  for (int r = 0; r < kRows; ++r) {
+    Vec dot = Vec{};
+    for (int v = 0; v < kVecs; ++v) {
+      dot += acc[r][v] * sigmoid(acc[r][v]) * load(in.coord_head + v * kLanes);
+    }
+    in.coord[row + j0 + r] = horizontal_sum(dot);
+  }
+}
+
+// Samples [begin, end); `scratch` holds 2 H + N H + padded(N) floats.
+template <int H>
+[[gnu::always_inline]] inline void pair_mlp_body(const PairMlpArgs& in, float* scratch,
+                                                 int64_t begin, int64_t end) {
+  constexpr int kVecs = H / kLanes;
+  float* hidden = scratch;              // [2, H] first-layer activations of the current rows
+  float* messages = hidden + 2 * H;     // [N, H] messages of row i
+  float* logits = messages + in.n * H;  // [padded(N)] attention logits of row i
+  for (int64_t batch = begin; batch < end; ++batch) {
+    for (int64_t i = 0; i < in.n; ++i) {
+      int64_t j = 0;
+      for (; j + 2 <= in.n; j += 2) pair_mlp_rows<H, 2>(in, batch, i, j, hidden, messages, logits);
+      if (j < in.n) pair_mlp_rows<H, 1>(in, batch, i, j, hidden, messages, logits);
+      if (!in.aggregate) continue;
+      if (in.att_w) sigmoid_in_place(logits, in.n);
+      const int64_t row = (batch * in.n + i) * in.n;
+      const float* weight = in.pair_weight + (in.shared_pair_weight ? i * in.n : row);
+      Vec agg[kVecs] = {};
+      for (int64_t k = 0; k < in.n; ++k) {
+        const float gate = weight[k] * (in.att_w ? logits[k] : 1.0f);
+        for (int v = 0; v < kVecs; ++v) agg[v] += gate * load(messages + k * H + v * kLanes);
+      }
+      for (int v = 0; v < kVecs; ++v) {
+        store(in.aggregate + (batch * in.n + i) * H + v * kLanes, agg[v]);
+      }
+    }
+  }
+}
+
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_mlp_16(PairMlpArgs in,
+                                                                      float* scratch, int64_t begin,
+                                                                      int64_t end) {
+  pair_mlp_body<16>(in, scratch, begin, end);
+}
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_mlp_32(PairMlpArgs in,
+                                                                      float* scratch, int64_t begin,
+                                                                      int64_t end) {
+  pair_mlp_body<32>(in, scratch, begin, end);
+}
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_mlp_64(PairMlpArgs in,
+                                                                      float* scratch, int64_t begin,
+                                                                      int64_t end) {
+  pair_mlp_body<64>(in, scratch, begin, end);
+}
+[[gnu::target_clones("avx512f", "avx2", "default")]] void pair_mlp_128(PairMlpArgs in,
+                                                                       float* scratch,
+                                                                       int64_t begin, int64_t end) {
+  pair_mlp_body<128>(in, scratch, begin, end);
+}
+
+using PairMlpKernel = void (*)(PairMlpArgs, float*, int64_t, int64_t);
+
+PairMlpKernel pair_mlp_kernel(int64_t width) {
+  switch (width) {
+    case 16:
+      return pair_mlp_16;
+    case 32:
+      return pair_mlp_32;
+    case 64:
+      return pair_mlp_64;
+    case 128:
+      return pair_mlp_128;
+    default:
+      return nullptr;
+  }
+}
+
+// True when autograd would record an operation on any of `tensors`.
+bool records_autograd(const std::vector<torch::Tensor>& tensors) {
+  if (!torch::GradMode::is_enabled()) return false;
+  return std::any_of(tensors.begin(), tensors.end(),
+                     [](const torch::Tensor& t) { return t.defined() && t.requires_grad(); });
+}
+
 }  // namespace
 
 bool has_fused_kernel(const torch::Tensor& t, int64_t width) {
@@ -580,6 +739,70 @@ std::pair<torch::Tensor, torch::Tensor> message_aggregate(const std::string& nam
     gate = gate * torch::sigmoid(torch::matmul(message, attention_weight) + attention_bias);
   }
   return {message, (message * gate.unsqueeze(-1)).sum(2)};
+}
+
+bool has_fused_pair_mlp(const std::string& name, const torch::Tensor& like, int64_t width) {
+  return name == "silu" && has_fused_kernel(like, width) && pair_mlp_kernel(width) != nullptr;
+}
+
+std::pair<torch::Tensor, torch::Tensor> pair_mlp(const std::string& name, const torch::Tensor& src,
+                                                 const torch::Tensor& dst, const torch::Tensor& d2,
+                                                 const torch::Tensor& e,
+                                                 const torch::Tensor& pair_weight,
+                                                 const PairMlpWeights& w, bool want_aggregate) {
+  const int64_t batch = src.size(0), n = src.size(1), h = src.size(2);
+  const bool autograd = records_autograd({src, dst, d2, e, pair_weight, w.distance, w.edge_weight,
+                                          w.edge_bias, w.coord_weight, w.coord_bias, w.coord_head,
+                                          w.attention_weight, w.attention_bias});
+  if (autograd || !has_fused_pair_mlp(name, src, h)) {
+    auto hidden = pair_activation(name, src, dst, d2, w.distance, e);
+    auto z = torch::matmul(hidden, w.edge_weight.t());
+    torch::Tensor message, aggregate;
+    if (want_aggregate) {
+      std::tie(message, aggregate) = message_aggregate(name, z, w.edge_bias, w.attention_weight,
+                                                       w.attention_bias, pair_weight);
+    } else {
+      message = bias_activation(name, z, w.edge_bias);
+    }
+    auto coord = bias_activation_head(name, torch::matmul(message, w.coord_weight.t()),
+                                      w.coord_bias, w.coord_head);
+    return {coord, aggregate};
+  }
+  torch::NoGradGuard no_grad;
+  const auto contiguous = [](const torch::Tensor& t) {
+    return t.defined() ? t.contiguous() : torch::Tensor();
+  };
+  const auto src_c = src.contiguous(), dst_c = dst.contiguous(), d2_c = d2.contiguous();
+  const auto e_c = contiguous(e), weight_c = pair_weight.contiguous();
+  const auto distance = w.distance.contiguous(), edge_bias = w.edge_bias.contiguous();
+  const auto edge_t = w.edge_weight.t().contiguous(), coord_t = w.coord_weight.t().contiguous();
+  const auto coord_bias = w.coord_bias.contiguous(), coord_head = w.coord_head.contiguous();
+  const auto att_w = contiguous(w.attention_weight);
+  auto coord = torch::empty({batch, n, n}, src.options());
+  auto aggregate = want_aggregate ? torch::empty({batch, n, h}, src.options()) : torch::Tensor();
+  const PairMlpArgs args{src_c.data_ptr<float>(),
+                         dst_c.data_ptr<float>(),
+                         d2_c.data_ptr<float>(),
+                         data_or_null(e_c),
+                         weight_c.data_ptr<float>(),
+                         weight_c.size(0) != batch,
+                         distance.data_ptr<float>(),
+                         edge_t.data_ptr<float>(),
+                         edge_bias.data_ptr<float>(),
+                         coord_t.data_ptr<float>(),
+                         coord_bias.data_ptr<float>(),
+                         coord_head.data_ptr<float>(),
+                         data_or_null(att_w),
+                         att_w.defined() ? w.attention_bias.item<float>() : 0.0f,
+                         coord.data_ptr<float>(),
+                         want_aggregate ? aggregate.data_ptr<float>() : nullptr,
+                         n};
+  const auto kernel = pair_mlp_kernel(h);
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(2 * h + n * h + padded(n));
+    kernel(args, scratch.data(), begin, end);
+  });
+  return {coord, aggregate};
 }
 
 }  // namespace psm::fused

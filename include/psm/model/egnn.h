@@ -75,8 +75,8 @@ class EgnnLayerImpl : public torch::nn::Cloneable<EgnnLayerImpl> {
   ///                     otherwise
   /// @param rbf          [B, N, N, R] radial basis of the input pair distances, or an
   ///                     undefined tensor when num_rbf == 0
-  /// @return (h', x'): node features [B, N, H] (h itself when !update_features) and
-  ///         positions [B, N, D]
+  /// @return (h', shift): node features [B, N, H] (h itself when !update_features) and the
+  ///         coordinate update [B, N, D] of this layer
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& h, const torch::Tensor& x,
                                                   const torch::Tensor& pair_weight,
                                                   const torch::Tensor& rbf);

@@ -13,6 +13,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace psm::fused {
 
@@ -68,5 +69,40 @@ std::pair<torch::Tensor, torch::Tensor> message_aggregate(const std::string& nam
                                                           const torch::Tensor& attention_weight,
                                                           const torch::Tensor& attention_bias,
                                                           const torch::Tensor& pair_weight);
+
+/// The weights of one EGNN layer's pair MLPs (views of its parameters).
+struct PairMlpWeights {
+  torch::Tensor distance;          ///< [H] weight of d_ij^2 in the first edge map
+  torch::Tensor edge_weight;       ///< [H, H] second edge map (out x in)
+  torch::Tensor edge_bias;         ///< [H]
+  torch::Tensor coord_weight;      ///< [H, H] hidden map of the coordinate MLP (out x in)
+  torch::Tensor coord_bias;        ///< [H]
+  torch::Tensor coord_head;        ///< [H] output row of the coordinate MLP
+  torch::Tensor attention_weight;  ///< [H], or undefined for no attention
+  torch::Tensor attention_bias;    ///< [1], or undefined for no attention
+};
+
+/// True when pair_mlp has a fused inference kernel for this case (silu, float32 CPU, width 16,
+/// 32, 64 or 128).
+bool has_fused_pair_mlp(const std::string& name, const torch::Tensor& like, int64_t width);
+
+/// All pair MLPs of an EGNN layer:
+///   a = act(src_i + dst_j + d2_ij distance + e_ij),  m = act(edge_weight a + edge_bias),
+///   coord_ij = coord_head . act(coord_weight m + coord_bias),
+///   aggregate_i = sum_j gate_ij m_ij with the gates of message_aggregate.
+/// When autograd records nothing (inference) and has_fused_pair_mlp holds, one kernel does it
+/// pair by pair without storing any [B, N, N, H] tensor. Otherwise it composes the operations
+/// above, which are differentiable.
+/// @param src, dst      [B, N, H] node parts of the first edge map (bias in src)
+/// @param d2            [B, N, N] squared distances
+/// @param e             [B, N, N, H] radial-basis part, or undefined
+/// @param pair_weight   [B, N, N] or [1, N, N]
+/// @return coord [B, N, N] and aggregate [B, N, H] (undefined unless want_aggregate)
+std::pair<torch::Tensor, torch::Tensor> pair_mlp(const std::string& name, const torch::Tensor& src,
+                                                 const torch::Tensor& dst, const torch::Tensor& d2,
+                                                 const torch::Tensor& e,
+                                                 const torch::Tensor& pair_weight,
+                                                 const PairMlpWeights& weights,
+                                                 bool want_aggregate);
 
 }  // namespace psm::fused
