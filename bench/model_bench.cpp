@@ -12,6 +12,7 @@
 #include <chrono>
 #include <map>
 
+#include "psm/core/allocator.h"
 #include "psm/core/random.h"
 #include "psm/model/score_model.h"
 
@@ -120,4 +121,12 @@ BENCHMARK(BM_Matmul2048)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// BENCHMARK_MAIN, plus the allocator setting that the psm program uses.
+int main(int argc, char** argv) {
+  psm::keep_freed_memory_for_reuse();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -6,9 +6,11 @@
 #include <thread>
 
 #include "psm/cli/command.h"
+#include "psm/core/allocator.h"
 #include "psm/core/error.h"
 
 int main(int argc, char** argv) {
+  psm::keep_freed_memory_for_reuse();
   using namespace psm::cli;
   CLI::App app{
       "psm: sample Boltzmann distributions of atomic systems with diffusion models trained by "

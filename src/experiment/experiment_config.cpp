@@ -27,6 +27,8 @@ ReferenceSpec read_reference(ConfigSection section, const std::string& source) {
   if (section.has("chains")) spec.chains = section.require<int64_t>("chains");
   if (section.has("burn_in")) spec.burn_in = section.require<int64_t>("burn_in");
   if (section.has("thin")) spec.thin = section.require<int64_t>("thin");
+  spec.pool_file = section.get<std::string>("pool", "");
+  spec.test_file = section.get<std::string>("test", "");
   section.finish();
   check(spec.samples > 0 && spec.test_samples > 0,
         fmt::format("{}: reference.samples and reference.test_samples must be positive", source));

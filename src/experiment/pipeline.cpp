@@ -101,6 +101,26 @@ Dataset cached_dataset(const fs::path& file, const std::string& what, const Make
   return data;
 }
 
+/// The first `frames` frames of a reference file, after checking that it holds samples of
+/// `system` at `kT`; labelled with the system's energies and forces when it lacks them.
+Dataset matching_reference(const Dataset& data, const std::string& file, const System& system,
+                           double kT, int64_t frames) {
+  check(data.num_atoms() == system.num_atoms() && data.dim() == system.dim(),
+        fmt::format("{}: {} atoms in {}-D, but {} has {} in {}-D", file, data.num_atoms(),
+                    data.dim(), system.name(), system.num_atoms(), system.dim()));
+  check(std::abs(data.sampled_kT.value_or(data.kT) - kT) <= 1e-9 * kT,
+        fmt::format("{}: sampled at kT = {:g}, the experiment's kT is {:g}", file,
+                    data.sampled_kT.value_or(data.kT), kT));
+  check(data.num_frames() >= frames,
+        fmt::format("{}: {} frames, the experiment asks for {}", file, data.num_frames(), frames));
+  Dataset selected = data.select(torch::arange(frames));
+  if (!selected.has_forces() || !selected.has_energies()) {
+    check(label_dataset(system, selected) == 0,
+          fmt::format("{}: some frames have non-finite energies or forces", file));
+  }
+  return selected;
+}
+
 SimulationSettings reference_settings(const ExperimentConfig& experiment, double kT,
                                       int64_t samples, uint64_t seed, bool progress) {
   const ReferenceSpec& spec = experiment.reference;
@@ -253,18 +273,25 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   const fs::path out = options.out;
 
   say(fmt::format("[1/5] reference samples of {} at kT = {:g}", system->name(), experiment.kT));
+  const ReferenceSpec& spec = experiment.reference;
   const Dataset pool = cached_dataset(out / "reference" / "pool.npz", "training pool", [&] {
+    if (!spec.pool_file.empty()) {
+      return matching_reference(load_dataset(spec.pool_file), spec.pool_file, *system,
+                                experiment.kT, spec.samples);
+    }
     return simulate(*system,
-                    reference_settings(experiment, experiment.kT, experiment.reference.samples,
+                    reference_settings(experiment, experiment.kT, spec.samples,
                                        derive_seed(experiment.seed, kPoolStream), options.progress))
         .dataset;
   });
   const Dataset test = cached_dataset(out / "reference" / "test.npz", "test set", [&] {
-    const uint64_t seed =
-        derive_seed(derive_seed(experiment.seed, kTestStream), experiment.reference.test_seed);
-    return simulate(*system,
-                    reference_settings(experiment, experiment.kT, experiment.reference.test_samples,
-                                       seed, options.progress))
+    if (!spec.test_file.empty()) {
+      return matching_reference(load_dataset(spec.test_file), spec.test_file, *system,
+                                experiment.kT, spec.test_samples);
+    }
+    const uint64_t seed = derive_seed(derive_seed(experiment.seed, kTestStream), spec.test_seed);
+    return simulate(*system, reference_settings(experiment, experiment.kT, spec.test_samples, seed,
+                                                options.progress))
         .dataset;
   });
 
@@ -305,7 +332,9 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   ExperimentResult result;
   const Samples reference = samples_for_metrics(test, *system);
   // The noise floor: an independent MCMC set of the test set's size against the test set.
-  const Dataset floor = pool.select(torch::arange(std::min(pool.num_frames(), test.num_frames())));
+  // Drawn at random: consecutive pool frames come from few chains and are correlated.
+  const Dataset floor = limited_subset(pool, std::min(pool.num_frames(), test.num_frames()),
+                                       derive_seed(experiment.seed, kTestStream));
   std::string summary = fmt::format("# psm run: {}\n\n", experiment.name);
   summary += fmt::format(
       "System {} at kT = {:g}; {} generated samples per model against {} independent reference "

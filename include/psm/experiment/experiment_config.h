@@ -10,6 +10,7 @@
 //   variants = ["dsm", "psm", "hybrid"]    # diffusion.crossover of each trained model
 //   [system]     name = "lj13", kT = 1.0, plus the system's own options
 //   [reference]  samples = 20000           # MCMC pool that training sets are drawn from
+//                pool = "lj13_pool.npz"    # or read the pool (and/or the test set) from files
 //                test_samples = 10000      # independent evaluation set
 //                test_seed = 1             # another value gives a validation set for tuning
 //                sampler overrides: chains, burn_in, thin
@@ -44,6 +45,8 @@ struct ReferenceSpec {
   std::optional<int64_t> chains{};
   std::optional<int64_t> burn_in{};
   std::optional<int64_t> thin{};
+  std::string pool_file{};  ///< read the pool from this dataset instead of sampling it
+  std::string test_file{};  ///< read the evaluation set from this dataset
 };
 
 /// One training set, made from the reference pool (or sampled at kT_data).
