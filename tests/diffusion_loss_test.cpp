@@ -218,6 +218,25 @@ TEST(DiffusionLoss, WeightingsMatchDefinitions) {
   EXPECT_TRUE(torch::allclose(edm, sigma.square() * (sigma.square() + 0.25) / 0.25));
 }
 
+TEST(DiffusionLoss, TargetVarianceWeightingIsTheInverseTargetVariance) {
+  const torch::Tensor sigma = torch::tensor({0.01, 0.3, 1.0, 3.0}, kF64);
+  constexpr auto kInverse = psm::LossWeighting::target_variance;
+  // DSM's target -ε/σ has variance 1/σ² per coordinate; PSM's F/kT has 1/σ_c² by definition.
+  EXPECT_TRUE(torch::allclose(
+      psm::loss_weight(sigma, {.crossover = psm::Crossover::dsm, .weighting = kInverse}),
+      sigma.square()));
+  EXPECT_TRUE(torch::allclose(
+      psm::loss_weight(sigma,
+                       {.crossover = psm::Crossover::psm, .sigma_c = 0.3, .weighting = kInverse}),
+      torch::full_like(sigma, 0.09)));
+  // The hybrid mixes both: σ_c² well below σ_c, σ² well above, and at σ = σ_c (w = 1/2)
+  // 1 / (1/(4 σ_c²) + 1/(4 σ_c²)) = 2 σ_c².
+  const torch::Tensor hybrid = psm::loss_weight(sigma, {.sigma_c = 0.3, .weighting = kInverse});
+  EXPECT_NEAR(hybrid[0].item<double>(), 0.09, 1e-6);
+  EXPECT_NEAR(hybrid[1].item<double>(), 2 * 0.09, 1e-12);
+  EXPECT_NEAR(hybrid[3].item<double>() / 9.0, 1.0, 1e-3);
+}
+
 TEST(DiffusionLoss, DrawsFromGeneratorInDocumentedOrder) {
   torch::Generator data_rng = psm::make_generator(24);
   const Batch b = random_batch(data_rng);

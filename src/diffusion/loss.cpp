@@ -15,7 +15,8 @@ const detail::EnumNames<Crossover> kCrossoverNames = {
 const detail::EnumNames<LossWeighting> kWeightingNames = {
     {LossWeighting::sigma_squared, "sigma_squared"},
     {LossWeighting::unit, "unit"},
-    {LossWeighting::edm, "edm"}};
+    {LossWeighting::edm, "edm"},
+    {LossWeighting::target_variance, "target_variance"}};
 
 torch::Tensor per_configuration(const torch::Tensor& values) { return values.view({-1, 1, 1}); }
 }  // namespace
@@ -46,7 +47,10 @@ LossOptions resolve_loss_options(LossOptions options, const Dataset& dataset) {
                       "crossover = dsm)",
                       to_string(options.crossover)));
   }
-  if (options.crossover == Crossover::hybrid && !options.sigma_c) {
+  const bool needs_sigma_c =
+      options.crossover == Crossover::hybrid ||
+      (options.weighting == LossWeighting::target_variance && options.crossover == Crossover::psm);
+  if (needs_sigma_c && !options.sigma_c) {
     options.sigma_c = estimate_sigma_c(dataset.forces, dataset.kT, options.com_free);
   }
   return options;
@@ -76,6 +80,14 @@ torch::Tensor loss_weight(const torch::Tensor& sigma, const LossOptions& options
     case LossWeighting::edm: {
       const double data2 = options.sigma_data * options.sigma_data;
       return sigma.square() * (sigma.square() + data2) / data2;
+    }
+    case LossWeighting::target_variance: {
+      // Per coordinate, Var[-ε/σ] = 1/σ² and Var[F/kT] ≈ 1/σ_c² (the definition of σ_c).
+      const torch::Tensor w = crossover_weight(sigma, options);
+      const torch::Tensor psm_variance = options.crossover == Crossover::dsm
+                                             ? torch::zeros_like(sigma)
+                                             : w.square() / (*options.sigma_c * *options.sigma_c);
+      return 1.0 / (psm_variance + (1 - w).square() / sigma.square());
     }
   }
   throw Error("invalid LossWeighting value");

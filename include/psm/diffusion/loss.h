@@ -34,6 +34,9 @@ enum class LossWeighting {
   sigma_squared,  ///< λ = σ²: noise-prediction scale, ||σ s_θ + ε||² for DSM (default)
   unit,           ///< λ = 1: keeps weight at small σ, where PSM targets are precise
   edm,  ///< λ = σ² (σ² + σ_data²) / σ_data²: EDM's denoiser weighting in score units
+  /// λ = 1 / (w² / σ_c² + (1 - w)² / σ²), the inverse variance of the target per coordinate:
+  /// every noise level counts alike. σ² for DSM; σ_c² (constant) where PSM's target holds.
+  target_variance,
 };
 
 struct LossOptions {
