@@ -60,7 +60,7 @@ Config tiny_config() { return Config::from_toml_string(kTinyDw4, "tiny.toml"); }
 TEST(ExperimentConfig, ReadsTheDefaultJob) {
   const ExperimentConfig experiment = read_experiment_config(default_experiment_config());
   EXPECT_EQ(experiment.system["name"], "lj13");
-  EXPECT_EQ(experiment.variants, (std::vector<std::string>{"dsm", "psm"}));
+  EXPECT_EQ(experiment.variants, (std::vector<std::string>{"dsm", "hybrid"}));
   ASSERT_EQ(experiment.sets.size(), 2u);
   EXPECT_EQ(experiment.sets[1].kind, "temperature");
   EXPECT_DOUBLE_EQ(*experiment.sets[1].kT_data, 1.5);
