@@ -1,9 +1,6 @@
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <torch/torch.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,23 +9,13 @@
 #include "psm/eval/metrics.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::pair<int, std::string> run_psm(const std::string& arguments) {
-  const std::string command = std::string(PSM_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using psm::test::run_psm;
 
 nlohmann::json read_json(const fs::path& path) {
   std::ifstream in(path);
