@@ -115,6 +115,11 @@ TEST(DiffusionLoss, SigmaCEstimateMatchesHarmonicClosedForm) {
   // A net force on the frame (no effect in the CoM-free space) does not change the estimate.
   const torch::Tensor net = torch::randn({frames.size(0), 1, 2}, rng, kF64);
   EXPECT_NEAR(psm::estimate_sigma_c(forces + net, system.kT, true) / exact, 1.0, 0.01);
+  // Frames drawn at 2 kT have forces sqrt(2) times larger (deviations from the minimum scale
+  // so); given the temperature they were drawn at, the estimate is still the target's length.
+  const torch::Tensor hot_forces = std::sqrt(2.0) * forces;
+  EXPECT_NEAR(psm::estimate_sigma_c(hot_forces, system.kT, true, 2 * system.kT) / exact, 1.0, 0.01);
+  EXPECT_NEAR(psm::estimate_sigma_c(hot_forces, system.kT, true) / exact, std::sqrt(0.5), 0.01);
 
   psm::Dataset dataset;
   dataset.positions = frames;

@@ -53,7 +53,7 @@ class RunCommand final : public Command {
                "energy W2", "energy W2^2", "dist TVD", "outliers");
     for (const auto& row : result.rows) {
       const Metrics& m = row.metrics;
-      fmt::print("{:<12} {:<8} {:>10.4f} {:>10.4f} {:>12.4f} {:>10.5f} {:>9.4f}\n", row.set,
+      fmt::print("{:<12} {:<8} {:>10.4g} {:>10.4g} {:>12.4g} {:>10.4g} {:>9.4g}\n", row.set,
                  row.model, m.energy_w1, m.energy_w2, m.energy_w2_squared, m.distance_tvd,
                  m.outlier_fraction);
     }

@@ -21,15 +21,18 @@ const detail::EnumNames<LossWeighting> kWeightingNames = {
 torch::Tensor per_configuration(const torch::Tensor& values) { return values.view({-1, 1, 1}); }
 }  // namespace
 
-double estimate_sigma_c(const torch::Tensor& forces, double kT, bool com_free) {
+double estimate_sigma_c(const torch::Tensor& forces, double kT, bool com_free,
+                        std::optional<double> sampled_kT) {
   check(forces.defined() && forces.dim() == 3 && forces.size(0) > 0,
         "estimate_sigma_c: forces must be a non-empty [F, N, D] tensor");
-  check(kT > 0, fmt::format("estimate_sigma_c: kT must be positive (got {})", kT));
+  const double data_kT = sampled_kT.value_or(kT);
+  check(kT > 0 && data_kT > 0,
+        fmt::format("estimate_sigma_c: kT must be positive (got {} and {})", kT, data_kT));
   const double mean_square =
       project(forces.to(torch::kFloat64), com_free).square().sum({1, 2}).mean().item<double>();
   check(mean_square > 0, "estimate_sigma_c: all force labels are zero");
   const auto d_eff = static_cast<double>(effective_dim(forces.size(1), forces.size(2), com_free));
-  return std::sqrt(d_eff * kT * kT / mean_square);
+  return std::sqrt(d_eff * kT * data_kT / mean_square);
 }
 
 LossOptions resolve_loss_options(LossOptions options, const Dataset& dataset) {
@@ -51,7 +54,8 @@ LossOptions resolve_loss_options(LossOptions options, const Dataset& dataset) {
       options.crossover == Crossover::hybrid ||
       (options.weighting == LossWeighting::target_variance && options.crossover == Crossover::psm);
   if (needs_sigma_c && !options.sigma_c) {
-    options.sigma_c = estimate_sigma_c(dataset.forces, dataset.kT, options.com_free);
+    options.sigma_c =
+        estimate_sigma_c(dataset.forces, dataset.kT, options.com_free, dataset.sampled_kT);
   }
   return options;
 }

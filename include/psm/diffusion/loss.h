@@ -58,13 +58,19 @@ struct LossOutput {
   torch::Tensor sigma;       ///< [B] the noise levels drawn (for loss per σ band)
 };
 
-/// The thermal length where the PSM and DSM target variances cross (METHOD.md):
-/// σ_c² = d_eff kT² / E||P F||², using E||F||² = kT E[tr H].
+/// The thermal length at the target kT, where the PSM and DSM target variances cross
+/// (METHOD.md): σ_c² = d_eff kT kT_data / E||P F||² = d_eff kT / E[tr H], using
+/// E||F||² = kT_data E[tr H] for frames drawn at kT_data. Without kT_data (frames drawn at the
+/// target) this is d_eff kT² / E||P F||². Estimating with kT² on frames drawn too hot would
+/// give a length sqrt(kT / kT_data) too short, and a hybrid that is almost DSM.
 /// @param forces [F, N, D] float64, energy/length; kT in the same energy units.
-double estimate_sigma_c(const torch::Tensor& forces, double kT, bool com_free);
+/// @param sampled_kT the k_B T the frames were drawn at, when it is not kT
+double estimate_sigma_c(const torch::Tensor& forces, double kT, bool com_free,
+                        std::optional<double> sampled_kT = std::nullopt);
 
 /// `options` made ready for `dataset`: validates them, checks that PSM and hybrid have force
-/// labels, and fills an unset hybrid σ_c with estimate_sigma_c(dataset.forces, dataset.kT).
+/// labels, and fills an unset hybrid σ_c with estimate_sigma_c(dataset.forces, dataset.kT,
+/// com_free, dataset.sampled_kT).
 /// Throws psm::Error naming the offending option.
 LossOptions resolve_loss_options(LossOptions options, const Dataset& dataset);
 
