@@ -66,6 +66,16 @@ TEST(ExperimentConfig, ReadsTheDefaultJob) {
   EXPECT_DOUBLE_EQ(*experiment.sets[1].kT_data, 1.5);
 }
 
+TEST(ExperimentConfig, ReadsEveryPreset) {
+  const fs::path configs = fs::path(PSM_TEST_DATA_DIR) / ".." / ".." / "configs";
+  for (const char* name : {"lj13_quick", "lj13", "dw4", "lj55"}) {
+    const ExperimentConfig experiment =
+        read_experiment_config(Config::from_toml_file(configs / (std::string(name) + ".toml")));
+    EXPECT_EQ(experiment.name, name);
+    EXPECT_GE(experiment.sets.size(), 2u) << name;
+  }
+}
+
 TEST(ExperimentConfig, TrainingConfigSetsDataAndCrossover) {
   const ExperimentConfig experiment = read_experiment_config(tiny_config());
   const Config config = training_config(experiment, "sets/hot.npz", "psm");
