@@ -160,7 +160,7 @@ Dataset make_training_set(const ExperimentConfig& experiment, const TrainingSetS
 /// Band losses against the step from a MetricLogger file, one curve per sigma band.
 std::vector<LineSeries> band_loss_curves(const fs::path& metrics_file, const SigmaBands& bands) {
   std::vector<LineSeries> curves(bands.count());
-  for (int64_t b = 0; b < bands.count(); ++b) curves[b].label = "σ band " + bands.label(b);
+  for (int64_t b = 0; b < bands.count(); ++b) curves[b].label = "band " + bands.label(b);
   std::ifstream in(metrics_file);
   std::string line;
   while (std::getline(in, line)) {
