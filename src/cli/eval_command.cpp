@@ -12,6 +12,7 @@
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 #include "psm/io/dataset.h"
+#include "psm/systems/labelling.h"
 #include "psm/systems/potential.h"
 
 namespace psm::cli {
@@ -44,17 +45,11 @@ torch::Tensor energies_of(const Dataset& data, const fs::path& file,
                       file.string()));
     system = make_system(data.system);
   }
-  constexpr int64_t chunk = 1024;
-  const int64_t frames = data.num_frames();
-  std::vector<torch::Tensor> energies;
-  ProgressBar progress(fmt::format("energies of {}", file.filename().string()), frames);
-  for (int64_t start = 0; start < frames; start += chunk) {
-    const torch::Tensor positions = data.positions.slice(0, start, start + chunk);
-    energies.push_back(system->evaluate(positions, {.forces = false}).energy);
-    progress.update(start + positions.size(0));
-  }
+  ProgressBar progress(fmt::format("energies of {}", file.filename().string()), data.num_frames());
+  const torch::Tensor energies =
+      batched_energies(*system, data.positions, 1024, [&](int64_t done) { progress.update(done); });
   progress.finish();
-  return torch::cat(energies);
+  return energies;
 }
 
 struct LoadedSamples {

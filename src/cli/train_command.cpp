@@ -124,15 +124,8 @@ class TrainCommand final : public Command {
     if (resume_) fmt::print("resumed     step {} of {}\n", trainer.step_count(), run.trainer.steps);
     std::fflush(stdout);
 
-    write_atomically(out / "config.toml",
-                     [&](const std::filesystem::path& tmp) { std::ofstream(tmp) << config_text; });
-    const SigmaBands bands(run.loss.schedule.sigma_min, run.loss.schedule.sigma_max);
-    trainer.add_callback(
-        std::make_unique<ProgressReporter>(run.trainer.log_every, bands, progress_));
-    trainer.add_callback(std::make_unique<MetricLogger>(
-        out / "metrics.jsonl", run.trainer.log_every, bands, trainer.step_count()));
-    trainer.add_callback(
-        std::make_unique<CheckpointWriter>(checkpoint, run.trainer.checkpoint_every));
+    write_text_atomically(out / "config.toml", config_text);
+    add_run_directory_callbacks(trainer, out, progress_);
 
     std::optional<double> validation;
     trainer.add_callback(std::make_unique<LastValidation>(validation));

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 
 #include "psm/core/error.h"
 
@@ -25,6 +26,14 @@ void write_atomically(const std::filesystem::path& target,
     fs::remove(tmp, ignored);
     throw;
   }
+}
+
+void write_text_atomically(const std::filesystem::path& target, const std::string& text) {
+  write_atomically(target, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp);
+    out << text;
+    check(static_cast<bool>(out), fmt::format("{}: cannot write", tmp.string()));
+  });
 }
 
 }  // namespace psm

@@ -15,14 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void write_text(const fs::path& path, const std::string& text) {
-  write_atomically(path, [&](const fs::path& tmp) {
-    std::ofstream out(tmp);
-    out << text;
-    check(static_cast<bool>(out), fmt::format("{}: cannot write", tmp.string()));
-  });
-}
-
 nlohmann::json definitions(const MetricsOptions& options) {
   return {
       {"energy_w",
@@ -111,7 +103,7 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
                                {"definitions", definitions(options.metrics)},
                                {"models", json_models},
                                {"context", options.context}};
-  write_text(dir / "metrics.json", json.dump(2) + "\n");
+  write_text_atomically(dir / "metrics.json", json.dump(2) + "\n");
 
   std::vector<Figure> figures;
   if (options.plots) figures = draw_histograms(dir, reference, models, options);
@@ -129,7 +121,7 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
                             figure.file.generic_string());
   }
   if (!options.plots) markdown += "(Histograms not drawn.)\n";
-  write_text(dir / "report.md", markdown);
+  write_text_atomically(dir / "report.md", markdown);
   return rows;
 }
 

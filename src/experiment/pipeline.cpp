@@ -53,14 +53,6 @@ std::string read_text(const fs::path& path) {
   return text.str();
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  write_atomically(path, [&](const fs::path& tmp) {
-    std::ofstream out(tmp);
-    out << text;
-    check(out.good(), fmt::format("{}: write failed", tmp.string()));
-  });
-}
-
 /// Makes the run directory, or checks that an existing one belongs to this configuration.
 void prepare_directory(const ExperimentConfig& experiment, const RunOptions& options) {
   const fs::path marker = options.out / "experiment.toml";
@@ -83,7 +75,7 @@ void prepare_directory(const ExperimentConfig& experiment, const RunOptions& opt
     }
   }
   fs::create_directories(options.out);
-  write_text(marker, toml);
+  write_text_atomically(marker, toml);
 }
 
 /// Loads `file` when it exists, else makes it with `make` and saves it.
@@ -189,18 +181,12 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
   }
   fs::create_directories(dir);
   const std::string config_text = config.to_toml();
-  write_text(dir / "config.toml", config_text);
+  write_text_atomically(dir / "config.toml", config_text);
   const Dataset data = load_dataset(set_file);
   Trainer trainer(data, run.network, run.loss, run.trainer,
                   {.config_toml = config_text, .data_source = set_file.string()});
   if (exists) trainer.resume(checkpoint);
-  const SigmaBands bands(run.loss.schedule.sigma_min, run.loss.schedule.sigma_max);
-  trainer.add_callback(
-      std::make_unique<ProgressReporter>(run.trainer.log_every, bands, options.progress));
-  trainer.add_callback(std::make_unique<MetricLogger>(dir / "metrics.jsonl", run.trainer.log_every,
-                                                      bands, trainer.step_count()));
-  trainer.add_callback(
-      std::make_unique<CheckpointWriter>(checkpoint, run.trainer.checkpoint_every));
+  add_run_directory_callbacks(trainer, dir, options.progress);
   const int64_t first_step = trainer.step_count();
   const auto start = std::chrono::steady_clock::now();
   trainer.train();
@@ -254,15 +240,10 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
 /// Energies for the metrics: the stored ones, or computed (non-finite ones kept: they are
 /// outliers and count against the model).
 Samples samples_for_metrics(const Dataset& data, const System& system) {
-  torch::Tensor energies = data.energies;
-  if (!energies.defined()) {
-    std::vector<torch::Tensor> chunks;
-    for (int64_t start = 0; start < data.num_frames(); start += 1024) {
-      chunks.push_back(
-          system.evaluate(data.positions.slice(0, start, start + 1024), {.forces = false}).energy);
-    }
-    energies = torch::nan_to_num(torch::cat(chunks), std::numeric_limits<double>::max());
-  }
+  const torch::Tensor energies = data.has_energies()
+                                     ? data.energies
+                                     : torch::nan_to_num(batched_energies(system, data.positions),
+                                                         std::numeric_limits<double>::max());
   return {data.positions.to(torch::kFloat64), energies.to(torch::kFloat64)};
 }
 
@@ -383,8 +364,8 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     }
   }
   result.report = out / "report.md";
-  write_text(result.report, summary);
-  write_text(out / "metrics.json", all_metrics.dump(2) + "\n");
+  write_text_atomically(result.report, summary);
+  write_text_atomically(out / "metrics.json", all_metrics.dump(2) + "\n");
   say(fmt::format("done in {:.0f} s", seconds_since(start)));
   return result;
 }

@@ -6,6 +6,17 @@
 
 namespace psm {
 
+torch::Tensor batched_energies(const System& system, const torch::Tensor& positions, int64_t batch,
+                               const std::function<void(int64_t)>& on_batch) {
+  std::vector<torch::Tensor> energies;
+  for (int64_t start = 0; start < positions.size(0); start += batch) {
+    const torch::Tensor chunk = positions.slice(0, start, start + batch);
+    energies.push_back(system.evaluate(chunk, {.forces = false}).energy);
+    if (on_batch) on_batch(start + chunk.size(0));
+  }
+  return torch::cat(energies);
+}
+
 int64_t label_dataset(const System& system, Dataset& dataset, int64_t batch) {
   std::vector<torch::Tensor> energies;
   std::vector<torch::Tensor> forces;

@@ -182,4 +182,16 @@ void ProgressReporter::on_train_end(const Trainer&) {
   if (bar_) bar_->finish();
 }
 
+void add_run_directory_callbacks(Trainer& trainer, const std::filesystem::path& dir,
+                                 bool progress) {
+  const NoiseSchedule& schedule = trainer.loss_options().schedule;
+  const SigmaBands bands(schedule.sigma_min, schedule.sigma_max);
+  const TrainerOptions& options = trainer.options();
+  trainer.add_callback(std::make_unique<ProgressReporter>(options.log_every, bands, progress));
+  trainer.add_callback(std::make_unique<MetricLogger>(dir / "metrics.jsonl", options.log_every,
+                                                      bands, trainer.step_count()));
+  trainer.add_callback(
+      std::make_unique<CheckpointWriter>(dir / "checkpoint.pt", options.checkpoint_every));
+}
+
 }  // namespace psm

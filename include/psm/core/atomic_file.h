@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <string>
 
 namespace psm {
 
@@ -12,5 +13,8 @@ namespace psm {
 /// Creates the parent directory if needed.
 void write_atomically(const std::filesystem::path& target,
                       const std::function<void(const std::filesystem::path& tmp)>& write);
+
+/// write_atomically of a whole text; throws psm::Error when the write fails.
+void write_text_atomically(const std::filesystem::path& target, const std::string& text);
 
 }  // namespace psm

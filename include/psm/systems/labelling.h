@@ -2,11 +2,18 @@
 // Energy and force labels of stored frames, computed with a system's potential in batches.
 
 #include <cstdint>
+#include <functional>
 
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
 
 namespace psm {
+
+/// Energies [F] of positions [F, N, D], `batch` frames at a time; `on_batch` (if set) gets the
+/// number of frames done after each batch, for progress bars.
+torch::Tensor batched_energies(const System& system, const torch::Tensor& positions,
+                               int64_t batch = 1024,
+                               const std::function<void(int64_t done)>& on_batch = {});
 
 /// Sets dataset.energies and dataset.forces from `system`, `batch` frames at a time, and returns
 /// the number of frames whose energy or forces are not finite (clashing atoms). When that number

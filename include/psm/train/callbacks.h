@@ -99,6 +99,11 @@ class MetricLogger final : public Callback {
   std::chrono::steady_clock::time_point start_;
 };
 
+/// The callbacks of a run directory `dir`: a progress bar (when `progress`), dir/metrics.jsonl
+/// every options().log_every steps and dir/checkpoint.pt every options().checkpoint_every, with
+/// noise bands from the trainer's schedule. Call after any resume().
+void add_run_directory_callbacks(Trainer& trainer, const std::filesystem::path& dir, bool progress);
+
 /// A progress bar over the remaining steps showing the loss and the band losses (means over the
 /// last `every` steps), the latest validation loss and the ETA.
 class ProgressReporter final : public Callback {
