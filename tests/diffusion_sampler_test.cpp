@@ -136,6 +136,38 @@ TEST(DiffusionSampler, SamplesVariancePreservingModelThroughItsView) {
   EXPECT_TRUE(torch::allclose(direct, through_view, 1e-9, 1e-9));
 }
 
+// Frames from one component, renoised to a σ well below the components' separation and
+// integrated back with the exact score, stay in their component with its width.
+TEST(DiffusionSampler, RenoisedFramesKeepTheirComponentAndWidth) {
+  const torch::Tensor means =
+      torch::tensor({2.0, 0.0, -2.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, -2.0, 0.0, 0.0}, kF64)
+          .view({2, 3, 2}) *
+      2;  // components 8 apart: about 7 noised standard deviations
+  const double std0 = 0.4;
+  const psm::GaussianMixture mixture = psm::GaussianMixture::isotropic(
+      torch::tensor({0.5, 0.5}, kF64), means, torch::tensor({std0, std0}, kF64), true);
+  const int64_t count = 2000;
+  const double d_eff = 4;
+  torch::Generator rng = psm::make_generator(41);
+  const torch::Tensor frames =
+      means[0] + std0 * psm::gaussian_noise({count, 3, 2}, rng, kF64, true);
+  psm::SamplerOptions options = sampler_options(psm::Solver::euler_maruyama, true);
+  options.sigma_max = std0;
+  options.steps = 200;
+
+  const torch::Tensor samples = psm::renoise_and_integrate(mixture.score_fn(), frames, options);
+  ASSERT_EQ(samples.sizes(), frames.sizes());
+  EXPECT_GT((samples - frames).square().sum({1, 2}).mean().item<double>(), std0 * std0);
+  EXPECT_TRUE(mixture.responsibilities(samples, torch::zeros({count}, kF64))
+                  .argmax(1)
+                  .eq(0)
+                  .all()
+                  .item<bool>());
+  const double variance = (samples - means[0]).square().sum({1, 2}).mean().item<double>() / d_eff;
+  EXPECT_NEAR(variance / (std0 * std0), 1.0, 4 * std::sqrt(2 / (count * d_eff)) + 0.03);
+  EXPECT_THROW(psm::renoise_and_integrate(mixture.score_fn(), frames[0], options), psm::Error);
+}
+
 TEST(DiffusionSampler, RejectsBadOptions) {
   const psm::GaussianMixture gaussian = psm::GaussianMixture::isotropic(
       torch::ones({1}, kF64), torch::zeros({1, 3, 2}, kF64), torch::ones({1}, kF64), true);

@@ -47,6 +47,10 @@ class SampleCommand final : public Command {
     app.add_option("--rho", options_.rho, "Exponent of the edm grid")->capture_default_str();
     app.add_option("--sigma-min", sigma_min_, "Last noise level (default: the training one)");
     app.add_option("--sigma-max", sigma_max_, "First noise level (default: the training one)");
+    app.add_option("--from", from_,
+                   "Partial diffusion: noise the frames of this dataset to --sigma-max and "
+                   "integrate them back (first --n frames; checks the score below sigma-max)")
+        ->check(CLI::ExistingFile);
     app.add_option("--batch", options_.batch_size, "Samples integrated together")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
@@ -68,14 +72,16 @@ class SampleCommand final : public Command {
 
     const int64_t atoms = static_cast<int64_t>(info.species().size());
     std::unique_ptr<ProgressBar> bar;  // made at the first step, when the total is known
+    const SamplerProgress progress = [&](int64_t done, int64_t total) {
+      if (!bar) bar = std::make_unique<ProgressBar>("sample", total, progress_);
+      bar->update(done);
+    };
     const auto start = std::chrono::steady_clock::now();
     const torch::Tensor positions =
-        sample_diffusion(trained.score(), count_, atoms, info.dim(), options_, torch::kFloat64,
-                         [&](int64_t done, int64_t total) {
-                           if (!bar)
-                             bar = std::make_unique<ProgressBar>("sample", total, progress_);
-                           bar->update(done);
-                         });
+        from_.empty()
+            ? sample_diffusion(trained.score(), count_, atoms, info.dim(), options_,
+                               torch::kFloat64, progress)
+            : renoise_and_integrate(trained.score(), frames_to_renoise(info), options_, progress);
     if (bar) bar->finish();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -102,6 +108,7 @@ class SampleCommand final : public Command {
                           {"sigma_max", options_.sigma_max},
                           {"seed", options_.seed},
                           {"training_data", info.data.value("source", "")}};
+    if (!from_.empty()) samples.provenance["renoised_frames"] = from_.string();
     if (energies_ && !info.system().is_null()) {
       std::unique_ptr<System> system;
       try {
@@ -130,7 +137,21 @@ class SampleCommand final : public Command {
   }
 
  private:
+  /// The first --n frames of --from, checked against the checkpoint's atoms; sets count_.
+  torch::Tensor frames_to_renoise(const CheckpointInfo& info) {
+    check(sigma_max_.has_value(),
+          "psm sample: --from needs --sigma-max (the noise level to start from)");
+    const Dataset frames = load_dataset(from_);
+    check(frames.species == info.species() && frames.dim() == info.dim(),
+          fmt::format("{}: its atoms ({} in {} dimensions) are not the checkpoint's ({} in {})",
+                      from_.string(), frames.num_atoms(), frames.dim(), info.species().size(),
+                      info.dim()));
+    count_ = std::min(count_, frames.num_frames());
+    return frames.positions.narrow(0, 0, count_).to(torch::kFloat64);
+  }
+
   std::filesystem::path checkpoint_;
+  std::filesystem::path from_;
   std::filesystem::path out_;
   int64_t count_ = 10000;
   SamplerOptions options_{.steps = 100, .batch_size = 1000};

@@ -75,6 +75,34 @@ torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
   return x;
 }
 
+namespace {
+
+/// Integrates `count` configurations in chunks of options.batch_size; chunk c starts from
+/// start_of(first, size, rng) with its own seeded generator, so results do not depend on how
+/// the work is split across calls.
+template <typename StartFn>
+torch::Tensor integrate_in_chunks(const ScoreFn& score, int64_t count,
+                                  const SamplerOptions& options, const SamplerProgress& progress,
+                                  const StartFn& start_of) {
+  torch::NoGradGuard no_grad;
+  const int64_t chunks = (count + options.batch_size - 1) / options.batch_size;
+  const int64_t steps_per_chunk = options.steps + (options.denoise_final ? 1 : 0);
+  const uint64_t sampling_seed = derive_seed(options.seed, kSamplingStream);
+  std::vector<torch::Tensor> samples;
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t first = chunk * options.batch_size;
+    const int64_t size = std::min(options.batch_size, count - first);
+    torch::Generator rng = make_generator(sampling_seed, static_cast<uint64_t>(chunk));
+    const torch::Tensor start = start_of(first, size, rng);
+    samples.push_back(integrate_reverse(score, start, options, rng, [&](int64_t step) {
+      if (progress) progress(chunk * steps_per_chunk + step, chunks * steps_per_chunk);
+    }));
+  }
+  return torch::cat(samples);
+}
+
+}  // namespace
+
 torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_atoms, int64_t dim,
                                const SamplerOptions& options,
                                const torch::TensorOptions& tensor_options,
@@ -83,22 +111,26 @@ torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_
   check(count >= 1, fmt::format("sampler: count must be >= 1 (got {})", count));
   check(num_atoms >= (options.com_free ? 2 : 1) && dim >= 1,
         fmt::format("sampler: cannot sample {} atoms in {} dimensions", num_atoms, dim));
-  torch::NoGradGuard no_grad;
-  const int64_t chunks = (count + options.batch_size - 1) / options.batch_size;
-  const int64_t steps_per_chunk = options.steps + (options.denoise_final ? 1 : 0);
-  const uint64_t sampling_seed = derive_seed(options.seed, kSamplingStream);
-  std::vector<torch::Tensor> samples;
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const int64_t size = std::min(options.batch_size, count - chunk * options.batch_size);
-    torch::Generator rng = make_generator(sampling_seed, static_cast<uint64_t>(chunk));
-    const torch::Tensor start =
-        options.sigma_max *
-        gaussian_noise({size, num_atoms, dim}, rng, tensor_options, options.com_free);
-    samples.push_back(integrate_reverse(score, start, options, rng, [&](int64_t step) {
-      if (progress) progress(chunk * steps_per_chunk + step, chunks * steps_per_chunk);
-    }));
-  }
-  return torch::cat(samples);
+  return integrate_in_chunks(
+      score, count, options, progress, [&](int64_t, int64_t size, torch::Generator& rng) {
+        return options.sigma_max *
+               gaussian_noise({size, num_atoms, dim}, rng, tensor_options, options.com_free);
+      });
+}
+
+torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& frames,
+                                    const SamplerOptions& options,
+                                    const SamplerProgress& progress) {
+  options.validate("sampler");
+  check(frames.dim() == 3 && frames.size(0) >= 1,
+        "sampler: frames to renoise must be [B, N, D] with B >= 1");
+  return integrate_in_chunks(
+      score, frames.size(0), options, progress,
+      [&](int64_t first, int64_t size, torch::Generator& rng) {
+        const torch::Tensor x0 = frames.narrow(0, first, size);
+        return project(x0, options.com_free) +
+               options.sigma_max * gaussian_noise(x0.sizes(), rng, x0.options(), options.com_free);
+      });
 }
 
 std::string to_string(Solver value) { return detail::enum_to_string(value, kSolverNames); }

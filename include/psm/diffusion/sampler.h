@@ -65,6 +65,14 @@ torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_
                                const torch::TensorOptions& tensor_options = torch::kFloat64,
                                const SamplerProgress& progress = {});
 
+/// Partial diffusion: each frame of `frames` [B, N, D] (float64 advised) is noised to
+/// options.sigma_max and integrated back down to σ_min. With σ_max below the data's scale the
+/// result depends only on the learned score at σ <= σ_max, which locates where a model goes
+/// wrong (a good score returns frames distributed like the data).
+torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& frames,
+                                    const SamplerOptions& options,
+                                    const SamplerProgress& progress = {});
+
 std::string to_string(Solver value);
 /// "euler_maruyama" (or "sde") and "heun" (or "ode"); throws psm::Error listing them.
 Solver solver_from_string(const std::string& name);
