@@ -35,6 +35,7 @@ TEST(MoleculeFromSmiles, BadSmilesNamesTheInput) {
   EXPECT_PSM_ERROR(psm::molecule_from_smiles("C1CC"), "SMILES 'C1CC'", "not a valid molecule");
   EXPECT_PSM_ERROR(psm::molecule_from_smiles("C(C)(C)(C)(C)C"), "SMILES 'C(C)(C)(C)(C)C'");
   EXPECT_PSM_ERROR(psm::molecule_from_smiles(""), "SMILES ''");
+  EXPECT_PSM_ERROR(psm::molecule_from_smiles("[U]"), "SMILES '[U]'", "atomic number 92");
 }
 
 }  // namespace

@@ -46,6 +46,15 @@ Dataset molecule_from_smiles(const std::string& smiles, const SmilesOptions& opt
   check(molecule != nullptr && molecule->getNumAtoms() > 0,
         fmt::format("SMILES '{}': not a valid molecule", smiles));
   RDKit::MolOps::addHs(*molecule);
+  // Species first: a dummy atom (*) or an element beyond Rn fails before the embedding runs.
+  std::vector<int64_t> species;
+  for (const RDKit::Atom* atom : molecule->atoms()) {
+    const int64_t z = atom->getAtomicNum();
+    check(z >= 1 && z <= max_atomic_number,
+          fmt::format("SMILES '{}': atom {} has atomic number {} (psm knows 1..{})", smiles,
+                      atom->getIdx(), z, max_atomic_number));
+    species.push_back(z);
+  }
   RDKit::DGeomHelpers::EmbedParameters parameters = RDKit::DGeomHelpers::ETKDGv3;
   // RDKit takes an int seed; -1 would mean "random".
   parameters.randomSeed = static_cast<int>(options.seed % 2147483647);
@@ -55,18 +64,11 @@ Dataset molecule_from_smiles(const std::string& smiles, const SmilesOptions& opt
   const std::string force_field = options.optimise ? optimise(*molecule) : "none";
 
   const RDKit::Conformer& conformer = molecule->getConformer();
-  const int64_t num_atoms = molecule->getNumAtoms();
-  std::vector<int64_t> species;
   std::vector<double> positions;
-  for (const RDKit::Atom* atom : molecule->atoms()) {
-    const int64_t z = atom->getAtomicNum();
-    check(z >= 1 && z <= max_atomic_number,
-          fmt::format("SMILES '{}': atom {} has atomic number {} (psm knows 1..{})", smiles,
-                      atom->getIdx(), z, max_atomic_number));
-    species.push_back(z);
-    const RDGeom::Point3D& p = conformer.getAtomPos(atom->getIdx());
+  for (const RDGeom::Point3D& p : conformer.getPositions()) {
     positions.insert(positions.end(), {p.x, p.y, p.z});
   }
+  const int64_t num_atoms = static_cast<int64_t>(species.size());
   Dataset dataset;
   dataset.positions = torch::tensor(positions, torch::kFloat64).reshape({1, num_atoms, 3});
   dataset.species = std::move(species);
