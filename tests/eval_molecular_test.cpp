@@ -172,6 +172,7 @@ TEST(MolecularMetrics, PotentialEnergiesLeaveOutFramesTheSystemRejects) {
   EXPECT_EQ(some.failed, 0);
   const psm::PotentialEnergies all = psm::potential_energies(*xtb, generated, 6);
   EXPECT_EQ(all.failed, 1);
+  EXPECT_NE(all.first_error.find("atoms 2 and 3 of frame 0"), std::string::npos) << all.first_error;
   ASSERT_EQ(all.energies.numel(), 5);
   const psm::PotentialEnergies ref = psm::potential_energies(*xtb, reference, 6);
   const psm::PotentialEnergyW1 w1 = psm::potential_energy_w1("xtb", all, ref);
@@ -181,6 +182,10 @@ TEST(MolecularMetrics, PotentialEnergiesLeaveOutFramesTheSystemRejects) {
   // The five good frames are reference frames: W1 is the 1-D distance to the full six.
   EXPECT_NEAR(w1.w1, psm::wasserstein_1d(all.energies, ref.energies, 1.0), 1e-12);
   EXPECT_GT(w1.w1, 0.0);
+  // No reference frame evaluates: an error that says why.
+  const psm::PotentialEnergies clash = psm::potential_energies(*xtb, generated.slice(0, 1, 2), 1);
+  EXPECT_PSM_ERROR(psm::potential_energy_w1("xtb", all, clash),
+                   "none of the 1 reference frames evaluated", "atoms 2 and 3");
 }
 #endif
 

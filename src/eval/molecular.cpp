@@ -307,8 +307,8 @@ PotentialEnergies potential_energies(const System& system, const torch::Tensor& 
   for (int64_t k = 0; k < n; ++k) {
     try {
       energies.push_back(system.evaluate(selected.slice(0, k, k + 1), {.forces = false}).energy);
-    } catch (const Error&) {
-      ++result.failed;
+    } catch (const Error& error) {
+      if (result.failed++ == 0) result.first_error = error.what();
     }
   }
   result.energies = energies.empty() ? torch::empty({0}, torch::kFloat64) : torch::cat(energies);
@@ -318,8 +318,9 @@ PotentialEnergies potential_energies(const System& system, const torch::Tensor& 
 PotentialEnergyW1 potential_energy_w1(const std::string& potential,
                                       const PotentialEnergies& generated,
                                       const PotentialEnergies& reference) {
-  check(reference.energies.numel() > 0, fmt::format("{}: none of the {} reference frames evaluated",
-                                                    potential, reference.evaluated));
+  check(reference.energies.numel() > 0,
+        fmt::format("{}: none of the {} reference frames evaluated (first: {})", potential,
+                    reference.evaluated, reference.first_error));
   PotentialEnergyW1 result{.potential = potential,
                            .w1 = std::numeric_limits<double>::quiet_NaN(),
                            .generated = generated.evaluated,

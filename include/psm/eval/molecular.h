@@ -107,15 +107,16 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
 /// trajectories are correlated, so not the first ones). The batch is evaluated at once; if the
 /// system throws psm::Error, the frames are evaluated one by one and those that fail are left out.
 struct PotentialEnergies {
-  torch::Tensor energies;  ///< [M] float64 of the frames that evaluated
-  int64_t evaluated = 0;   ///< frames tried
-  int64_t failed = 0;      ///< frames that threw
+  torch::Tensor energies;     ///< [M] float64 of the frames that evaluated
+  int64_t evaluated = 0;      ///< frames tried
+  int64_t failed = 0;         ///< frames that threw
+  std::string first_error{};  ///< the message of the first frame that threw
 };
 PotentialEnergies potential_energies(const System& system, const torch::Tensor& positions,
                                      int64_t max_frames);
 
 /// W1 between the energies of generated and reference frames under the same potential.
-/// Throws psm::Error when no reference frame evaluates.
+/// Throws psm::Error, with the first frame's error, when no reference frame evaluates.
 PotentialEnergyW1 potential_energy_w1(const std::string& potential,
                                       const PotentialEnergies& generated,
                                       const PotentialEnergies& reference);
