@@ -9,7 +9,7 @@ build_dir=${1:-build}
 packages=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libopenblas0-openmp
-  libxtb-dev
+  libxtb-dev librdkit-dev libboost-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   libzip-dev zipcmp zipmerge ziptool zlib1g-dev
   libgtest-dev libbenchmark-dev

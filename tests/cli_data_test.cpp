@@ -51,4 +51,30 @@ TEST_F(CliData, BadOptionAndMissingFileFailWithOneLine) {
   EXPECT_NE(missing.output.find("missing.npz: no such file"), std::string::npos) << missing.output;
 }
 
+TEST_F(CliData, MoleculeFromSmilesFeedsSimulate) {
+  const RunResult made =
+      run_psm("data molecule --smiles CCO --seed 3 --out " + path("ethanol.xyz").string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  EXPECT_NE(made.output.find("C2H6O (9 atoms), RDKit ETKDGv3 seed 3, force field MMFF94"),
+            std::string::npos)
+      << made.output;
+  const psm::Dataset molecule =
+      psm::load_dataset(path("ethanol.xyz"), {.temperature_kelvin = 500.0});
+  EXPECT_EQ(molecule.num_atoms(), 9);
+#ifdef PSM_WITH_XTB
+  const RunResult simulated =
+      run_psm("--threads 1 simulate --system xtb --molecule " + path("ethanol.xyz").string() +
+              " --samples 2 --chains 1 --burn-in 2 --thin 1 --no-progress --out " +
+              path("ethanol.npz").string());
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.output;
+  EXPECT_EQ(psm::load_dataset(path("ethanol.npz")).num_frames(), 2);
+#endif
+  const RunResult bad = run_psm("data molecule --smiles 'C1CC' --out " + path("bad.xyz").string());
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("SMILES 'C1CC': not a valid molecule"), std::string::npos)
+      << bad.output;
+  EXPECT_EQ(line_count(bad.output), 1) << bad.output;
+  EXPECT_FALSE(std::filesystem::exists(path("bad.xyz")));
+}
+
 }  // namespace

@@ -96,4 +96,77 @@ TEST_F(CliEval, EnergiesComputedWithTheSystemWhenFilesLackThem) {
   EXPECT_NEAR(model["energy_w1"].get<double>(), psm::wasserstein_1d(e_gen, e_ref, 1.0), 1e-9);
 }
 
+/// Ethanol (tests/data/ethanol.xyz) with 0.02 Å noise, in kcal/mol and Å with made-up energies.
+psm::Dataset ethanol_frames(int64_t frames, torch::Generator& rng) {
+  psm::Dataset data =
+      psm::load_dataset(psm::test::data_path("ethanol.xyz"), {.temperature_kelvin = 500.0});
+  data.positions = data.positions + 0.02 * torch::randn({frames, 9, 3}, rng, torch::kFloat64);
+  data.energies = torch::randn({frames}, rng, torch::kFloat64);
+  return data;
+}
+
+TEST_F(CliEval, MoleculesGetBondTorsionAndXtbMetrics) {
+  torch::Generator rng = psm::make_generator(3);
+  const psm::Dataset reference = ethanol_frames(30, rng);
+  psm::Dataset samples = reference;
+  // H3 pulled 1.5 Å away from O2 in the first 3 frames: 10% of the graphs broken.
+  const torch::Tensor oh = samples.positions.select(1, 3) - samples.positions.select(1, 2);
+  samples.positions = samples.positions.clone();
+  samples.positions.slice(0, 0, 3).select(1, 3).add_(1.5 * oh.slice(0, 0, 3) /
+                                                     oh.slice(0, 0, 3).norm(2, -1, true));
+  psm::save_dataset(dir_ / "ref.npz", reference);
+  psm::save_dataset(dir_ / "samples.npz", samples);
+  const std::string files =
+      fmt::format("--samples {} --reference {} --out {}", (dir_ / "samples.npz").string(),
+                  (dir_ / "ref.npz").string(), (dir_ / "out").string());
+#ifdef PSM_WITH_XTB
+  const auto [code, output] = run_psm("--threads 1 eval " + files + " --xtb-frames 5");
+#else
+  const auto [code, output] = run_psm("eval " + files + " --xtb-frames 0");
+#endif
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_NE(output.find("intact bond graph fraction               0.9\n"), std::string::npos)
+      << output;
+  const nlohmann::json molecular =
+      read_json(dir_ / "out" / "metrics.json")["models"][0]["molecular"];
+  EXPECT_EQ(molecular["bonds"], 8);
+  EXPECT_EQ(molecular["torsions"], 2);
+  EXPECT_DOUBLE_EQ(molecular["intact_fraction"].get<double>(), 0.9);
+  EXPECT_GT(molecular["bond_length_js"]["O2-H3"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(molecular["bond_length_js"]["C0-C1"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(molecular["torsion_js_max"].get<double>(), 0.0);  // H3 moved along O-H
+#ifdef PSM_WITH_XTB
+  // Frames 0, 7, 14, 22, 29: frame 0 is stretched, the others are the reference's own frames.
+  const nlohmann::json& xtb = molecular["potential_energy"];
+  EXPECT_EQ(xtb["generated"], 5);
+  EXPECT_EQ(xtb["reference"], 5);
+  EXPECT_GT(xtb["w1"].get<double>(), 0.0);
+  EXPECT_NE(output.find("xtb energy W1 (kcal/mol)"), std::string::npos) << output;
+#endif
+  // Plots: the bond with the largest JS (O2-H3) and both torsions are drawn.
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "bond_length_O2-H3.png"));
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "torsion_C0-C1-O2-H3.png"));
+  std::ifstream report(dir_ / "out" / "report.md");
+  const std::string markdown((std::istreambuf_iterator<char>(report)), {});
+  EXPECT_NE(markdown.find("## Molecular metrics"), std::string::npos);
+}
+
+TEST_F(CliEval, MismatchedAtomCountsNameBothFiles) {
+  torch::Generator rng = psm::make_generator(4);
+  const psm::Dataset reference = ethanol_frames(5, rng);
+  psm::Dataset samples = reference;
+  samples.positions = reference.positions.slice(1, 0, 8).contiguous();
+  samples.species.pop_back();
+  psm::save_dataset(dir_ / "ref.npz", reference);
+  psm::save_dataset(dir_ / "samples.npz", samples);
+  const auto [code, output] =
+      run_psm(fmt::format("eval --samples {} --reference {} --no-plots",
+                          (dir_ / "samples.npz").string(), (dir_ / "ref.npz").string()));
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(output.find("samples.npz has 8 atoms per frame but " + (dir_ / "ref.npz").string() +
+                        " has 9"),
+            std::string::npos)
+      << output;
+}
+
 }  // namespace

@@ -209,4 +209,22 @@ TEST_F(CliSimulate, ValidateStatesTheMeasuredFlawOfTheSharedDw4File) {
   EXPECT_NE(result.output.find("-22.5415 and 44.7%"), std::string::npos) << result.output;
 }
 
+TEST_F(CliSimulate, OverlappingAtomsInTheMoleculeFileNameTheFile) {
+  {
+    std::ofstream xyz(path("clash.xyz"));
+    xyz << "3\nwater with the hydrogens on top of each other\n"
+           "O 0.0 0.0 0.0\nH 0.0 0.76 0.59\nH 0.0 0.76 0.29\n";
+  }
+  const RunResult result =
+      run_psm("simulate --system xtb --molecule " + path("clash.xyz").string() + " --out " +
+              path("clash.npz").string());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("clash.xyz: atoms 1 and 2 of frame 0 overlap (0.300 Å apart, "
+                               "minimum 0.5 Å)"),
+            std::string::npos)
+      << result.output;
+  EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
+  EXPECT_FALSE(std::filesystem::exists(path("clash.npz")));
+}
+
 }  // namespace

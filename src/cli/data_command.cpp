@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <utility>
@@ -13,6 +14,8 @@
 #include "psm/core/elements.h"
 #include "psm/data/subsets.h"
 #include "psm/io/dataset.h"
+#include "psm/io/smiles.h"
+#include "psm/io/xyz.h"
 #include "psm/systems/potential.h"
 
 namespace psm::cli {
@@ -152,6 +155,38 @@ class DataSubsetCommand final : public Command {
   BasinOptions basin_;
 };
 
+/// `psm data molecule`: a 3-D geometry from a SMILES string, for `psm simulate --molecule`.
+class DataMoleculeCommand final : public Command {
+ public:
+  void configure(CLI::App& app) override {
+    app.add_option("--smiles", smiles_, "The molecule, e.g. CCO (hydrogens are added)")->required();
+    app.add_option("--out", out_, "Output geometry: extended XYZ (.xyz) or psm .npz")->required();
+    app.add_option("--seed", options_.seed, "Seed of the ETKDG embedding")->capture_default_str();
+    app.add_flag("--no-optimise", no_optimise_, "Keep the ETKDG geometry (no MMFF/UFF relaxation)");
+  }
+
+  int run(const GlobalOptions&) override {
+    options_.optimise = !no_optimise_;
+    const Dataset molecule = molecule_from_smiles(smiles_, options_);
+    const std::string extension = out_.extension().string();
+    if (extension == ".xyz" || extension == ".extxyz") {
+      write_extxyz(out_, molecule);
+    } else {
+      save_dataset(out_, molecule);
+    }
+    fmt::print("{}: {} ({} atoms), RDKit ETKDGv3 seed {}, force field {}\n", out_.string(),
+               chemical_formula(molecule.species), molecule.num_atoms(), options_.seed,
+               molecule.provenance["force_field"].get<std::string>());
+    return 0;
+  }
+
+ private:
+  std::string smiles_;
+  std::filesystem::path out_;
+  SmilesOptions options_;
+  bool no_optimise_ = false;
+};
+
 /// Registers the subcommands of `psm data`. A sibling (e.g. `subset`) is one more Command
 /// class and one more line here.
 void register_data_subcommands(CommandRegistry& registry) {
@@ -159,6 +194,8 @@ void register_data_subcommands(CommandRegistry& registry) {
                [] { return std::make_unique<DataInfoCommand>(); });
   registry.add("subset", "Make a limited or biased training set from a larger dataset",
                [] { return std::make_unique<DataSubsetCommand>(); });
+  registry.add("molecule", "Make a 3-D geometry (.xyz) from SMILES with RDKit (ETKDGv3)",
+               [] { return std::make_unique<DataMoleculeCommand>(); });
 }
 
 /// `psm data`: dispatches to the subcommand that was parsed.

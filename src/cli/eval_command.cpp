@@ -3,10 +3,14 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 #include "psm/cli/commands.h"
 #include "psm/cli/system_options.h"
+#include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/eval/plots.h"
@@ -28,6 +32,7 @@ struct EvalOptions {
   fs::path out;            ///< default: <samples stem>_eval beside the samples file
   int64_t n = 0;           ///< first n frames of each file; 0 = all
   int64_t equivariant_n = 0;
+  int64_t xtb_frames = 200;  ///< molecules: frames per set whose GFN2-xTB energies are compared
   bool no_plots = false;
 };
 
@@ -55,6 +60,8 @@ torch::Tensor energies_of(const Dataset& data, const fs::path& file,
 struct LoadedSamples {
   Samples samples;
   Units units;
+  std::vector<int64_t> species;
+  nlohmann::json system;  ///< the file's system spec, may be null
 };
 
 LoadedSamples load_samples(const fs::path& file, const EvalOptions& options) {
@@ -65,7 +72,31 @@ LoadedSamples load_samples(const fs::path& file, const EvalOptions& options) {
     data = data.select(torch::arange(options.n, torch::kInt64));
   }
   return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system)},
-          data.units};
+          data.units,
+          data.species,
+          data.system};
+}
+
+/// Molecular data: real elements in Å and kcal/mol (model particles have species 0).
+bool is_molecular(const LoadedSamples& loaded) {
+  return loaded.units == Units::kcal_mol_angstrom && loaded.samples.positions.size(2) == 3 &&
+         std::ranges::none_of(loaded.species, [](int64_t z) { return z == 0; });
+}
+
+/// GFN2-xTB for the reference molecule: the reference file's own xtb system (with its charge and
+/// spin) when it names one, else a neutral closed-shell one. Null, with a warning, in a build
+/// without xtb.
+std::shared_ptr<const System> reference_xtb(const LoadedSamples& reference) {
+  nlohmann::json spec = {{"name", "xtb"}, {"species", reference.species}};
+  if (reference.system.is_object() && reference.system.value("name", "") == "xtb") {
+    spec = reference.system;
+  }
+  try {
+    return make_system(spec);
+  } catch (const Error& error) {
+    fmt::print(stderr, "psm eval: warning: no xTB energy W1: {}\n", error.what());
+    return nullptr;
+  }
 }
 
 class EvalCommand final : public Command {
@@ -92,15 +123,37 @@ class EvalCommand final : public Command {
                    "Also compute the equivariant W2 on the first N frames (O(N^2) alignments; "
                    "small systems, N of a few hundred; 0 = skip)")
         ->check(CLI::NonNegativeNumber);
+    app.add_option("--xtb-frames", options_.xtb_frames,
+                   "Molecules: GFN2-xTB energies of this many frames per set (evenly spaced) for "
+                   "the xTB energy W1 (0 = skip)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     app.add_flag("--no-plots", options_.no_plots, "Skip the histograms (they need gnuplot)");
   }
 
   int run(const GlobalOptions&) override {
-    const auto [samples, units] = load_samples(options_.samples, options_);
-    const auto [reference, reference_units] = load_samples(options_.reference, options_);
-    check(units == reference_units,
+    const LoadedSamples loaded = load_samples(options_.samples, options_);
+    const LoadedSamples loaded_reference = load_samples(options_.reference, options_);
+    const Samples& samples = loaded.samples;
+    const Samples& reference = loaded_reference.samples;
+    const Units units = loaded.units;
+    check(units == loaded_reference.units,
           fmt::format("{} is in {} units but {} in {}", options_.samples.string(), to_string(units),
-                      options_.reference.string(), to_string(reference_units)));
+                      options_.reference.string(), to_string(loaded_reference.units)));
+    check(samples.positions.size(1) == reference.positions.size(1),
+          fmt::format("{} has {} atoms per frame but {} has {}", options_.samples.string(),
+                      samples.positions.size(1), options_.reference.string(),
+                      reference.positions.size(1)));
+    check(loaded.species == loaded_reference.species,
+          fmt::format("{} and {} list different species ({} vs {})", options_.samples.string(),
+                      options_.reference.string(), chemical_formula(loaded.species),
+                      chemical_formula(loaded_reference.species)));
+    std::optional<MolecularReportOptions> molecular;
+    if (is_molecular(loaded_reference)) {
+      molecular = MolecularReportOptions{.species = loaded_reference.species,
+                                         .potential_frames = options_.xtb_frames};
+      if (options_.xtb_frames > 0) molecular->potential = reference_xtb(loaded_reference);
+    }
     const fs::path out = options_.out.empty() ? options_.samples.parent_path() /
                                                     (options_.samples.stem().string() + "_eval")
                                               : options_.out;
@@ -116,11 +169,14 @@ class EvalCommand final : public Command {
                       .units = units,
                       .metrics = {.equivariant_samples = options_.equivariant_n},
                       .plots = plots,
+                      .molecular = molecular,
                       .context = {{"command", "psm eval"},
                                   {"samples", options_.samples.string()},
                                   {"reference", options_.reference.string()},
-                                  {"n", options_.n}}});
+                                  {"n", options_.n},
+                                  {"xtb_frames", options_.xtb_frames}}});
     print_table(rows.front().metrics, units);
+    if (rows.front().molecular) print_molecular_table(*rows.front().molecular);
     fmt::print("wrote {}\n", (out / "report.md").string());
     return 0;
   }
@@ -141,6 +197,29 @@ class EvalCommand final : public Command {
     if (m.equivariant_w2) {
       row(fmt::format("equivariant W2 ({}), n = {}", l, m.equivariant_samples),
           fmt::format("{:.6g}", *m.equivariant_w2));
+    }
+  }
+
+  static void print_molecular_table(const MolecularMetrics& m) {
+    const auto row = [](const std::string& name, const std::string& value) {
+      fmt::print("{:<40} {}\n", name, value);
+    };
+    const auto optional = [](const std::optional<double>& value) {
+      return value ? fmt::format("{:.6g}", *value) : std::string("none (no rotatable bond)");
+    };
+    row(fmt::format("bond length JS mean / max (nats), {}", m.bonds.size(0)),
+        fmt::format("{:.6g} / {:.6g}", m.bond_length_js_mean, m.bond_length_js_max));
+    row(fmt::format("torsion JS mean / max (nats), {}", m.torsions.size(0)),
+        m.torsion_js_mean
+            ? fmt::format("{} / {}", optional(m.torsion_js_mean), optional(m.torsion_js_max))
+            : optional(m.torsion_js_mean));
+    row("h(r) MAE (1/Å)", fmt::format("{:.6g}", m.distance_density_mae));
+    row("intact bond graph fraction", fmt::format("{:.6g}", m.intact_fraction));
+    if (m.potential_energy) {
+      const PotentialEnergyW1& e = *m.potential_energy;
+      row(fmt::format("{} energy W1 (kcal/mol)", e.potential), fmt::format("{:.6g}", e.w1));
+      row(fmt::format("{} frames (samples / reference)", e.potential),
+          fmt::format("{} / {}, {} samples failed", e.generated, e.reference, e.failed_generated));
     }
   }
 

@@ -1,6 +1,7 @@
 #include "psm/cli/system_options.h"
 
 #include <fmt/format.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cctype>
@@ -8,6 +9,7 @@
 
 #include "psm/core/error.h"
 #include "psm/io/dataset.h"
+#include "psm/systems/xtb.h"
 
 namespace psm::cli {
 
@@ -21,6 +23,28 @@ Dataset read_geometry(const std::filesystem::path& path) {
   }
   return load_dataset(path);
 }
+
+namespace {
+
+/// Throws psm::Error naming `file` when two atoms of a frame of a molecule are closer than
+/// xtb_min_distance_angstrom: overlapping atoms make no molecule, and every potential fails on
+/// them in its own way.
+void check_no_overlapping_atoms(const Dataset& molecule, const std::string& file) {
+  if (molecule.units != Units::kcal_mol_angstrom || molecule.num_atoms() < 2) return;
+  const torch::Tensor x = molecule.positions.to(torch::kFloat64);
+  const torch::Tensor distance =
+      torch::cdist(x, x) + torch::eye(molecule.num_atoms(), x.options()) * 1e9;  // [F, N, N]
+  const torch::Tensor too_close = distance < xtb_min_distance_angstrom;
+  if (!too_close.any().item<bool>()) return;
+  const torch::Tensor first = too_close.nonzero()[0];
+  const int64_t frame = first[0].item<int64_t>(), i = first[1].item<int64_t>(),
+                j = first[2].item<int64_t>();
+  throw Error(fmt::format("{}: atoms {} and {} of frame {} overlap ({:.3f} Å apart, minimum {} Å)",
+                          file, i, j, frame, distance[frame][i][j].item<double>(),
+                          xtb_min_distance_angstrom));
+}
+
+}  // namespace
 
 SystemChoice choose_system(const SystemArguments& arguments) {
   nlohmann::json spec = {{"name", arguments.name}};
@@ -44,6 +68,7 @@ SystemChoice choose_system(const SystemArguments& arguments) {
     check(file.is_string(), "--system-option molecule=FILE: expected a file name");
     molecule_file = file.get<std::string>();
     const Dataset molecule = read_geometry(molecule_file);
+    check_no_overlapping_atoms(molecule, molecule_file);
     check(!spec.contains("species"),
           "--system-option: give molecule=FILE or species=[...], not both");
     spec["species"] = molecule.species;

@@ -71,14 +71,26 @@ Dataset energy_selected_subset(const Dataset& source, const EnergySelection& sel
 }
 
 torch::Tensor dihedral_angles(const torch::Tensor& positions, const std::array<int64_t, 4>& atoms) {
+  return dihedral_angles(positions, torch::tensor(std::vector<int64_t>(atoms.begin(), atoms.end()),
+                                                  torch::kInt64)
+                                        .reshape({1, 4}))
+      .select(1, 0);
+}
+
+torch::Tensor dihedral_angles(const torch::Tensor& positions, const torch::Tensor& quadruples) {
   check(positions.dim() == 3 && positions.size(2) == 3,
         "dihedral angles need 3-D positions [F, N, 3]");
-  for (int64_t atom : atoms) {
-    check(atom >= 0 && atom < positions.size(1),
-          fmt::format("dihedral atom index {} out of range [0, {})", atom, positions.size(1)));
+  check(quadruples.dim() == 2 && quadruples.size(1) == 4,
+        "dihedral angles need atom quadruples [T, 4]");
+  const torch::Tensor atoms = quadruples.to(torch::kInt64).to(positions.device());
+  if (atoms.numel() > 0) {
+    const int64_t lowest = atoms.min().item<int64_t>(), highest = atoms.max().item<int64_t>();
+    const int64_t bad = lowest < 0 ? lowest : highest;
+    check(lowest >= 0 && highest < positions.size(1),
+          fmt::format("dihedral atom index {} out of range [0, {})", bad, positions.size(1)));
   }
-  const auto at = [&](int64_t i) { return positions.select(1, atoms[i]); };  // [F, 3]
-  const torch::Tensor b0 = at(0) - at(1);
+  const auto at = [&](int64_t i) { return positions.index_select(1, atoms.select(1, i)); };
+  const torch::Tensor b0 = at(0) - at(1);  // [F, T, 3]
   const torch::Tensor b1 = at(2) - at(1);
   const torch::Tensor b2 = at(3) - at(2);
   const torch::Tensor b1_unit = b1 / b1.norm(2, -1, true);

@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "psm/core/atomic_file.h"
 #include "psm/core/error.h"
+#include "psm/data/subsets.h"
 #include "psm/eval/plots.h"
 
 namespace psm {
@@ -15,8 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json definitions(const MetricsOptions& options) {
-  return {
+nlohmann::json definitions(const ReportOptions& report) {
+  const MetricsOptions& options = report.metrics;
+  nlohmann::json out = {
       {"energy_w",
        "1-D Wasserstein distance between the energy samples (quantile coupling); "
        "energy_w2_squared is what POT's emd2_1d returns"},
@@ -30,6 +33,35 @@ nlohmann::json definitions(const MetricsOptions& options) {
        "W2 between configuration sets, cost = RMSD after Kabsch alignment "
        "(reflections allowed) and Hungarian matching of identical particles"},
   };
+  if (report.molecular) {
+    const MolecularMetricsOptions& m = report.molecular->metrics;
+    out["molecular"] = {
+        {"bonds",
+         fmt::format("covalent bond r < {} (r_cov,i + r_cov,j), present in more than half of the "
+                     "reference frames",
+                     m.bond_scale)},
+        {"bond_length_js",
+         fmt::format("Jensen-Shannon divergence (nats, max ln 2) per bond: {} bins on the "
+                     "reference's range widened by a quarter each side, plus an underflow and an "
+                     "overflow bin",
+                     m.bond_bins)},
+        {"torsion_js",
+         fmt::format("Jensen-Shannon divergence (nats) per rotatable-bond dihedral, {} periodic "
+                     "bins on [-180, 180) degrees",
+                     m.torsion_bins)},
+        {"distance_density_mae",
+         fmt::format("mean |h_gen(r) - h_ref(r)| (1/Å) of all interatomic distances, {} bins on "
+                     "[0, 1.1 x the reference's largest distance]",
+                     m.distance_density_bins)},
+        {"intact_fraction", "fraction of generated frames whose bond graph equals the reference's"},
+        {"potential_energy",
+         fmt::format("W1 (kcal/mol) between the energies of generated and reference frames under "
+                     "the reference potential, up to {} evenly spaced frames per set; frames it "
+                     "cannot evaluate are left out and counted",
+                     report.molecular->potential_frames)},
+    };
+  }
+  return out;
 }
 
 std::vector<Figure> draw_histograms(const fs::path& dir, const Samples& reference,
@@ -56,6 +88,71 @@ std::vector<Figure> draw_histograms(const fs::path& dir, const Samples& referenc
           {"Interatomic-distance histograms", "distance_histogram.png"}};
 }
 
+/// Indices of the `count` largest values of `js` over all models (a [models, K] table), largest
+/// first.
+std::vector<int64_t> largest(const std::vector<std::vector<double>>& js, int64_t count) {
+  std::vector<std::pair<double, int64_t>> worst;
+  for (size_t k = 0; k < js.front().size(); ++k) {
+    double value = 0;
+    for (const auto& model : js) value = std::max(value, model[k]);
+    worst.emplace_back(value, static_cast<int64_t>(k));
+  }
+  std::stable_sort(worst.begin(), worst.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<int64_t> indices;
+  for (const auto& [value, k] : worst) {
+    if (static_cast<int64_t>(indices.size()) == count) break;
+    indices.push_back(k);
+  }
+  return indices;
+}
+
+/// Bond-length and torsion histograms, reference against every model, for the bonds and
+/// torsions with the largest JS.
+std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples& reference,
+                                              const std::vector<NamedSamples>& models,
+                                              const std::vector<ModelMetrics>& rows,
+                                              const ReportOptions& options) {
+  const MolecularReportOptions& molecular = *options.molecular;
+  const MolecularMetrics& first = *rows.front().molecular;  // same graph for every model
+  std::vector<std::vector<double>> bond_js, torsion_js;
+  for (const auto& row : rows) {
+    bond_js.push_back(row.molecular->bond_length_js);
+    torsion_js.push_back(row.molecular->torsion_js);
+  }
+  std::vector<Figure> figures;
+  // Histogram of one bond length (torsion false) or torsion: row k of `atoms`.
+  const auto draw = [&](bool torsion, const torch::Tensor& atoms, int64_t k) {
+    const torch::Tensor row = atoms.slice(0, k, k + 1);
+    const auto measure = [&](const torch::Tensor& x) {
+      return torsion ? dihedral_angles(x, row) : bond_lengths(x, row);
+    };
+    const torch::Tensor indices = row.cpu().contiguous();
+    const std::string label =
+        atom_label({indices.data_ptr<int64_t>(), indices.data_ptr<int64_t>() + indices.numel()},
+                   molecular.species);
+    std::vector<HistogramSeries> series = {{"reference", measure(reference.positions)}};
+    for (const auto& model : models) {
+      series.push_back({model.name, measure(model.samples.positions)});
+    }
+    const std::string png = fmt::format("{}_{}.png", torsion ? "torsion" : "bond_length", label);
+    plot_histograms(
+        dir / png, series,
+        {.title =
+             fmt::format("{}: {} {}", options.title, label, torsion ? "torsion" : "bond length"),
+         .x_label = torsion ? "torsion angle (degrees)" : "bond length (Å)",
+         .y_label = torsion ? "probability density (1/degree)" : "probability density (1/Å)",
+         .bins = torsion ? molecular.metrics.torsion_bins : molecular.metrics.bond_bins,
+         .range = torsion ? std::optional(std::pair{-180.0, 180.0}) : std::nullopt});
+    figures.push_back({fmt::format("{} {}", torsion ? "Torsion" : "Bond length", label), png});
+  };
+  for (const int64_t k : largest(bond_js, molecular.plotted)) draw(false, first.bonds, k);
+  if (first.torsions.size(0) > 0) {
+    for (const int64_t k : largest(torsion_js, molecular.plotted)) draw(true, first.torsions, k);
+  }
+  return figures;
+}
+
 }  // namespace
 
 std::string energy_unit(Units units) { return units == Units::reduced ? "ε" : "kcal/mol"; }
@@ -71,14 +168,49 @@ std::string metrics_table(const std::vector<ModelMetrics>& rows, Units units) {
       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{}\n",
       equivariant ? fmt::format(" equivariant W2 ({}) |", l) : "", equivariant ? " ---: |" : "",
       fmt::arg("e", e), fmt::arg("l", l));
-  for (const auto& [name, m] : rows) {
-    table += fmt::format("| {} | {} | {:.4g} | {:.4g} | {:.4g} | {:.4g} | {:.4g} | {:.4g} |", name,
-                         m.n_generated, m.energy_w1, m.energy_w2, m.energy_w2_squared,
+  for (const auto& row : rows) {
+    const Metrics& m = row.metrics;
+    table += fmt::format("| {} | {} | {:.4g} | {:.4g} | {:.4g} | {:.4g} | {:.4g} | {:.4g} |",
+                         row.name, m.n_generated, m.energy_w1, m.energy_w2, m.energy_w2_squared,
                          m.distance_tvd, m.distance_w2, m.outlier_fraction);
     if (equivariant) {
       table += m.equivariant_w2
                    ? fmt::format(" {:.4g} (n = {}) |", *m.equivariant_w2, m.equivariant_samples)
                    : std::string(" – |");
+    }
+    table += "\n";
+  }
+  return table;
+}
+
+std::string molecular_table(const std::vector<ModelMetrics>& rows) {
+  std::string potential;
+  for (const auto& row : rows) {
+    if (row.molecular && row.molecular->potential_energy) {
+      potential = row.molecular->potential_energy->potential;
+    }
+  }
+  std::string table = fmt::format(
+      "| samples | bond JS mean | bond JS max | torsion JS mean | torsion JS max | h(r) MAE (1/Å) "
+      "| intact fraction |{}\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |{}\n",
+      potential.empty() ? ""
+                        : fmt::format(" {} energy W1 (kcal/mol) | frames (failed) |", potential),
+      potential.empty() ? "" : " ---: | ---: |");
+  const auto optional = [](const std::optional<double>& value) {
+    return value ? fmt::format("{:.4g}", *value) : std::string("–");
+  };
+  for (const auto& row : rows) {
+    if (!row.molecular) continue;
+    const MolecularMetrics& m = *row.molecular;
+    table += fmt::format("| {} | {:.4g} | {:.4g} | {} | {} | {:.4g} | {:.4g} |", row.name,
+                         m.bond_length_js_mean, m.bond_length_js_max, optional(m.torsion_js_mean),
+                         optional(m.torsion_js_max), m.distance_density_mae, m.intact_fraction);
+    if (!potential.empty()) {
+      table += m.potential_energy
+                   ? fmt::format(" {:.4g} | {} / {} ({}) |", m.potential_energy->w1,
+                                 m.potential_energy->generated, m.potential_energy->reference,
+                                 m.potential_energy->failed_generated)
+                   : std::string(" – | – |");
     }
     table += "\n";
   }
@@ -91,22 +223,46 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
   check(!models.empty(), fmt::format("{}: report needs at least one sample set", dir.string()));
   std::vector<ModelMetrics> rows;
   nlohmann::json json_models = nlohmann::json::array();
+  const std::optional<MolecularReportOptions>& molecular = options.molecular;
+  std::optional<PotentialEnergies> reference_energies;
+  if (molecular && molecular->potential && molecular->potential_frames > 0) {
+    reference_energies =
+        potential_energies(*molecular->potential, reference.positions, molecular->potential_frames);
+  }
   for (const auto& model : models) {
     rows.push_back({model.name, compute_metrics(model.samples, reference, options.metrics)});
     nlohmann::json entry = {{"name", model.name}};
     entry.update(rows.back().metrics.to_json());
+    if (molecular) {
+      MolecularMetrics& m = rows.back().molecular.emplace(compute_molecular_metrics(
+          model.samples.positions, reference.positions, molecular->species, molecular->metrics));
+      if (reference_energies) {
+        m.potential_energy =
+            potential_energy_w1(molecular->potential->name(),
+                                potential_energies(*molecular->potential, model.samples.positions,
+                                                   molecular->potential_frames),
+                                *reference_energies);
+      }
+      entry["molecular"] = m.to_json(molecular->species);
+    }
     json_models.push_back(entry);
   }
   const nlohmann::json json = {{"title", options.title},
                                {"units", to_string(options.units)},
                                {"reference", {{"n", reference.positions.size(0)}}},
-                               {"definitions", definitions(options.metrics)},
+                               {"definitions", definitions(options)},
                                {"models", json_models},
                                {"context", options.context}};
   write_text_atomically(dir / "metrics.json", json.dump(2) + "\n");
 
   std::vector<Figure> figures;
-  if (options.plots) figures = draw_histograms(dir, reference, models, options);
+  if (options.plots) {
+    figures = draw_histograms(dir, reference, models, options);
+    if (molecular) {
+      const auto more = draw_molecular_histograms(dir, reference, models, rows, options);
+      figures.insert(figures.end(), more.begin(), more.end());
+    }
+  }
   figures.insert(figures.end(), options.extra_figures.begin(), options.extra_figures.end());
 
   std::string markdown = fmt::format(
@@ -116,6 +272,15 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
       "maximum. Numbers also in [metrics.json](metrics.json).\n\n{}\n",
       options.title, reference.positions.size(0), options.metrics.distance_bins,
       metrics_table(rows, options.units));
+  if (molecular) {
+    markdown += fmt::format(
+        "## Molecular metrics\n\nBond and torsion JS: Jensen-Shannon divergences in nats (ln 2 "
+        "for disjoint distributions), over the {} bonds of the reference graph and one dihedral "
+        "per rotatable bond; h(r): mean absolute difference of the interatomic-distance densities; "
+        "intact: samples whose covalent bond graph equals the reference's; definitions in "
+        "metrics.json.\n\n{}\n",
+        rows.front().molecular->bonds.size(0), molecular_table(rows));
+  }
   for (const auto& figure : figures) {
     markdown += fmt::format("## {}\n\n![{}]({})\n\n", figure.caption, figure.caption,
                             figure.file.generic_string());

@@ -38,7 +38,8 @@ struct SystemChoice {
 /// true, [6, 1]) is stored as such, anything else as a string. The option molecule=FILE (any
 /// format load_dataset reads, e.g. .xyz) is read here: its species become the "species" option
 /// and its frames the starting configurations; `arguments.molecule` (--molecule FILE) is the same
-/// option. Throws psm::Error on an option without '=', a molecule given twice or a bad file.
+/// option. Throws psm::Error on an option without '=', a molecule given twice, a bad file or a
+/// molecule (Å) with two atoms closer than xtb_min_distance_angstrom.
 SystemChoice choose_system(const SystemArguments& arguments);
 
 struct TemperatureArguments {

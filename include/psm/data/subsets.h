@@ -36,8 +36,12 @@ struct EnergySelection {
 Dataset energy_selected_subset(const Dataset& source, const EnergySelection& selection);
 
 /// Dihedral angle of atoms (a, b, c, d) for each frame: positions [F, N, 3] -> [F] degrees in
-/// (-180, 180], IUPAC sign convention.
+/// (-180, 180], IUPAC sign convention (positive when, looking along b -> c, the bond b-a turns
+/// clockwise to eclipse c-d).
 torch::Tensor dihedral_angles(const torch::Tensor& positions, const std::array<int64_t, 4>& atoms);
+
+/// Many dihedrals at once: quadruples [T, 4] int64 rows (a, b, c, d) -> [F, T] degrees, as above.
+torch::Tensor dihedral_angles(const torch::Tensor& positions, const torch::Tensor& quadruples);
 
 /// Frames whose dihedral (a, b, c, d) lies in [low, high] degrees (low > high wraps through 180).
 Dataset torsion_selected_subset(const Dataset& source, const std::array<int64_t, 4>& atoms,

@@ -1,0 +1,124 @@
+#pragma once
+// Metrics for molecules (spec/METHOD.md, "Metrics"): covalent bond graphs, per-bond length and
+// per-torsion distributions compared by the Jensen-Shannon divergence, the interatomic-distance
+// density h(r), the fraction of samples whose bond graph is intact, and the energy distribution
+// under a reference potential (GFN2-xTB). Batched over frames; float64, Å, degrees, kcal/mol.
+// Histogram divergences have a positive floor from sampling noise alone (a few hundred frames in
+// 50 bins already give JS of order 0.1): compare them with an independent reference set's.
+
+#include <torch/types.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "psm/systems/potential.h"
+
+namespace psm {
+
+/// Covalent bonds of each frame: atoms i != j are bonded when r_ij < scale (r_i + r_j), r the
+/// covalent radii of core/elements.h.
+/// @param positions [B, N, 3] float64, Å; @param species [N] atomic numbers 1..86
+/// @return [B, N, N] bool, symmetric, false on the diagonal
+torch::Tensor covalent_adjacency(const torch::Tensor& positions,
+                                 const std::vector<int64_t>& species, double scale = 1.2);
+
+/// The reference bond graph: bonds present (covalent_adjacency) in more than half of the frames.
+/// @return [K, 2] int64 rows (i, j) with i < j, in row-major order
+torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<int64_t>& species,
+                             double scale = 1.2);
+
+/// @param positions [B, N, 3], @param bonds [K, 2] int64; @return [B, K] bond lengths, Å
+torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds);
+
+/// One dihedral (a, b, c, d) per rotatable bond b-c of a bond graph: b and c both have another
+/// neighbour (neither is terminal) and the bond lies in no ring. a and d are the neighbours of b
+/// and c (other than c and b) with the highest atomic number, the lowest index on ties.
+/// @param bonds [K, 2] int64; @param species [N]; @return [T, 4] int64, T <= K
+torch::Tensor rotatable_torsions(const torch::Tensor& bonds, const std::vector<int64_t>& species);
+
+/// Jensen-Shannon divergence between histograms, in nats (natural log: 0 for equal
+/// distributions, ln 2 for disjoint ones). Each row is normalised to a distribution first.
+/// @param p, q [..., bins] non-negative counts, every row with a positive sum
+/// @return [...] float64
+torch::Tensor jensen_shannon_divergence(const torch::Tensor& p, const torch::Tensor& q);
+
+/// Mean absolute difference between the densities h(r) (per Å) of all interatomic distances of
+/// two sets, histogrammed in `bins` equal bins on [0, 1.1 x the reference's largest distance].
+/// Generated distances beyond that range count in the normalisation but in no bin, so mass that
+/// escapes shows as missing density.
+/// @param generated [B, N, 3], @param reference [M, N, 3] float64, Å; @return 1/Å
+double distance_density_mae(const torch::Tensor& generated, const torch::Tensor& reference,
+                            int64_t bins = 200);
+
+struct MolecularMetricsOptions {
+  double bond_scale = 1.2;  ///< bonded: r < bond_scale (r_cov,i + r_cov,j)
+  /// Bond-length histograms: the reference's range of each bond widened by a quarter of its width
+  /// each side (at least 0.01 Å), in this many bins, plus one bin below and one above that
+  /// collect generated lengths outside (stretched or broken bonds).
+  int64_t bond_bins = 50;
+  int64_t torsion_bins = 36;            ///< periodic torsion histograms on [-180, 180) degrees
+  int64_t distance_density_bins = 200;  ///< h(r), see distance_density_mae
+};
+
+/// Energies under a reference potential of generated and reference frames, compared by W1.
+struct PotentialEnergyW1 {
+  std::string potential;         ///< the system that computed them, e.g. "xtb" (GFN2-xTB)
+  double w1 = 0;                 ///< energy unit of the potential (kcal/mol); NaN if none evaluated
+  int64_t generated = 0;         ///< generated frames tried
+  int64_t failed_generated = 0;  ///< of those, frames the potential could not evaluate (clashing
+                                 ///< atoms, SCF failure): left out of W1
+  int64_t reference = 0;         ///< reference frames in W1
+};
+
+/// The molecular metrics of one generated set against a reference.
+struct MolecularMetrics {
+  torch::Tensor bonds;                 ///< [K, 2] int64, the reference bond graph
+  std::vector<double> bond_length_js;  ///< [K] nats
+  double bond_length_js_mean = 0;
+  double bond_length_js_max = 0;
+  torch::Tensor torsions;                   ///< [T, 4] int64, one per rotatable bond
+  std::vector<double> torsion_js;           ///< [T] nats
+  std::optional<double> torsion_js_mean{};  ///< absent when the molecule has no rotatable bond
+  std::optional<double> torsion_js_max{};
+  double distance_density_mae = 0;  ///< h(r), 1/Å
+  double intact_fraction = 0;       ///< generated frames whose bond graph equals the reference's
+  std::optional<PotentialEnergyW1> potential_energy{};
+
+  /// Summary numbers, and the per-bond and per-torsion JS keyed by atom labels ("C0-C1").
+  nlohmann::json to_json(const std::vector<int64_t>& species) const;
+};
+
+/// "C0-C1-O2" for atom indices `atoms` (element symbol and 0-based index).
+std::string atom_label(const std::vector<int64_t>& atoms, const std::vector<int64_t>& species);
+
+/// Molecular metrics of `generated` against `reference` (no potential energies; see
+/// potential_energy_w1). Throws psm::Error on mismatched atom counts, non-3-D or NaN positions,
+/// or species outside 1..86.
+/// @param generated [B, N, 3], @param reference [M, N, 3] float64, Å; @param species [N]
+MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
+                                           const torch::Tensor& reference,
+                                           const std::vector<int64_t>& species,
+                                           const MolecularMetricsOptions& options = {});
+
+/// Energies under `system` of up to `max_frames` frames, evenly spaced through the set (MD
+/// trajectories are correlated, so not the first ones). The batch is evaluated at once; if the
+/// system throws psm::Error, the frames are evaluated one by one and those that fail are left out.
+struct PotentialEnergies {
+  torch::Tensor energies;     ///< [M] float64 of the frames that evaluated
+  int64_t evaluated = 0;      ///< frames tried
+  int64_t failed = 0;         ///< frames that threw
+  std::string first_error{};  ///< the message of the first frame that threw
+};
+PotentialEnergies potential_energies(const System& system, const torch::Tensor& positions,
+                                     int64_t max_frames);
+
+/// W1 between the energies of generated and reference frames under the same potential.
+/// Throws psm::Error, with the first frame's error, when no reference frame evaluates.
+PotentialEnergyW1 potential_energy_w1(const std::string& potential,
+                                      const PotentialEnergies& generated,
+                                      const PotentialEnergies& reference);
+
+}  // namespace psm

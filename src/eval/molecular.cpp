@@ -1,0 +1,335 @@
+#include "psm/eval/molecular.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <tuple>
+
+#include "psm/core/elements.h"
+#include "psm/core/error.h"
+#include "psm/data/subsets.h"
+#include "psm/eval/metrics.h"
+
+namespace psm {
+
+namespace {
+
+void check_molecule_frames(const torch::Tensor& positions, int64_t num_atoms, const char* what) {
+  check(positions.defined() && positions.dim() == 3 && positions.size(2) == 3,
+        fmt::format("{}: positions must have shape [B, N, 3]", what));
+  check(positions.size(1) == num_atoms, fmt::format("{}: frames have {} atoms, the species list {}",
+                                                    what, positions.size(1), num_atoms));
+  check(positions.size(0) > 0, fmt::format("{}: no frames", what));
+  check(!torch::isnan(positions).any().item<bool>(), fmt::format("{}: NaN positions", what));
+}
+
+torch::Tensor covalent_radii(const std::vector<int64_t>& species) {
+  std::vector<double> radii;
+  radii.reserve(species.size());
+  for (const int64_t z : species) radii.push_back(element(z).covalent_radius);
+  return torch::tensor(radii, torch::kFloat64);
+}
+
+/// Frames per chunk so that a [chunk, N, N] float64 tensor stays near 128 MiB.
+int64_t frames_per_chunk(int64_t num_atoms) {
+  return std::max<int64_t>(1, (int64_t{1} << 24) / (num_atoms * num_atoms));
+}
+
+/// Counts per column: bin [S, K] int64 in [0, bins) -> [K, bins] float64.
+torch::Tensor column_histograms(const torch::Tensor& bin, int64_t bins) {
+  const int64_t columns = bin.size(1);
+  const torch::Tensor offset = torch::arange(columns, bin.options()) * bins;
+  return torch::bincount((bin + offset).flatten().cpu(), {}, columns * bins)
+      .to(torch::kFloat64)
+      .reshape({columns, bins});
+}
+
+/// Bond-length histograms of both sets on the reference's widened range of each bond, with an
+/// underflow and an overflow bin (see MolecularMetricsOptions::bond_bins).
+std::pair<torch::Tensor, torch::Tensor> bond_length_histograms(const torch::Tensor& generated,
+                                                               const torch::Tensor& reference,
+                                                               int64_t bins) {
+  const torch::Tensor low = std::get<0>(reference.min(0));  // [K]
+  const torch::Tensor high = std::get<0>(reference.max(0));
+  const torch::Tensor pad = torch::clamp_min(0.25 * (high - low), 0.01);
+  const torch::Tensor start = low - pad, width = (high - low + 2 * pad) / bins;
+  const auto histogram = [&](const torch::Tensor& lengths) {
+    const torch::Tensor bin = ((lengths - start) / width).floor().clamp(-1, bins).to(torch::kInt64);
+    return column_histograms(bin + 1, bins + 2);
+  };
+  return {histogram(generated), histogram(reference)};
+}
+
+torch::Tensor torsion_histograms(const torch::Tensor& degrees, int64_t bins) {
+  // floor, then modulo: 180 degrees falls in the first bin with -180 (the same angle).
+  const torch::Tensor bin = torch::remainder(
+      ((degrees + 180.0) * (static_cast<double>(bins) / 360.0)).floor().to(torch::kInt64), bins);
+  return column_histograms(bin, bins);
+}
+
+std::pair<double, double> mean_and_max(const torch::Tensor& values) {
+  return {values.mean().item<double>(), values.max().item<double>()};
+}
+
+std::vector<double> to_vector(const torch::Tensor& values) {
+  const torch::Tensor contiguous = values.to(torch::kFloat64).cpu().contiguous();
+  return std::vector<double>(contiguous.data_ptr<double>(),
+                             contiguous.data_ptr<double>() + contiguous.numel());
+}
+
+/// Whether b and c stay connected once the bond b-c is removed (then b-c lies in a ring).
+bool in_ring(const std::vector<std::vector<int64_t>>& neighbours, int64_t b, int64_t c) {
+  std::vector<bool> seen(neighbours.size(), false);
+  std::deque<int64_t> queue = {b};
+  seen[b] = true;
+  while (!queue.empty()) {
+    const int64_t atom = queue.front();
+    queue.pop_front();
+    for (const int64_t next : neighbours[atom]) {
+      if ((atom == b && next == c) || seen[next]) continue;
+      if (next == c) return true;
+      seen[next] = true;
+      queue.push_back(next);
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+torch::Tensor covalent_adjacency(const torch::Tensor& positions,
+                                 const std::vector<int64_t>& species, double scale) {
+  check_molecule_frames(positions, static_cast<int64_t>(species.size()), "covalent_adjacency");
+  const torch::Tensor radii = covalent_radii(species).to(positions.device());
+  const torch::Tensor cutoff = scale * (radii.unsqueeze(0) + radii.unsqueeze(1));  // [N, N]
+  const torch::Tensor off_diagonal = ~torch::eye(
+      positions.size(1), torch::TensorOptions().dtype(torch::kBool).device(positions.device()));
+  std::vector<torch::Tensor> chunks;
+  for (const torch::Tensor& frames : positions.split(frames_per_chunk(positions.size(1)))) {
+    const torch::Tensor x = frames.to(torch::kFloat64);
+    chunks.push_back((torch::cdist(x, x) < cutoff) & off_diagonal);
+  }
+  return torch::cat(chunks);
+}
+
+torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<int64_t>& species,
+                             double scale) {
+  const torch::Tensor bonded = covalent_adjacency(positions, species, scale);
+  // More than half: 2 count > frames, exact in integers.
+  const torch::Tensor majority = 2 * bonded.sum(0) > positions.size(0);
+  return torch::triu(majority, 1).nonzero();
+}
+
+torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds) {
+  const torch::Tensor pairs = bonds.to(torch::kInt64).to(positions.device());
+  return torch::linalg_vector_norm(
+      positions.index_select(1, pairs.select(1, 0)) - positions.index_select(1, pairs.select(1, 1)),
+      2, {-1}, false, torch::kFloat64);
+}
+
+torch::Tensor rotatable_torsions(const torch::Tensor& bonds, const std::vector<int64_t>& species) {
+  const int64_t num_atoms = static_cast<int64_t>(species.size());
+  const torch::Tensor pairs = bonds.to(torch::kInt64).cpu().contiguous();
+  std::vector<std::vector<int64_t>> neighbours(species.size());
+  for (int64_t k = 0; k < pairs.size(0); ++k) {
+    const int64_t i = pairs[k][0].item<int64_t>(), j = pairs[k][1].item<int64_t>();
+    check(i >= 0 && j >= 0 && i < num_atoms && j < num_atoms && i != j,
+          fmt::format("rotatable_torsions: bond ({}, {}) out of range for {} atoms", i, j,
+                      num_atoms));
+    neighbours[i].push_back(j);
+    neighbours[j].push_back(i);
+  }
+  // The heaviest neighbour of `atom` other than `excluded`; lowest index on ties.
+  const auto heaviest = [&](int64_t atom, int64_t excluded) {
+    int64_t best = -1;
+    for (const int64_t other : neighbours[atom]) {
+      if (other == excluded) continue;
+      if (best < 0 || species[other] > species[best] ||
+          (species[other] == species[best] && other < best)) {
+        best = other;
+      }
+    }
+    return best;
+  };
+  std::vector<int64_t> quadruples;
+  for (int64_t k = 0; k < pairs.size(0); ++k) {
+    const int64_t b = pairs[k][0].item<int64_t>(), c = pairs[k][1].item<int64_t>();
+    if (neighbours[b].size() < 2 || neighbours[c].size() < 2 || in_ring(neighbours, b, c)) continue;
+    quadruples.insert(quadruples.end(), {heaviest(b, c), b, c, heaviest(c, b)});
+  }
+  return torch::tensor(quadruples, torch::kInt64).reshape({-1, 4});
+}
+
+torch::Tensor jensen_shannon_divergence(const torch::Tensor& p, const torch::Tensor& q) {
+  check(p.sizes() == q.sizes() && p.dim() >= 1,
+        "jensen_shannon_divergence: histograms must have the same shape [..., bins]");
+  const torch::Tensor p_sum = p.sum(-1, true), q_sum = q.sum(-1, true);
+  check((p_sum > 0).all().item<bool>() && (q_sum > 0).all().item<bool>(),
+        "jensen_shannon_divergence: every histogram needs a positive total");
+  const torch::Tensor pn = p.to(torch::kFloat64) / p_sum, qn = q.to(torch::kFloat64) / q_sum;
+  const torch::Tensor m = 0.5 * (pn + qn);
+  // xlogy(0, .) = 0: empty bins contribute nothing, as in the definition.
+  const auto kl_to_m = [&](const torch::Tensor& x) {
+    return (torch::xlogy(x, x) - torch::xlogy(x, m)).sum(-1);
+  };
+  return (0.5 * (kl_to_m(pn) + kl_to_m(qn))).clamp_min(0.0);
+}
+
+double distance_density_mae(const torch::Tensor& generated, const torch::Tensor& reference,
+                            int64_t bins) {
+  check(bins >= 1, fmt::format("distance_density_mae: bins must be >= 1, got {}", bins));
+  const torch::Tensor reference_distances = pairwise_distances(reference).flatten();
+  const torch::Tensor generated_distances = pairwise_distances(generated).flatten();
+  const double r_max = 1.1 * reference_distances.max().item<double>();
+  check(r_max > 0, "distance_density_mae: the reference has no positive distance");
+  const double width = r_max / static_cast<double>(bins);
+  const auto density = [&](const torch::Tensor& distances) {
+    const torch::Tensor inside = distances.masked_select(distances < r_max);
+    const torch::Tensor bin = (inside / width).floor().to(torch::kInt64).clamp(0, bins - 1);
+    return torch::bincount(bin.cpu(), {}, bins).to(torch::kFloat64) /
+           (static_cast<double>(distances.numel()) * width);
+  };
+  return (density(generated_distances) - density(reference_distances)).abs().mean().item<double>();
+}
+
+std::string atom_label(const std::vector<int64_t>& atoms, const std::vector<int64_t>& species) {
+  std::string label;
+  for (const int64_t atom : atoms) {
+    if (!label.empty()) label += "-";
+    label += fmt::format("{}{}", element_symbol(species.at(atom)), atom);
+  }
+  return label;
+}
+
+nlohmann::json MolecularMetrics::to_json(const std::vector<int64_t>& species) const {
+  const auto per_row = [&](const torch::Tensor& atoms, const std::vector<double>& values) {
+    nlohmann::json out = nlohmann::json::object();
+    const torch::Tensor rows = atoms.cpu().contiguous();
+    for (int64_t k = 0; k < rows.size(0); ++k) {
+      const int64_t* row = rows[k].data_ptr<int64_t>();
+      out[atom_label({row, row + rows.size(1)}, species)] = values[k];
+    }
+    return out;
+  };
+  nlohmann::json out = {
+      {"bonds", bonds.size(0)},
+      {"bond_length_js_mean", bond_length_js_mean},
+      {"bond_length_js_max", bond_length_js_max},
+      {"bond_length_js", per_row(bonds, bond_length_js)},
+      {"torsions", torsions.size(0)},
+      {"torsion_js_mean", torsion_js_mean ? nlohmann::json(*torsion_js_mean) : nlohmann::json()},
+      {"torsion_js_max", torsion_js_max ? nlohmann::json(*torsion_js_max) : nlohmann::json()},
+      {"torsion_js", per_row(torsions, torsion_js)},
+      {"distance_density_mae", distance_density_mae},
+      {"intact_fraction", intact_fraction},
+  };
+  if (potential_energy) {
+    out["potential_energy"] = {{"potential", potential_energy->potential},
+                               {"w1", potential_energy->w1},
+                               {"generated", potential_energy->generated},
+                               {"reference", potential_energy->reference},
+                               {"failed_generated", potential_energy->failed_generated}};
+  }
+  return out;
+}
+
+MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
+                                           const torch::Tensor& reference,
+                                           const std::vector<int64_t>& species,
+                                           const MolecularMetricsOptions& options) {
+  const int64_t num_atoms = static_cast<int64_t>(species.size());
+  check_molecule_frames(generated, num_atoms, "molecular metrics (generated)");
+  check_molecule_frames(reference, num_atoms, "molecular metrics (reference)");
+  check(options.bond_bins >= 1 && options.torsion_bins >= 1,
+        "molecular metrics: bond_bins and torsion_bins must be >= 1");
+  const torch::Tensor x = generated.to(torch::kFloat64), y = reference.to(torch::kFloat64);
+  MolecularMetrics metrics;
+  metrics.bonds = majority_bonds(y, species, options.bond_scale);
+  check(metrics.bonds.size(0) > 0,
+        "molecular metrics: the reference frames have no covalent bond (not a molecule?)");
+
+  const auto [generated_bonds, reference_bonds] = bond_length_histograms(
+      bond_lengths(x, metrics.bonds), bond_lengths(y, metrics.bonds), options.bond_bins);
+  const torch::Tensor bond_js = jensen_shannon_divergence(generated_bonds, reference_bonds);
+  metrics.bond_length_js = to_vector(bond_js);
+  std::tie(metrics.bond_length_js_mean, metrics.bond_length_js_max) = mean_and_max(bond_js);
+
+  metrics.torsions = rotatable_torsions(metrics.bonds, species);
+  if (metrics.torsions.size(0) > 0) {
+    const torch::Tensor torsion_js = jensen_shannon_divergence(
+        torsion_histograms(dihedral_angles(x, metrics.torsions), options.torsion_bins),
+        torsion_histograms(dihedral_angles(y, metrics.torsions), options.torsion_bins));
+    metrics.torsion_js = to_vector(torsion_js);
+    const auto [mean, max] = mean_and_max(torsion_js);
+    metrics.torsion_js_mean = mean;
+    metrics.torsion_js_max = max;
+  }
+
+  metrics.distance_density_mae = distance_density_mae(x, y, options.distance_density_bins);
+
+  torch::Tensor reference_graph =
+      torch::zeros({num_atoms * num_atoms}, torch::TensorOptions().dtype(torch::kBool))
+          .index_fill_(
+              0, (metrics.bonds.select(1, 0) * num_atoms + metrics.bonds.select(1, 1)).cpu(), true)
+          .reshape({num_atoms, num_atoms});
+  reference_graph = (reference_graph | reference_graph.t()).to(x.device());
+  const torch::Tensor intact =
+      (covalent_adjacency(x, species, options.bond_scale) == reference_graph).flatten(1).all(1);
+  metrics.intact_fraction = intact.to(torch::kFloat64).mean().item<double>();
+  return metrics;
+}
+
+PotentialEnergies potential_energies(const System& system, const torch::Tensor& positions,
+                                     int64_t max_frames) {
+  check(max_frames >= 1,
+        fmt::format("potential_energies: max_frames must be >= 1, got {}", max_frames));
+  const int64_t frames = positions.size(0);
+  const int64_t n = std::min(max_frames, frames);
+  // Evenly spaced indices 0 .. frames-1 (the whole set when n == frames).
+  const torch::Tensor indices =
+      torch::linspace(0, static_cast<double>(frames - 1), n, torch::kFloat64)
+          .round()
+          .to(torch::kInt64);
+  const torch::Tensor selected = positions.index_select(0, indices.to(positions.device()));
+  PotentialEnergies result;
+  result.evaluated = n;
+  try {
+    result.energies = system.evaluate(selected, {.forces = false}).energy;
+    return result;
+  } catch (const Error&) {
+    // Some frame failed (a clash, an SCF that did not converge): keep the others.
+  }
+  std::vector<torch::Tensor> energies;
+  for (int64_t k = 0; k < n; ++k) {
+    try {
+      energies.push_back(system.evaluate(selected.slice(0, k, k + 1), {.forces = false}).energy);
+    } catch (const Error& error) {
+      if (result.failed++ == 0) result.first_error = error.what();
+    }
+  }
+  result.energies = energies.empty() ? torch::empty({0}, torch::kFloat64) : torch::cat(energies);
+  return result;
+}
+
+PotentialEnergyW1 potential_energy_w1(const std::string& potential,
+                                      const PotentialEnergies& generated,
+                                      const PotentialEnergies& reference) {
+  check(reference.energies.numel() > 0,
+        fmt::format("{}: none of the {} reference frames evaluated (first: {})", potential,
+                    reference.evaluated, reference.first_error));
+  PotentialEnergyW1 result{.potential = potential,
+                           .w1 = std::numeric_limits<double>::quiet_NaN(),
+                           .generated = generated.evaluated,
+                           .failed_generated = generated.failed,
+                           .reference = reference.energies.numel()};
+  if (generated.energies.numel() > 0) {
+    result.w1 = wasserstein_1d(generated.energies, reference.energies, 1.0);
+  }
+  return result;
+}
+
+}  // namespace psm

@@ -1,0 +1,192 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "psm/core/random.h"
+#include "psm/data/subsets.h"
+#include "psm/eval/metrics.h"
+#include "psm/eval/molecular.h"
+#include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
+#include "test_util.h"
+
+namespace {
+
+const double ln2 = std::numbers::ln2;
+
+/// The ethanol of tests/data/ethanol.xyz (anti: H-O-C-C 180 degrees): C0 C1 O2 H3 (on O), H4-H6
+/// on C0, H7 H8 on C1. `frames` copies with Gaussian noise of `sigma` Å.
+torch::Tensor ethanol_frames(int64_t frames, double sigma, uint64_t seed) {
+  const psm::Dataset molecule =
+      psm::load_dataset(psm::test::data_path("ethanol.xyz"), {.temperature_kelvin = 300.0});
+  torch::Generator rng = psm::make_generator(seed);
+  return molecule.positions + sigma * torch::randn({frames, 9, 3}, rng, torch::kFloat64);
+}
+const std::vector<int64_t> ethanol_species = {6, 6, 8, 1, 1, 1, 1, 1, 1};
+
+/// A carbon chain 0-1-2-3 (bonds 1.49, 1.5, 1.49 Å) whose dihedral (0, 1, 2, 3) is `degrees`.
+torch::Tensor butane_skeleton(double degrees) {
+  const double phi = degrees * std::numbers::pi / 180.0;
+  return torch::tensor({1.4, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 1.5, 1.4 * std::cos(phi),
+                        1.4 * std::sin(phi), 2.0},
+                       torch::kFloat64)
+      .reshape({1, 4, 3});
+}
+
+/// Two-atom frames whose one distance is each of `distances`.
+torch::Tensor dimers(const std::vector<double>& distances) {
+  torch::Tensor frames =
+      torch::zeros({static_cast<int64_t>(distances.size()), 2, 3}, torch::kFloat64);
+  frames.select(1, 1).select(1, 0).copy_(torch::tensor(distances, torch::kFloat64));
+  return frames;
+}
+
+TEST(MolecularMetrics, JensenShannonOfEqualPartlyAndFullyDisjointHistograms) {
+  const torch::Tensor p = torch::tensor({{1.0, 1.0, 0.0}, {1.0, 1.0, 0.0}, {3.0, 0.0, 0.0}});
+  const torch::Tensor q = torch::tensor({{2.0, 2.0, 0.0}, {1.0, 0.0, 0.0}, {0.0, 0.0, 5.0}});
+  const torch::Tensor js = psm::jensen_shannon_divergence(p, q);
+  // Row 2: m = (3/4, 1/4); KL(p||m) = ½ ln(4/3), KL(q||m) = ln(4/3); JS = ¾ ln(4/3).
+  EXPECT_NEAR(js[0].item<double>(), 0.0, 1e-15);
+  EXPECT_NEAR(js[1].item<double>(), 0.75 * std::log(4.0 / 3.0), 1e-15);
+  EXPECT_NEAR(js[2].item<double>(), ln2, 1e-15);  // nats
+  EXPECT_PSM_ERROR(psm::jensen_shannon_divergence(p, torch::zeros({3, 3})), "positive total");
+}
+
+TEST(MolecularMetrics, EthanolBondGraphAndRotatableTorsions) {
+  const torch::Tensor frames = ethanol_frames(20, 0.02, 1);
+  const torch::Tensor bonds = psm::majority_bonds(frames, ethanol_species);
+  const torch::Tensor expected =
+      torch::tensor({0, 1, 0, 4, 0, 5, 0, 6, 1, 2, 1, 7, 1, 8, 2, 3}, torch::kInt64)
+          .reshape({8, 2});
+  EXPECT_TRUE(torch::equal(bonds, expected)) << bonds;
+  // C0-C1 (H4 as the lowest-index heaviest neighbour of C0, O2 of C1) and C1-O2; C-H and O-H
+  // bonds end in a terminal atom.
+  const torch::Tensor torsions = psm::rotatable_torsions(bonds, ethanol_species);
+  EXPECT_TRUE(torch::equal(torsions,
+                           torch::tensor({4, 0, 1, 2, 0, 1, 2, 3}, torch::kInt64).reshape({2, 4})))
+      << torsions;
+  const torch::Tensor anti = psm::dihedral_angles(frames.slice(0, 0, 1), torsions.slice(0, 1, 2));
+  EXPECT_NEAR(std::abs(anti.item<double>()), 180.0, 5.0);
+  EXPECT_EQ(psm::atom_label({0, 1, 2, 3}, ethanol_species), "C0-C1-O2-H3");
+}
+
+TEST(MolecularMetrics, RingBondsAreNotRotatable) {
+  // A six-ring 0..5 with a chain 0-6-7: only 0-6 has two non-terminal ends outside the ring.
+  const torch::Tensor bonds =
+      torch::tensor({0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 0, 5, 0, 6, 6, 7}, torch::kInt64)
+          .reshape({8, 2});
+  const torch::Tensor torsions = psm::rotatable_torsions(bonds, std::vector<int64_t>(8, 6));
+  EXPECT_TRUE(torch::equal(torsions, torch::tensor({1, 0, 6, 7}, torch::kInt64).reshape({1, 4})))
+      << torsions;
+}
+
+TEST(MolecularMetrics, ChainDihedralKeepsItsSign) {
+  for (const double degrees : {60.0, -60.0, 150.0}) {
+    const torch::Tensor chain = butane_skeleton(degrees);
+    const std::vector<int64_t> carbons(4, 6);
+    const torch::Tensor bonds = psm::majority_bonds(chain, carbons);
+    ASSERT_EQ(bonds.size(0), 3) << bonds;
+    const torch::Tensor torsions = psm::rotatable_torsions(bonds, carbons);
+    ASSERT_TRUE(torch::equal(torsions, torch::tensor({0, 1, 2, 3}, torch::kInt64).reshape({1, 4})))
+        << torsions;
+    // IUPAC: positive when, looking along 1 -> 2, the bond 1-0 turns clockwise onto 2-3.
+    EXPECT_NEAR(psm::dihedral_angles(chain, torsions).item<double>(), degrees, 1e-10);
+  }
+}
+
+TEST(MolecularMetrics, IdenticalSetsScoreZeroAndIntact) {
+  const torch::Tensor frames = ethanol_frames(50, 0.02, 2);
+  const psm::MolecularMetrics m = psm::compute_molecular_metrics(frames, frames, ethanol_species);
+  EXPECT_EQ(m.bonds.size(0), 8);
+  EXPECT_EQ(m.torsions.size(0), 2);
+  EXPECT_NEAR(m.bond_length_js_mean, 0.0, 1e-12);
+  EXPECT_NEAR(m.bond_length_js_max, 0.0, 1e-12);
+  ASSERT_TRUE(m.torsion_js_mean.has_value());
+  EXPECT_NEAR(*m.torsion_js_mean, 0.0, 1e-12);
+  EXPECT_NEAR(m.distance_density_mae, 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(m.intact_fraction, 1.0);
+  const nlohmann::json json = m.to_json(ethanol_species);
+  EXPECT_EQ(json["bonds"], 8);
+  EXPECT_TRUE(json["bond_length_js"].contains("C0-C1"));
+  EXPECT_TRUE(json["torsion_js"].contains("C0-C1-O2-H3"));
+}
+
+TEST(MolecularMetrics, StretchedBondBreaksTheGraph) {
+  // The reference holds 20 frames twice, so that either half has exactly its distribution.
+  const torch::Tensor twenty = ethanol_frames(20, 0.02, 3);
+  const torch::Tensor reference = torch::cat({twenty, twenty});
+  torch::Tensor generated = reference.clone();
+  // Move H3 1.5 Å further from O2 in the first half of the frames: O-H becomes ~2.5 Å.
+  const torch::Tensor oh = generated.select(1, 3) - generated.select(1, 2);
+  const torch::Tensor stretched = generated.select(1, 3) + 1.5 * oh / oh.norm(2, -1, true);
+  generated.slice(0, 0, 20).select(1, 3).copy_(stretched.slice(0, 0, 20));
+  const psm::MolecularMetrics half =
+      psm::compute_molecular_metrics(generated, reference, ethanol_species);
+  EXPECT_DOUBLE_EQ(half.intact_fraction, 0.5);
+  // Bond 7 is O2-H3. Generated q = p/2 + half the mass in the overflow bin; m = 3p/4 + 1/4 there:
+  // KL(p||m) = ln(4/3), KL(q||m) = ½ ln(2/3) + ½ ln 2 = ½ ln(4/3), JS = ¾ ln(4/3).
+  EXPECT_NEAR(half.bond_length_js[7], 0.75 * std::log(4.0 / 3.0), 1e-12);
+  EXPECT_DOUBLE_EQ(half.bond_length_js_max, half.bond_length_js[7]);
+  EXPECT_NEAR(half.bond_length_js[0], 0.0, 1e-12);  // C0-C1 untouched
+
+  generated.select(1, 3).copy_(stretched);
+  const psm::MolecularMetrics all =
+      psm::compute_molecular_metrics(generated, reference, ethanol_species);
+  EXPECT_DOUBLE_EQ(all.intact_fraction, 0.0);
+  EXPECT_NEAR(all.bond_length_js[7], ln2, 1e-12);  // disjoint: every generated O-H outside
+  EXPECT_NEAR(all.bond_length_js_mean, ln2 / 8.0, 1e-12);
+}
+
+TEST(MolecularMetrics, DistanceDensityMaeOfDimers) {
+  // Reference distance 1.0 Å: h(r) on [0, 1.1] Å in 200 bins of 0.0055 Å. A spike of density
+  // 1/0.0055 in one bin against one in another: MAE = 2 / (200 x 0.0055) = 2/1.1 per Å.
+  const torch::Tensor reference = dimers({1.0, 1.0});
+  EXPECT_NEAR(psm::distance_density_mae(dimers({1.05, 1.05}), reference), 2.0 / 1.1, 1e-9);
+  // Half the mass moved: MAE = 1/1.1.
+  EXPECT_NEAR(psm::distance_density_mae(dimers({1.0, 1.05}), reference), 1.0 / 1.1, 1e-9);
+  // Distances beyond the range are lost mass: only the reference spike remains, 1/1.1.
+  EXPECT_NEAR(psm::distance_density_mae(dimers({2.0, 3.0}), reference), 1.0 / 1.1, 1e-9);
+  EXPECT_NEAR(psm::distance_density_mae(reference, reference), 0.0, 1e-12);
+}
+
+TEST(MolecularMetrics, BadInputIsRejected) {
+  const torch::Tensor frames = ethanol_frames(4, 0.02, 5);
+  EXPECT_PSM_ERROR(psm::compute_molecular_metrics(frames.slice(1, 0, 8), frames, ethanol_species),
+                   "generated", "8 atoms", "species list 9");
+  EXPECT_PSM_ERROR(psm::compute_molecular_metrics(frames, frames, std::vector<int64_t>(9, 0)),
+                   "atomic number 0");
+}
+
+#ifdef PSM_WITH_XTB
+TEST(MolecularMetrics, PotentialEnergiesLeaveOutFramesTheSystemRejects) {
+  const auto xtb = psm::make_system({{"name", "xtb"}, {"species", ethanol_species}});
+  const torch::Tensor reference = ethanol_frames(6, 0.01, 6);
+  torch::Tensor generated = reference.clone();
+  generated[1][3] = generated[1][2] + 0.2;  // H3 0.35 Å from O2: rejected before xtb runs
+  // Every other frame of 6 is used with max_frames 3 (indices 0, 2 (rounded from 2.5), 5).
+  const psm::PotentialEnergies some = psm::potential_energies(*xtb, generated, 3);
+  EXPECT_EQ(some.evaluated, 3);
+  EXPECT_EQ(some.failed, 0);
+  const psm::PotentialEnergies all = psm::potential_energies(*xtb, generated, 6);
+  EXPECT_EQ(all.failed, 1);
+  EXPECT_NE(all.first_error.find("atoms 2 and 3 of frame 0"), std::string::npos) << all.first_error;
+  ASSERT_EQ(all.energies.numel(), 5);
+  const psm::PotentialEnergies ref = psm::potential_energies(*xtb, reference, 6);
+  const psm::PotentialEnergyW1 w1 = psm::potential_energy_w1("xtb", all, ref);
+  EXPECT_EQ(w1.generated, 6);
+  EXPECT_EQ(w1.failed_generated, 1);
+  EXPECT_EQ(w1.reference, 6);
+  // The five good frames are reference frames: W1 is the 1-D distance to the full six.
+  EXPECT_NEAR(w1.w1, psm::wasserstein_1d(all.energies, ref.energies, 1.0), 1e-12);
+  EXPECT_GT(w1.w1, 0.0);
+  // No reference frame evaluates: an error that says why.
+  const psm::PotentialEnergies clash = psm::potential_energies(*xtb, generated.slice(0, 1, 2), 1);
+  EXPECT_PSM_ERROR(psm::potential_energy_w1("xtb", all, clash),
+                   "none of the 1 reference frames evaluated", "atoms 2 and 3");
+}
+#endif
+
+}  // namespace
