@@ -41,10 +41,15 @@ TEST(DiffusionSampler, ReproducesCoMFreeMixture) {
       torch::tensor({weight0, 1 - weight0}, kF64), means, stds, true);
   const int64_t count = 4000;
   const double d_eff = 4;
-  for (const psm::Solver solver : {psm::Solver::heun, psm::Solver::euler_maruyama}) {
-    SCOPED_TRACE(psm::to_string(solver));
-    const torch::Tensor samples =
-        psm::sample_diffusion(mixture.score_fn(), count, 3, 2, sampler_options(solver, true));
+  // Heun, Euler-Maruyama, and Heun with a Langevin corrector step after every step.
+  psm::SamplerOptions predictor_corrector = sampler_options(psm::Solver::heun, true);
+  predictor_corrector.corrector_steps = 1;
+  for (const psm::SamplerOptions& options :
+       {sampler_options(psm::Solver::heun, true),
+        sampler_options(psm::Solver::euler_maruyama, true), predictor_corrector}) {
+    SCOPED_TRACE(psm::to_string(options.solver) + " corrector steps " +
+                 std::to_string(options.corrector_steps));
+    const torch::Tensor samples = psm::sample_diffusion(mixture.score_fn(), count, 3, 2, options);
     ASSERT_EQ(samples.sizes(), (std::vector<int64_t>{count, 3, 2}));
     EXPECT_LT(samples.sum(1).abs().max().item<double>(), 1e-10);
 
@@ -61,7 +66,7 @@ TEST(DiffusionSampler, ReproducesCoMFreeMixture) {
       EXPECT_LT(offset.mean(0).norm().item<double>(), 3 * std_k * std::sqrt(d_eff / n));
       const double variance = offset.square().sum({1, 2}).mean().item<double>() / d_eff;
       EXPECT_NEAR(variance / (std_k * std_k), 1.0,
-                  4 * std::sqrt(2 / (n * d_eff)) + bias_allowance(solver))
+                  4 * std::sqrt(2 / (n * d_eff)) + bias_allowance(options.solver))
           << "component " << k;
     }
   }
@@ -119,6 +124,8 @@ TEST(DiffusionSampler, ChunksAreSeededIndependentlyAndProgressIsReported) {
   EXPECT_FALSE(psm::sample_diffusion(gaussian.score_fn(), 8, 3, 2, options).equal(eight));
   EXPECT_EQ(psm::score_evaluations(options), 11);
   EXPECT_EQ(psm::score_evaluations({.solver = psm::Solver::heun, .steps = 10}), 21);
+  EXPECT_EQ(
+      psm::score_evaluations({.solver = psm::Solver::heun, .steps = 10, .corrector_steps = 2}), 41);
 }
 
 // A variance-preserving model of the same distribution, sampled through its VE view.
@@ -175,6 +182,9 @@ TEST(DiffusionSampler, RejectsBadOptions) {
   EXPECT_THROW(
       psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.sigma_min = 2.0, .sigma_max = 1.0}),
       psm::Error);
+  EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.corrector_steps = -1}),
+               psm::Error);
+  EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.snr = 0}), psm::Error);
   EXPECT_EQ(psm::solver_from_string("ode"), psm::Solver::heun);
   EXPECT_THROW(psm::solver_from_string("rk4"), psm::Error);
 }

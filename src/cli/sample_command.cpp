@@ -47,6 +47,13 @@ class SampleCommand final : public Command {
     app.add_option("--rho", options_.rho, "Exponent of the edm grid")->capture_default_str();
     app.add_option("--sigma-min", sigma_min_, "Last noise level (default: the training one)");
     app.add_option("--sigma-max", sigma_max_, "First noise level (default: the training one)");
+    app.add_option("--corrector-steps", options_.corrector_steps,
+                   "Langevin corrector steps after each step (predictor-corrector)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--snr", options_.snr, "Signal-to-noise ratio of the corrector steps")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
     app.add_option("--from", from_,
                    "Partial diffusion: noise the frames of this dataset to --sigma-max and "
                    "integrate them back (first --n frames; checks the score below sigma-max)")
@@ -106,6 +113,8 @@ class SampleCommand final : public Command {
                           {"rho", options_.rho},
                           {"sigma_min", options_.sigma_min},
                           {"sigma_max", options_.sigma_max},
+                          {"corrector_steps", options_.corrector_steps},
+                          {"snr", options_.snr},
                           {"seed", options_.seed},
                           {"training_data", info.data.value("source", "")}};
     if (!from_.empty()) samples.provenance["renoised_frames"] = from_.string();

@@ -80,6 +80,8 @@ void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
       solver_from_string(section.get<std::string>("solver", to_string(sampler.solver)));
   sampler.grid = sigma_grid_from_string(section.get<std::string>("grid", to_string(sampler.grid)));
   sampler.rho = section.get<double>("rho", sampler.rho);
+  sampler.corrector_steps = section.get<int64_t>("corrector_steps", sampler.corrector_steps);
+  sampler.snr = section.get<double>("snr", sampler.snr);
   sampler.batch_size = section.get<int64_t>("batch", sampler.batch_size);
   section.finish();
   check(experiment.sample_count > 0,

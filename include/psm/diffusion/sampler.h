@@ -7,6 +7,12 @@
 //   probability-flow ODE, Heun:   dx/dσ = -σ s(x, σ), trapezoidal corrector on every step
 //                                 (EDM Algorithm 1)
 //
+// With corrector_steps > 0 each step is followed by that many Langevin corrector steps at the
+// new level (predictor-corrector sampling, Song et al. 2021):
+//
+//   x <- x + ε s(x, σ) + sqrt(2 ε) z,   ε = 2 (snr ||z|| / ||s(x, σ)||)²   (batch medians)
+//
+// which relaxes x towards the model's p_σ at fixed σ before the next step,
 // followed, when denoise_final, by one noise-free Euler step from σ_min to 0,
 // x <- x + σ_min² s(x, σ_min) (Tweedie's posterior mean; EDM's Euler last step). Noise z and the
 // start are CoM-free when com_free. A variance-preserving model is sampled through
@@ -32,12 +38,14 @@ struct SamplerOptions {
   Solver solver = Solver::heun;
   int64_t steps = 100;  ///< integration steps from σ_max to σ_min (grid of steps + 1 levels)
   SigmaGrid grid = SigmaGrid::edm;
-  double rho = 7.0;           ///< SigmaGrid::edm exponent
-  double sigma_min = 0.01;    ///< length units, as the training schedule
-  double sigma_max = 10.0;    ///< length units, as the training schedule
-  bool denoise_final = true;  ///< finish with the Euler step from σ_min to 0
-  int64_t batch_size = 256;   ///< configurations integrated together
-  uint64_t seed = 0;          ///< chunk c draws from make_generator(derive_seed(seed, S), c)
+  double rho = 7.0;             ///< SigmaGrid::edm exponent
+  double sigma_min = 0.01;      ///< length units, as the training schedule
+  double sigma_max = 10.0;      ///< length units, as the training schedule
+  bool denoise_final = true;    ///< finish with the Euler step from σ_min to 0
+  int64_t corrector_steps = 0;  ///< Langevin corrector steps after each step (0: none)
+  double snr = 0.16;            ///< corrector signal-to-noise ratio (sets its step size)
+  int64_t batch_size = 256;     ///< configurations integrated together
+  uint64_t seed = 0;            ///< chunk c draws from make_generator(derive_seed(seed, S), c)
   bool com_free = true;
 
   /// Throws psm::Error naming `context` (a config section) on an impossible value.
@@ -47,8 +55,8 @@ struct SamplerOptions {
 /// Called after every step with the steps done and the total, over all chunks.
 using SamplerProgress = std::function<void(int64_t done, int64_t total)>;
 
-/// Score evaluations per configuration: steps (Euler-Maruyama) or 2 steps (Heun), plus one for
-/// the final denoising step.
+/// Score evaluations per configuration: steps (Euler-Maruyama) or 2 steps (Heun), plus
+/// corrector_steps per step, plus one for the final denoising step.
 int64_t score_evaluations(const SamplerOptions& options);
 
 /// Integrates x [B, N, D] (float64, at σ_max: e.g. σ_max times gaussian_noise) down the grid of
