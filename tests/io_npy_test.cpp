@@ -2,9 +2,9 @@
 
 #include <fstream>
 
-#include "test_util.h"
 #include "psm/io/file_bytes.h"
 #include "psm/io/npy.h"
+#include "test_util.h"
 
 namespace {
 

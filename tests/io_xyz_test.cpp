@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 
-#include "test_util.h"
 #include "psm/core/units.h"
 #include "psm/io/file_bytes.h"
 #include "psm/io/xyz.h"
+#include "test_util.h"
 
 namespace {
 
