@@ -79,6 +79,21 @@ TEST_F(TrainCli, TrainsResumesAndSamples) {
   EXPECT_EQ(data.provenance.at("seed"), 3);
   EXPECT_NEAR(data.positions.mean(1).abs().max().item<double>(), 0.0, 1e-9)
       << "samples must be centre-of-mass free";
+
+  // Partial diffusion from the training frames, with corrector steps; --from needs --sigma-max.
+  const std::string renoise = "--threads 1 sample --no-progress --checkpoint " +
+                              checkpoint.string() + " --from " + path("triangle.npz").string() +
+                              " --n 100 --steps 4 --corrector-steps 1 --out " +
+                              path("renoised.npz").string();
+  r = run_psm(renoise);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--sigma-max"), std::string::npos) << r.output;
+  r = run_psm(renoise + " --sigma-max 0.1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const psm::Dataset renoised = psm::load_dataset(path("renoised.npz"));
+  EXPECT_EQ(renoised.num_frames(), 48);  // all the frames there are
+  EXPECT_EQ(renoised.provenance.at("corrector_steps"), 1);
+  EXPECT_EQ(renoised.provenance.at("renoised_frames"), path("triangle.npz").string());
 }
 
 TEST_F(TrainCli, MissingDataFileFailsWithOneLine) {
