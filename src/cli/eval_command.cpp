@@ -187,6 +187,7 @@ class EvalCommand final : public Command {
     const auto row = [](const std::string& name, const std::string& value) {
       fmt::print("{:<40} {}\n", name, value);
     };
+    // Both files have energies here (energies_of computes missing ones), so every metric is set.
     row("n_eval (samples / reference)", fmt::format("{} / {}", m.n_generated, m.n_reference));
     row(fmt::format("energy W1 ({})", e), fmt::format("{:.6g}", *m.energy_w1));
     row(fmt::format("energy W2 ({})", e), fmt::format("{:.6g}", *m.energy_w2));
