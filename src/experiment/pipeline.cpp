@@ -158,18 +158,14 @@ std::unordered_set<int64_t> frame_ids_of(const std::vector<std::string>& files) 
   return ids;
 }
 
-/// The frames of `files` (`key`: reference.pool or reference.test, for errors), concatenated.
+/// The frames of `files`, concatenated.
 /// When every file carries frame identities (rMD17 old_indices), a frame seen before and a frame
 /// in `excluded` are dropped; the provenance counts them.
-Dataset read_frame_files(const std::vector<std::string>& files, const std::string& key,
+Dataset read_frame_files(const std::vector<std::string>& files,
                          const std::unordered_set<int64_t>& excluded) {
   std::vector<Dataset> parts;
   std::vector<torch::Tensor> ids;
   for (const auto& file : files) {
-    check(fs::is_regular_file(file),
-          fmt::format("{}: reference.{} file not found (paths are relative to the current "
-                      "directory)",
-                      file, key));
     parts.push_back(load_dataset(file));
     ids.push_back(source_frame_ids(file));
     const Dataset& first = parts.front();
@@ -438,10 +434,24 @@ std::string dropped_frames(const Dataset& data) {
   return text + ")";
 }
 
+/// Checks before anything is written, so that a mistyped path leaves no run directory behind.
+void check_reference_files(const ReferenceSpec& spec) {
+  for (const auto& [files, key] :
+       {std::pair{&spec.pool_files, "pool"}, {&spec.test_files, "test"}}) {
+    for (const auto& file : *files) {
+      check(fs::is_regular_file(file),
+            fmt::format("{}: reference.{} file not found (relative paths start at "
+                        "reference.directory, else at the current directory)",
+                        file, key));
+    }
+  }
+}
+
 }  // namespace
 
 ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
+  check_reference_files(experiment.reference);
   prepare_directory(experiment, options);
   const fs::path out = options.out;
   const ReferenceSpec& spec = experiment.reference;
@@ -452,7 +462,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
              : "[1/5] reference samples");
   const Dataset pool = cached_dataset(out / "reference" / "pool.npz", "training pool", [&] {
     if (!spec.pool_files.empty()) {
-      const Dataset frames = read_frame_files(spec.pool_files, "pool", {});
+      const Dataset frames = read_frame_files(spec.pool_files, {});
       if (system) return matching_reference(frames, spec.pool_files, *system, spec.samples);
       // Without [system] the pool's frames define the system.
       return matching_reference(frames, spec.pool_files, system_from_data(frames), spec.samples);
@@ -469,9 +479,8 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     if (!spec.test_files.empty()) {
       // The test set shares no frame with the pool files, so it is distinct from every training
       // set made from them.
-      return matching_reference(
-          read_frame_files(spec.test_files, "test", frame_ids_of(spec.pool_files)), spec.test_files,
-          *system, spec.test_samples);
+      return matching_reference(read_frame_files(spec.test_files, frame_ids_of(spec.pool_files)),
+                                spec.test_files, *system, spec.test_samples);
     }
     const uint64_t seed = derive_seed(derive_seed(experiment.seed, kTestStream), spec.test_seed);
     return simulate(
@@ -536,10 +545,13 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   std::string summary = fmt::format("# psm run: {}\n\n", experiment.name);
   summary += fmt::format(
       "System {} at kT = {:g}; {} generated samples per model against {} independent reference "
-      "samples (reference/test.npz). The row `{}` is {} of the same size: the noise floor.{}\n\n",
+      "samples (reference/test.npz). The row `{}` is {} against the same test set: the noise "
+      "floor.{}\n\n",
       system->name, system->kT, experiment.sample_count, test.num_frames(), floor_name,
-      spec.pool_files.empty() ? "an independent MCMC set"
-                              : "a random subset of the training pool (reference/pool.npz)",
+      spec.pool_files.empty()
+          ? "an independent MCMC set of the test set's size"
+          : fmt::format("{} random frames of the training pool (reference/pool.npz)",
+                        floor.num_frames()),
       system->system ? ""
                      : " No potential evaluates the reference data's level of theory, so generated "
                        "samples have no energy metrics (–); the molecular metrics compare them.");
