@@ -143,7 +143,7 @@ torch::Tensor source_frame_ids(const std::string& file) {
   if (fs::path(file).extension() != ".npz") return {};
   const NpzReader npz(file);
   if (!npz.contains("old_indices")) return {};
-  return npz.read("old_indices").to(torch::kInt64).flatten();
+  return npz.read("old_indices").to(torch::kInt64).flatten().contiguous();
 }
 
 /// Frame identities of every file, or an empty set when any file has none.
@@ -207,11 +207,12 @@ Dataset read_frame_files(const std::vector<std::string>& files,
     return data;
   }
   const torch::Tensor all_ids = torch::cat(ids);
+  const auto id_of = all_ids.accessor<int64_t, 1>();
   std::unordered_set<int64_t> seen;
   std::vector<int64_t> kept;
   int64_t duplicates = 0, in_excluded = 0;
   for (int64_t i = 0; i < all_ids.size(0); ++i) {
-    const int64_t id = all_ids[i].item<int64_t>();
+    const int64_t id = id_of[i];
     if (excluded.contains(id)) {
       ++in_excluded;
     } else if (!seen.insert(id).second) {
