@@ -18,6 +18,7 @@
 #include "psm/core/progress.h"
 #include "psm/core/random.h"
 #include "psm/data/subsets.h"
+#include "psm/diffusion/schedule.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 #include "psm/io/dataset.h"
@@ -332,6 +333,14 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
   const std::string config_text = config.to_toml();
   write_text_atomically(dir / "config.toml", config_text);
   const Dataset data = load_dataset(set_file);
+  // diffusion.sigma_max has a fixed default; say so when it does not cover the data, as psm train.
+  const double extent = suggest_sigma_max(data.positions, run.loss.com_free);
+  if (run.loss.schedule.sigma_max < extent) {
+    say(
+        fmt::format("  note: diffusion.sigma_max = {:g} is below the data's extent {:.3g}: the "
+                    "prior may not cover the data",
+                    run.loss.schedule.sigma_max, extent));
+  }
   Trainer trainer(data, run.network, run.loss, run.trainer,
                   {.config_toml = config_text, .data_source = set_file.string()});
   if (exists) trainer.resume(checkpoint);
