@@ -16,13 +16,6 @@
 //                sampler overrides: chains, burn_in, thin
 //   [reference]  pool = ["a.npz", "b.npz"], test = [...]   # lists of files are concatenated
 //                directory = "data/rmd17"  # relative file names are in this directory
-//
-// Without [system], reference.pool and reference.test must be files, and their frames define the
-// system (species, units, kT; MD17 files are at 500 K): a molecule whose reference potential
-// (DFT) psm cannot evaluate, so the sets are limited or energy ones, and generated samples have
-// no energies (the molecular metrics, and GFN2-xTB energies of eval.xtb_frames frames, compare
-// them instead). Frames that repeat an rMD17 `old_indices` entry are read once, and test frames
-// that are in the pool files are dropped.
 //   [[sets]]     name = "limited", kind = "limited", frames = 1000
 //   [[sets]]     name = "hot", kind = "temperature", kT_data = 1.5, frames = 1000
 //   [[sets]]     name = "basin", kind = "basin", frames = 1000
@@ -31,7 +24,15 @@
 //   [eval]       equivariant_samples = 0, xtb_frames = 100 (molecules)
 //   [model] [diffusion] [train]            # as in `psm train`
 //
-// Every key is optional except system.name; unknown keys are errors.
+// Without [system], reference.pool and reference.test must be files, and their frames define the
+// system (species, units, kT; MD17 files are at 500 K): a molecule whose reference potential
+// (DFT) psm cannot evaluate, so the sets are limited or energy ones, and generated samples have
+// no energies (the molecular metrics, and GFN2-xTB energies of eval.xtb_frames frames, compare
+// them instead). Frames that repeat an rMD17 `old_indices` entry are read once, and test frames
+// that are in the pool files are dropped.
+//
+// Every key is optional except system.name (or, without [system], reference.pool and
+// reference.test); unknown keys are errors.
 
 #include <nlohmann/json.hpp>
 
