@@ -193,11 +193,11 @@ TEST(EvalMetrics, IdenticalSetsGiveZeroAndJsonHasEveryField) {
                              torch::randn({50}, rng, torch::kFloat64)};
   const psm::Metrics m = psm::compute_metrics(samples, samples, {.equivariant_samples = 10});
   EXPECT_EQ(m.n_generated, 50);
-  EXPECT_DOUBLE_EQ(m.energy_w1, 0.0);
-  EXPECT_DOUBLE_EQ(m.energy_w2, 0.0);
+  EXPECT_DOUBLE_EQ(*m.energy_w1, 0.0);
+  EXPECT_DOUBLE_EQ(*m.energy_w2, 0.0);
   EXPECT_DOUBLE_EQ(m.distance_tvd, 0.0);
   EXPECT_DOUBLE_EQ(m.distance_w2, 0.0);
-  EXPECT_DOUBLE_EQ(m.outlier_fraction, 0.0);
+  EXPECT_DOUBLE_EQ(*m.outlier_fraction, 0.0);
   ASSERT_TRUE(m.equivariant_w2.has_value());
   EXPECT_LT(*m.equivariant_w2, 1e-10);
   const nlohmann::json j = m.to_json();
@@ -214,14 +214,28 @@ TEST(EvalMetrics, ShiftedEnergiesAndMismatchedShapes) {
                                torch::randn({40}, rng, torch::kFloat64)};
   const psm::Samples shifted{reference.positions, reference.energies + 2.0};
   const psm::Metrics m = psm::compute_metrics(shifted, reference);
-  EXPECT_NEAR(m.energy_w2, 2.0, 1e-12);
-  EXPECT_NEAR(m.energy_w2_squared, 4.0, 1e-12);
-  EXPECT_GT(m.outlier_fraction, 0.0);
+  EXPECT_NEAR(*m.energy_w2, 2.0, 1e-12);
+  EXPECT_NEAR(*m.energy_w2_squared, 4.0, 1e-12);
+  EXPECT_GT(*m.outlier_fraction, 0.0);
   const psm::Samples other{torch::randn({40, 5, 2}, rng, torch::kFloat64), reference.energies};
   EXPECT_THROW(psm::compute_metrics(other, reference), psm::Error);
   const psm::Samples diverged{reference.positions.clone().index_put_({3, 0, 0}, NAN),
                               reference.energies};
   EXPECT_THROW(psm::compute_metrics(diverged, reference), psm::Error);
+}
+
+TEST(EvalMetrics, SetsWithoutEnergiesGiveNoEnergyMetrics) {
+  torch::Generator rng = psm::make_generator(10);
+  const psm::Samples reference{torch::randn({30, 4, 3}, rng, torch::kFloat64),
+                               torch::randn({30}, rng, torch::kFloat64)};
+  const psm::Samples positions_only{reference.positions + 0.1, torch::Tensor()};
+  const psm::Metrics m = psm::compute_metrics(positions_only, reference);
+  EXPECT_FALSE(m.energy_w1.has_value());
+  EXPECT_FALSE(m.outlier_fraction.has_value());
+  EXPECT_GT(m.distance_w2, 0.0);
+  const nlohmann::json j = m.to_json();
+  EXPECT_TRUE(j.at("energy_w1").is_null());
+  EXPECT_TRUE(j.at("distance_tvd").is_number());
 }
 
 }  // namespace

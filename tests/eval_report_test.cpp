@@ -32,13 +32,13 @@ TEST(EvalReport, WritesMetricsJsonMarkdownAndPlots) {
   const auto rows = psm::write_report(dir, reference, {{"copy", reference}, {"hot", hot}},
                                       {.title = "toy", .plots = plots, .context = {{"seed", 1}}});
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_DOUBLE_EQ(rows[0].metrics.energy_w2, 0.0);
-  EXPECT_GT(rows[1].metrics.energy_w2, 0.5);
+  EXPECT_DOUBLE_EQ(*rows[0].metrics.energy_w2, 0.0);
+  EXPECT_GT(*rows[1].metrics.energy_w2, 0.5);
 
   const nlohmann::json json = nlohmann::json::parse(read(dir / "metrics.json"));
   EXPECT_EQ(json["reference"]["n"], 300);
   EXPECT_EQ(json["models"][1]["name"], "hot");
-  EXPECT_DOUBLE_EQ(json["models"][1]["energy_w2"].get<double>(), rows[1].metrics.energy_w2);
+  EXPECT_DOUBLE_EQ(json["models"][1]["energy_w2"].get<double>(), *rows[1].metrics.energy_w2);
   EXPECT_DOUBLE_EQ(json["models"][1]["distance_tvd"].get<double>(), rows[1].metrics.distance_tvd);
   EXPECT_EQ(json["context"]["seed"], 1);
 

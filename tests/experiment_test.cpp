@@ -1,15 +1,20 @@
-// The `psm run` pipeline: its configuration checks, and a tiny DW4 experiment end to end
-// (every stage's files, the noise-floor row, stages skipped on a rerun, --fresh).
+// The `psm run` pipeline: its configuration checks, a tiny DW4 experiment end to end (every
+// stage's files, the noise-floor row, stages skipped on a rerun, --fresh), and a tiny molecular
+// one read from overlapping rMD17-layout files (duplicates and pool frames dropped from the test
+// set, molecular metrics in the reports).
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
+#include "psm/core/random.h"
 #include "psm/experiment/experiment_config.h"
 #include "psm/experiment/pipeline.h"
 #include "psm/io/dataset.h"
+#include "psm/io/npy.h"
 #include "psm/train/checkpoint.h"
 #include "test_util.h"
 
@@ -68,7 +73,7 @@ TEST(ExperimentConfig, ReadsTheDefaultJob) {
 
 TEST(ExperimentConfig, ReadsEveryPreset) {
   const fs::path configs = fs::path(PSM_TEST_DATA_DIR) / ".." / ".." / "configs";
-  for (const char* name : {"lj13_quick", "lj13", "dw4", "lj55"}) {
+  for (const char* name : {"lj13_quick", "lj13", "dw4", "lj55", "rmd17_ethanol", "rmd17_aspirin"}) {
     const ExperimentConfig experiment =
         read_experiment_config(Config::from_toml_file(configs / (std::string(name) + ".toml")));
     EXPECT_EQ(experiment.name, name);
@@ -122,7 +127,7 @@ TEST_F(ExperimentPipeline, RunsEveryStageThenSkipsThem) {
   EXPECT_EQ(result.rows[2].model, "psm");
   EXPECT_EQ(result.rows[3].set, "hot");
   for (const auto& row : result.rows) {
-    EXPECT_TRUE(std::isfinite(row.metrics.energy_w1)) << row.set << " " << row.model;
+    EXPECT_TRUE(std::isfinite(row.metrics.energy_w1.value())) << row.set << " " << row.model;
     EXPECT_GE(row.metrics.distance_tvd, 0.0);
     EXPECT_LE(row.metrics.distance_tvd, 1.0);
   }
@@ -147,7 +152,7 @@ TEST_F(ExperimentPipeline, RunsEveryStageThenSkipsThem) {
   const ExperimentResult again = run_experiment(experiment, options);
   EXPECT_EQ(fs::last_write_time(path("run/samples/limited_dsm.npz")), sample_time);
   EXPECT_EQ(fs::last_write_time(path("run/models/hot/psm/checkpoint.pt")), model_time);
-  EXPECT_DOUBLE_EQ(again.rows[4].metrics.energy_w1, result.rows[4].metrics.energy_w1);
+  EXPECT_DOUBLE_EQ(*again.rows[4].metrics.energy_w1, *result.rows[4].metrics.energy_w1);
 
   // Another configuration may not reuse the directory unless asked to start afresh.
   Config changed = tiny_config();
@@ -158,6 +163,143 @@ TEST_F(ExperimentPipeline, RunsEveryStageThenSkipsThem) {
   fresh.fresh = true;
   run_experiment(other, fresh);
   EXPECT_EQ(read_checkpoint_info(path("run/models/hot/psm/checkpoint.pt")).step, 6);
+}
+
+/// A tiny water experiment on rMD17-layout files (no [system]: the files define it).
+constexpr const char* kTinyWater = R"(
+name = "water"
+seed = 4
+variants = ["psm"]
+[reference]
+pool = ["train_a.npz", "train_b.npz"]
+test = "test_a.npz"
+[[sets]]
+name = "limited"
+kind = "limited"
+frames = 30
+[[sets]]
+name = "cold"
+kind = "energy"
+quantile = 0.3
+[sample]
+n = 40
+steps = 4
+[eval]
+xtb_frames = 3
+[model]
+layers = 1
+width = 8
+noise_features = 4
+rbf = 4
+[diffusion]
+sigma_max = 3.0
+[train]
+steps = 6
+batch_size = 8
+warmup_steps = 1
+checkpoint_every = 6
+validation_every = 6
+log_every = 3
+)";
+
+class MolecularPipeline : public test::ScratchDir {
+ protected:
+  /// Frames with ids first..last-1 of one harmonic water trajectory (frame id k is the same
+  /// configuration in every file), written in the rMD17 layout.
+  void write_frames(const std::string& file, int64_t first, int64_t last) const {
+    torch::Generator rng = make_generator(5);
+    const int64_t total = 120;
+    const torch::Tensor minimum =
+        torch::tensor({0.0, 0.0, 0.12, 0.0, 0.76, -0.47, 0.0, -0.76, -0.47}, torch::kFloat64)
+            .view({1, 3, 3});
+    const torch::Tensor displacement = 0.03 * torch::randn({total, 3, 3}, rng, torch::kFloat64);
+    const double k = 50.0;  // kcal/mol/Å²
+    const auto frames = torch::indexing::Slice(first, last);
+    write_npz(path(file),
+              {{"nuclear_charges", torch::tensor({8, 1, 1}, torch::kUInt8)},
+               {"coords", (minimum + displacement).index({frames})},
+               {"energies", (0.5 * k * displacement.square().sum({1, 2})).index({frames})},
+               {"forces", (-k * displacement).index({frames})},
+               {"old_indices", torch::arange(first, last, torch::kInt64)}});
+  }
+
+  Config config() const {
+    Config config = Config::from_toml_string(kTinyWater, "water.toml");
+    config.tree["reference"]["directory"] = path("data").string();
+    return config;
+  }
+
+  void SetUp() override {
+    test::ScratchDir::SetUp();
+    fs::create_directories(path("data"));
+    write_frames("data/train_a.npz", 0, 40);
+    write_frames("data/train_b.npz", 30, 70);  // ids 30..39 repeat train_a's
+    write_frames("data/test_a.npz", 50, 120);  // ids 50..69 are in the pool files
+  }
+};
+
+TEST_F(MolecularPipeline, ReadsFileListsAndRefusesSamplingKinds) {
+  const ExperimentConfig experiment = read_experiment_config(config());
+  EXPECT_TRUE(experiment.system.is_null());
+  EXPECT_FALSE(experiment.kT.has_value());
+  ASSERT_EQ(experiment.reference.pool_files.size(), 2u);
+  EXPECT_EQ(experiment.reference.pool_files[1], (path("data") / "train_b.npz").string());
+  ASSERT_EQ(experiment.reference.test_files.size(), 1u);  // a single name is a list of one
+  EXPECT_EQ(experiment.xtb_frames, 3);
+
+  Config hot = config();
+  hot.tree["sets"][1] = {{"name", "hot"}, {"kind", "temperature"}, {"kT_data", 2.0}};
+  EXPECT_PSM_ERROR(read_experiment_config(hot), "sets[1]", "no potential to sample");
+  Config no_test = config();
+  no_test.tree["reference"].erase("test");
+  EXPECT_PSM_ERROR(read_experiment_config(no_test), "water.toml", "[system]");
+  Config not_files = config();
+  not_files.tree["reference"]["pool"] = nlohmann::json::array({"a.npz", 3});
+  EXPECT_PSM_ERROR(read_experiment_config(not_files), "reference.pool", "list of file names");
+
+  Config missing = config();
+  missing.tree["reference"]["pool"] = "train_c.npz";
+  EXPECT_PSM_ERROR(
+      run_experiment(read_experiment_config(missing), {.out = path("run"), .progress = false}),
+      "train_c.npz", "not found");
+  EXPECT_FALSE(fs::exists(path("run")));
+}
+
+TEST_F(MolecularPipeline, DropsRepeatedFramesAndReportsMolecularMetrics) {
+  const ExperimentConfig experiment = read_experiment_config(config());
+  const ExperimentResult result =
+      run_experiment(experiment, {.out = path("run"), .progress = false, .plots = false});
+
+  const Dataset pool = load_dataset(path("run/reference/pool.npz"));
+  EXPECT_EQ(pool.num_frames(), 70);  // 80 frames, 10 repeated
+  EXPECT_EQ(pool.provenance["duplicate_frames_dropped"], 10);
+  EXPECT_NEAR(pool.kT, 0.99360, 1e-5);  // MD17: 500 K
+  const Dataset test = load_dataset(path("run/reference/test.npz"));
+  EXPECT_EQ(test.num_frames(), 50);  // ids 70..119
+  EXPECT_EQ(test.provenance["pool_frames_dropped"], 20);
+  EXPECT_EQ(load_dataset(path("run/sets/cold.npz")).num_frames(), 21);  // lowest 30 % of 70
+
+  ASSERT_EQ(result.rows.size(), 4u);  // per set: the pool subset, psm
+  EXPECT_EQ(result.rows[0].model, "pool");
+  EXPECT_TRUE(result.rows[0].metrics.energy_w1.has_value());   // the data's own energies
+  EXPECT_FALSE(result.rows[1].metrics.energy_w1.has_value());  // no potential for the samples
+  for (const auto& row : result.rows) {
+    ASSERT_TRUE(row.molecular.has_value()) << row.set << " " << row.model;
+    EXPECT_EQ(row.molecular->bonds.size(0), 2);  // O-H, O-H
+  }
+
+  std::ifstream in(path("run/metrics.json"));
+  const auto metrics = nlohmann::json::parse(in);
+  const auto& molecular = metrics.at("cold").at("psm").at("molecular");
+  for (const char* key : {"bond_length_js_mean", "distance_density_mae", "intact_fraction"}) {
+    EXPECT_TRUE(molecular.at(key).is_number()) << key;
+  }
+  EXPECT_TRUE(metrics.at("cold").at("psm").at("energy_w1").is_null());
+  std::ifstream set_report(path("run/report/limited/metrics.json"));
+  EXPECT_TRUE(nlohmann::json::parse(set_report).at("models").at(1).contains("molecular"));
+#ifdef PSM_WITH_XTB
+  EXPECT_TRUE(molecular.contains("potential_energy"));
+#endif
 }
 
 TEST_F(ExperimentPipeline, RefusesADirectoryItDidNotMake) {

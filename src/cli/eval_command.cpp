@@ -187,13 +187,14 @@ class EvalCommand final : public Command {
     const auto row = [](const std::string& name, const std::string& value) {
       fmt::print("{:<40} {}\n", name, value);
     };
+    // Both files have energies here (energies_of computes missing ones), so every metric is set.
     row("n_eval (samples / reference)", fmt::format("{} / {}", m.n_generated, m.n_reference));
-    row(fmt::format("energy W1 ({})", e), fmt::format("{:.6g}", m.energy_w1));
-    row(fmt::format("energy W2 ({})", e), fmt::format("{:.6g}", m.energy_w2));
-    row(fmt::format("energy W2^2 ({}^2)", e), fmt::format("{:.6g}", m.energy_w2_squared));
+    row(fmt::format("energy W1 ({})", e), fmt::format("{:.6g}", *m.energy_w1));
+    row(fmt::format("energy W2 ({})", e), fmt::format("{:.6g}", *m.energy_w2));
+    row(fmt::format("energy W2^2 ({}^2)", e), fmt::format("{:.6g}", *m.energy_w2_squared));
     row("distance TVD", fmt::format("{:.6g}", m.distance_tvd));
     row(fmt::format("distance W2 ({})", l), fmt::format("{:.6g}", m.distance_w2));
-    row("outlier fraction", fmt::format("{:.6g}", m.outlier_fraction));
+    row("outlier fraction", fmt::format("{:.6g}", *m.outlier_fraction));
     if (m.equivariant_w2) {
       row(fmt::format("equivariant W2 ({}), n = {}", l, m.equivariant_samples),
           fmt::format("{:.6g}", *m.equivariant_w2));

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -49,19 +50,50 @@ class RunCommand final : public Command {
                      .fresh = fresh_,
                      .progress = progress_,
                      .plots = plots});
-    fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>12} {:>10} {:>9}\n", "set", "model", "energy W1",
-               "energy W2", "energy W2^2", "dist TVD", "outliers");
-    for (const auto& row : result.rows) {
-      const Metrics& m = row.metrics;
-      fmt::print("{:<12} {:<8} {:>10.4g} {:>10.4g} {:>12.4g} {:>10.4g} {:>9.4g}\n", row.set,
-                 row.model, m.energy_w1, m.energy_w2, m.energy_w2_squared, m.distance_tvd,
-                 m.outlier_fraction);
-    }
+    print_table(result.rows);
     fmt::print("\nreport: {}\n", result.report.string());
     return 0;
   }
 
  private:
+  /// The summary: energy metrics and outliers for model systems; for molecules the energy W1
+  /// (– where no potential gives generated energies), the distance TVD and the molecular
+  /// metrics (and the xTB energy W1 when computed).
+  static void print_table(const std::vector<ExperimentRow>& rows) {
+    const bool molecular = !rows.empty() && rows.front().molecular.has_value();
+    if (!molecular) {
+      fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>12} {:>10} {:>9}\n", "set", "model", "energy W1",
+                 "energy W2", "energy W2^2", "dist TVD", "outliers");
+      for (const auto& row : rows) {
+        const Metrics& m = row.metrics;
+        fmt::print("{:<12} {:<8} {:>10} {:>10} {:>12} {:>10.4g} {:>9}\n", row.set, row.model,
+                   format_optional(m.energy_w1), format_optional(m.energy_w2),
+                   format_optional(m.energy_w2_squared), m.distance_tvd,
+                   format_optional(m.outlier_fraction));
+      }
+      return;
+    }
+    const bool xtb = std::ranges::any_of(
+        rows, [](const auto& row) { return row.molecular->potential_energy.has_value(); });
+    fmt::print("\n{:<12} {:<8} {:>10} {:>9} {:>9} {:>10} {:>9} {:>7}{}\n", "set", "model",
+               "energy W1", "dist TVD", "bond JS", "torsion JS", "h(r) MAE", "intact",
+               xtb ? fmt::format(" {:>8}", "xTB W1") : "");
+    for (const auto& row : rows) {
+      const MolecularMetrics& m = *row.molecular;
+      fmt::print("{:<12} {:<8} {:>10} {:>9.4g} {:>9.4g} {:>10} {:>9.4g} {:>7.3g}", row.set,
+                 row.model, format_optional(row.metrics.energy_w1), row.metrics.distance_tvd,
+                 m.bond_length_js_mean, format_optional(m.torsion_js_mean), m.distance_density_mae,
+                 m.intact_fraction);
+      if (xtb) {
+        fmt::print(" {:>8}", m.potential_energy ? fmt::format("{:.4g}", m.potential_energy->w1)
+                                                : std::string("–"));
+      }
+      fmt::print("\n");
+    }
+    fmt::print("(energy W1 in {}; JS in nats, mean over bonds and torsions; h(r) MAE in 1/Å)\n",
+               energy_unit(Units::kcal_mol_angstrom));
+  }
+
   std::filesystem::path config_path_;
   std::vector<std::string> overrides_;
   std::filesystem::path out_;

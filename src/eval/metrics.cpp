@@ -91,16 +91,20 @@ double outlier_fraction(const torch::Tensor& generated_energy,
 }
 
 nlohmann::json Metrics::to_json() const {
+  // Absent energy metrics are null, so every file has the same keys.
+  const auto optional = [](const std::optional<double>& value) {
+    return value ? nlohmann::json(*value) : nlohmann::json();
+  };
   nlohmann::json out = {
       {"n_generated", n_generated},
       {"n_reference", n_reference},
-      {"energy_w1", energy_w1},
-      {"energy_w2", energy_w2},
-      {"energy_w2_squared", energy_w2_squared},
+      {"energy_w1", optional(energy_w1)},
+      {"energy_w2", optional(energy_w2)},
+      {"energy_w2_squared", optional(energy_w2_squared)},
       {"distance_tvd", distance_tvd},
       {"distance_w2", distance_w2},
       {"distance_w2_squared", distance_w2_squared},
-      {"outlier_fraction", outlier_fraction},
+      {"outlier_fraction", optional(outlier_fraction)},
   };
   if (equivariant_w2) {
     out["equivariant_w2"] = *equivariant_w2;
@@ -121,24 +125,26 @@ Metrics compute_metrics(const Samples& generated, const Samples& reference,
                     reference.positions.size(1), reference.positions.size(2)));
   for (const auto& [samples, role] :
        {std::pair{&generated, "generated"}, {&reference, "reference"}}) {
-    check(samples->energies.defined() && samples->energies.dim() == 1 &&
-              samples->energies.size(0) == samples->positions.size(0),
+    const bool energies = samples->energies.defined();
+    check(!energies || (samples->energies.dim() == 1 &&
+                        samples->energies.size(0) == samples->positions.size(0)),
           fmt::format("compute_metrics: {} energies must be [B], one per frame", role));
-    const int64_t broken =
-        (torch::isnan(samples->energies) | torch::isnan(samples->positions).flatten(1).any(1))
-            .sum()
-            .item<int64_t>();
-    check(broken == 0, fmt::format("compute_metrics: {} of {} {} frames have NaN positions or "
-                                   "energies",
-                                   broken, samples->positions.size(0), role));
+    torch::Tensor broken = torch::isnan(samples->positions).flatten(1).any(1);
+    if (energies) broken |= torch::isnan(samples->energies);
+    const int64_t count = broken.sum().item<int64_t>();
+    check(count == 0, fmt::format("compute_metrics: {} of {} {} frames have NaN positions or "
+                                  "energies",
+                                  count, samples->positions.size(0), role));
   }
   Metrics metrics;
   metrics.n_generated = generated.positions.size(0);
   metrics.n_reference = reference.positions.size(0);
-  metrics.energy_w1 = wasserstein_1d(generated.energies, reference.energies, 1.0);
-  metrics.energy_w2 = wasserstein_1d(generated.energies, reference.energies, 2.0);
-  metrics.energy_w2_squared = metrics.energy_w2 * metrics.energy_w2;
-  metrics.outlier_fraction = outlier_fraction(generated.energies, reference.energies);
+  if (generated.energies.defined() && reference.energies.defined()) {
+    metrics.energy_w1 = wasserstein_1d(generated.energies, reference.energies, 1.0);
+    metrics.energy_w2 = wasserstein_1d(generated.energies, reference.energies, 2.0);
+    metrics.energy_w2_squared = *metrics.energy_w2 * *metrics.energy_w2;
+    metrics.outlier_fraction = outlier_fraction(generated.energies, reference.energies);
+  }
   const torch::Tensor generated_distances = pairwise_distances(generated.positions);
   const torch::Tensor reference_distances = pairwise_distances(reference.positions);
   metrics.distance_tvd =

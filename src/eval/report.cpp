@@ -67,25 +67,31 @@ nlohmann::json definitions(const ReportOptions& report) {
 std::vector<Figure> draw_histograms(const fs::path& dir, const Samples& reference,
                                     const std::vector<NamedSamples>& models,
                                     const ReportOptions& options) {
-  std::vector<HistogramSeries> energies = {{"reference", reference.energies}};
+  std::vector<HistogramSeries> energies;
+  if (reference.energies.defined()) energies.push_back({"reference", reference.energies});
   std::vector<HistogramSeries> distances = {{"reference", pairwise_distances(reference.positions)}};
   for (const auto& model : models) {
-    energies.push_back({model.name, model.samples.energies});
+    if (model.samples.energies.defined()) energies.push_back({model.name, model.samples.energies});
     distances.push_back({model.name, pairwise_distances(model.samples.positions)});
   }
   const std::string energy = energy_unit(options.units);
   const std::string length = length_unit(options.units);
-  plot_histograms(dir / "energy_histogram.png", energies,
-                  {.title = options.title + ": energy",
-                   .x_label = fmt::format("energy ({})", energy),
-                   .y_label = fmt::format("probability density (1/{})", energy)});
+  std::vector<Figure> figures;
+  // An energy histogram needs the reference's energies and at least one other set's.
+  if (energies.size() >= 2 && reference.energies.defined()) {
+    plot_histograms(dir / "energy_histogram.png", energies,
+                    {.title = options.title + ": energy",
+                     .x_label = fmt::format("energy ({})", energy),
+                     .y_label = fmt::format("probability density (1/{})", energy)});
+    figures.push_back({"Energy histograms", "energy_histogram.png"});
+  }
   plot_histograms(dir / "distance_histogram.png", distances,
                   {.title = options.title + ": interatomic distances",
                    .x_label = fmt::format("interatomic distance ({})", length),
                    .y_label = fmt::format("probability density (1/{})", length),
                    .bins = 200});
-  return {{"Energy histograms", "energy_histogram.png"},
-          {"Interatomic-distance histograms", "distance_histogram.png"}};
+  figures.push_back({"Interatomic-distance histograms", "distance_histogram.png"});
+  return figures;
 }
 
 /// Indices of the `count` largest values of `js` over all models (a [models, K] table), largest
@@ -155,6 +161,10 @@ std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples
 
 }  // namespace
 
+std::string format_optional(const std::optional<double>& value) {
+  return value ? fmt::format("{:.4g}", *value) : std::string("–");
+}
+
 std::string energy_unit(Units units) { return units == Units::reduced ? "ε" : "kcal/mol"; }
 std::string length_unit(Units units) { return units == Units::reduced ? "reduced length" : "Å"; }
 
@@ -170,9 +180,10 @@ std::string metrics_table(const std::vector<ModelMetrics>& rows, Units units) {
       fmt::arg("e", e), fmt::arg("l", l));
   for (const auto& row : rows) {
     const Metrics& m = row.metrics;
-    table += fmt::format("| {} | {} | {:.4g} | {:.4g} | {:.4g} | {:.4g} | {:.4g} | {:.4g} |",
-                         row.name, m.n_generated, m.energy_w1, m.energy_w2, m.energy_w2_squared,
-                         m.distance_tvd, m.distance_w2, m.outlier_fraction);
+    table += fmt::format("| {} | {} | {} | {} | {} | {:.4g} | {:.4g} | {} |", row.name,
+                         m.n_generated, format_optional(m.energy_w1), format_optional(m.energy_w2),
+                         format_optional(m.energy_w2_squared), m.distance_tvd, m.distance_w2,
+                         format_optional(m.outlier_fraction));
     if (equivariant) {
       table += m.equivariant_w2
                    ? fmt::format(" {:.4g} (n = {}) |", *m.equivariant_w2, m.equivariant_samples)
@@ -196,15 +207,13 @@ std::string molecular_table(const std::vector<ModelMetrics>& rows) {
       potential.empty() ? ""
                         : fmt::format(" {} energy W1 (kcal/mol) | frames (failed) |", potential),
       potential.empty() ? "" : " ---: | ---: |");
-  const auto optional = [](const std::optional<double>& value) {
-    return value ? fmt::format("{:.4g}", *value) : std::string("–");
-  };
   for (const auto& row : rows) {
     if (!row.molecular) continue;
     const MolecularMetrics& m = *row.molecular;
-    table += fmt::format("| {} | {:.4g} | {:.4g} | {} | {} | {:.4g} | {:.4g} |", row.name,
-                         m.bond_length_js_mean, m.bond_length_js_max, optional(m.torsion_js_mean),
-                         optional(m.torsion_js_max), m.distance_density_mae, m.intact_fraction);
+    table +=
+        fmt::format("| {} | {:.4g} | {:.4g} | {} | {} | {:.4g} | {:.4g} |", row.name,
+                    m.bond_length_js_mean, m.bond_length_js_max, format_optional(m.torsion_js_mean),
+                    format_optional(m.torsion_js_max), m.distance_density_mae, m.intact_fraction);
     if (!potential.empty()) {
       table += m.potential_energy
                    ? fmt::format(" {:.4g} | {} / {} ({}) |", m.potential_energy->w1,
@@ -269,7 +278,8 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
       "# {}\n\nEach sample set against the reference ({} frames). Energy W: 1-D Wasserstein "
       "distances of the energies; distance TVD: {} bins on the reference's range, generated "
       "distances outside it counted as mass outside; outliers: energy above the reference's "
-      "maximum. Numbers also in [metrics.json](metrics.json).\n\n{}\n",
+      "maximum (– where a set has no energies). Numbers also in [metrics.json](metrics.json)."
+      "\n\n{}\n",
       options.title, reference.positions.size(0), options.metrics.distance_bins,
       metrics_table(rows, options.units));
   if (molecular) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "psm/core/error.h"
@@ -19,24 +20,45 @@ bool is_plain_name(const std::string& name) {
   });
 }
 
+/// A file name or a list of them (`key` names the config key in errors).
+std::vector<std::string> read_file_list(ConfigSection& section, const std::string& key,
+                                        const std::string& source) {
+  const auto value = section.get<nlohmann::json>(key, nlohmann::json());
+  if (value.is_null()) return {};
+  if (value.is_string()) return {value.get<std::string>()};
+  const bool strings = value.is_array() && !value.empty() &&
+                       std::all_of(value.begin(), value.end(),
+                                   [](const nlohmann::json& v) { return v.is_string(); });
+  check(strings, fmt::format("{}: reference.{} must be a file name or a non-empty list of file "
+                             "names, got {}",
+                             source, key, value.dump()));
+  return value.get<std::vector<std::string>>();
+}
+
 ReferenceSpec read_reference(ConfigSection section, const std::string& source) {
   ReferenceSpec spec;
-  spec.samples = section.get<int64_t>("samples", spec.samples);
-  spec.test_samples = section.get<int64_t>("test_samples", spec.test_samples);
+  if (section.has("samples")) spec.samples = section.require<int64_t>("samples");
+  if (section.has("test_samples")) spec.test_samples = section.require<int64_t>("test_samples");
   spec.test_seed = section.get<uint64_t>("test_seed", spec.test_seed);
   if (section.has("chains")) spec.chains = section.require<int64_t>("chains");
   if (section.has("burn_in")) spec.burn_in = section.require<int64_t>("burn_in");
   if (section.has("thin")) spec.thin = section.require<int64_t>("thin");
-  spec.pool_file = section.get<std::string>("pool", "");
-  spec.test_file = section.get<std::string>("test", "");
+  spec.pool_files = read_file_list(section, "pool", source);
+  spec.test_files = read_file_list(section, "test", source);
+  const auto directory = section.get<std::string>("directory", "");
   section.finish();
-  check(spec.samples > 0 && spec.test_samples > 0,
+  for (auto* files : {&spec.pool_files, &spec.test_files}) {
+    for (auto& file : *files) file = (std::filesystem::path(directory) / file).string();
+  }
+  check(spec.samples.value_or(1) > 0 && spec.test_samples.value_or(1) > 0,
         fmt::format("{}: reference.samples and reference.test_samples must be positive", source));
   return spec;
 }
 
+/// `pool_size`: the pool's frames when known before reading files; `sampler`: whether the
+/// system has a potential to sample new frames with.
 TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::string& source,
-                         int64_t pool_size) {
+                         std::optional<int64_t> pool_size, bool sampler) {
   const std::string where = fmt::format("sets[{}]", index);
   check(node.is_object(), fmt::format("{}: {} must be a table", source, where));
   ConfigSection section(node, where, source);
@@ -56,10 +78,15 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
         fmt::format("{}: unknown kind '{}' (limited, temperature, basin, energy)", context,
                     set.kind));
   check(set.frames > 0, fmt::format("{}: frames must be positive", context));
-  if (set.kind == "limited" || set.kind == "energy") {
-    check(set.frames <= pool_size, fmt::format("{}: frames = {} exceeds reference.samples = {}",
-                                               context, set.frames, pool_size));
+  if (set.kind == "limited" && pool_size) {
+    check(set.frames <= *pool_size, fmt::format("{}: frames = {} exceeds reference.samples = {}",
+                                                context, set.frames, *pool_size));
   }
+  check(sampler || (set.kind != "temperature" && set.kind != "basin"),
+        fmt::format("{}: kind {} samples new frames, but without [system] there is no potential "
+                    "to sample with (the reference files define the system): use kind limited "
+                    "or energy",
+                    context, set.kind));
   if (set.kind == "temperature") {
     check(set.kT_data.has_value(), fmt::format("{}: kind temperature needs kT_data", context));
   }
@@ -104,16 +131,28 @@ ExperimentConfig read_experiment_config(const Config& config) {
   check(experiment.threads >= 0, fmt::format("{}: threads must be >= 0", source));
   experiment.seed = root.get<uint64_t>("seed", 0);
 
-  check(config.tree.contains("system") && config.tree["system"].is_object(),
-        fmt::format("{}: missing table [system] (name = \"lj13\", kT = 1.0, ...)", source));
-  ConfigSection system = root.section("system");
-  system.require<std::string>("name");
-  experiment.kT = system.get<double>("kT", 1.0);
-  check(experiment.kT > 0, fmt::format("{}: system.kT must be positive", source));
-  experiment.system = config.tree["system"];
-  experiment.system.erase("kT");  // the system's own options are checked by its factory
-
   experiment.reference = read_reference(root.section("reference"), source);
+  const ReferenceSpec& reference = experiment.reference;
+  if (config.tree.contains("system")) {
+    check(config.tree["system"].is_object(),
+          fmt::format("{}: system must be a table (name = \"lj13\", kT = 1.0, ...)", source));
+    ConfigSection system = root.section("system");
+    system.require<std::string>("name");
+    experiment.kT = system.get<double>("kT", 1.0);
+    check(*experiment.kT > 0, fmt::format("{}: system.kT must be positive", source));
+    experiment.system = config.tree["system"];
+    experiment.system.erase("kT");  // the system's own options are checked by its factory
+  } else {
+    check(!reference.pool_files.empty() && !reference.test_files.empty(),
+          fmt::format("{}: missing table [system] (name = \"lj13\", kT = 1.0, ...); only a "
+                      "reference read from files (reference.pool and reference.test) may leave "
+                      "it out",
+                      source));
+  }
+  const bool sampler = experiment.system.is_object();
+  const std::optional<int64_t> pool_size =
+      reference.pool_files.empty() ? reference.samples.value_or(ReferenceSpec::default_samples)
+                                   : reference.samples;
 
   const auto sets = root.get<nlohmann::json>("sets", nlohmann::json::array());
   check(sets.is_array() && !sets.empty(),
@@ -121,7 +160,7 @@ ExperimentConfig read_experiment_config(const Config& config) {
   std::set<std::string> names;
   for (size_t i = 0; i < sets.size(); ++i) {
     experiment.sets.push_back(
-        read_set(sets[i], static_cast<int64_t>(i), source, experiment.reference.samples));
+        read_set(sets[i], static_cast<int64_t>(i), source, pool_size, sampler));
     check(names.insert(experiment.sets.back().name).second,
           fmt::format("{}: two sets are named '{}'", source, experiment.sets.back().name));
   }
@@ -136,7 +175,9 @@ ExperimentConfig read_experiment_config(const Config& config) {
   ConfigSection eval = root.section("eval");
   experiment.metrics.equivariant_samples =
       eval.get<int64_t>("equivariant_samples", experiment.metrics.equivariant_samples);
+  experiment.xtb_frames = eval.get<int64_t>("xtb_frames", experiment.xtb_frames);
   eval.finish();
+  check(experiment.xtb_frames >= 0, fmt::format("{}: eval.xtb_frames must be >= 0", source));
 
   for (const char* table : {"model", "diffusion", "train"}) {
     root.get<nlohmann::json>(table, nlohmann::json::object());  // marks the key as read

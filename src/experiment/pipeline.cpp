@@ -1,6 +1,7 @@
 #include "psm/experiment/pipeline.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -9,15 +10,19 @@
 #include <limits>
 #include <memory>
 #include <sstream>
+#include <unordered_set>
 
 #include "psm/core/atomic_file.h"
+#include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/core/random.h"
 #include "psm/data/subsets.h"
+#include "psm/diffusion/schedule.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 #include "psm/io/dataset.h"
+#include "psm/io/npy.h"
 #include "psm/simulate/simulation.h"
 #include "psm/systems/labelling.h"
 #include "psm/train/callbacks.h"
@@ -95,21 +100,158 @@ Dataset cached_dataset(const fs::path& file, const std::string& what, const Make
   return data;
 }
 
-/// The first `frames` frames of a reference file, after checking that it holds samples of
-/// `system` at `kT`; labelled with the system's energies and forces when it lacks them.
-Dataset matching_reference(const Dataset& data, const std::string& file, const System& system,
-                           double kT, int64_t frames) {
-  check(data.num_atoms() == system.num_atoms() && data.dim() == system.dim(),
-        fmt::format("{}: {} atoms in {}-D, but {} has {} in {}-D", file, data.num_atoms(),
-                    data.dim(), system.name(), system.num_atoms(), system.dim()));
-  check(std::abs(data.sampled_kT.value_or(data.kT) - kT) <= 1e-9 * kT,
+/// The system the stages work on: built from [system], or, without it, described by the pool's
+/// frames and without a potential (energies and forces then come from the data only).
+struct ExperimentSystem {
+  std::unique_ptr<System> system;  ///< with its potential; null without [system]
+  std::string name;
+  std::vector<int64_t> species;
+  int64_t dim = 3;
+  Units units = Units::reduced;
+  double kT = 1.0;
+
+  int64_t num_atoms() const { return static_cast<int64_t>(species.size()); }
+  /// Real elements in Å and kcal/mol: the molecular metrics apply.
+  bool molecular() const {
+    return units == Units::kcal_mol_angstrom && dim == 3 &&
+           std::ranges::none_of(species, [](int64_t z) { return z == 0; });
+  }
+};
+
+ExperimentSystem system_from_spec(const nlohmann::json& spec, double kT) {
+  ExperimentSystem out;
+  out.system = make_system(spec);
+  out.name = out.system->name();
+  out.species = out.system->species();
+  out.dim = out.system->dim();
+  out.units = out.system->units();
+  out.kT = kT;
+  return out;
+}
+
+ExperimentSystem system_from_data(const Dataset& pool) {
+  return {.system = nullptr,
+          .name = chemical_formula(pool.species),
+          .species = pool.species,
+          .dim = pool.dim(),
+          .units = pool.units,
+          .kT = pool.kT};
+}
+
+/// The rMD17 frame identities of a file (`old_indices`: each frame's index in the original MD17
+/// trajectory); undefined when the file has none.
+torch::Tensor source_frame_ids(const std::string& file) {
+  if (fs::path(file).extension() != ".npz") return {};
+  const NpzReader npz(file);
+  if (!npz.contains("old_indices")) return {};
+  return npz.read("old_indices").to(torch::kInt64).flatten().contiguous();
+}
+
+/// Frame identities of every file, or an empty set when any file has none.
+std::unordered_set<int64_t> frame_ids_of(const std::vector<std::string>& files) {
+  std::unordered_set<int64_t> ids;
+  for (const auto& file : files) {
+    const torch::Tensor file_ids = source_frame_ids(file);
+    if (!file_ids.defined()) return {};
+    const auto* data = file_ids.data_ptr<int64_t>();
+    ids.insert(data, data + file_ids.size(0));
+  }
+  return ids;
+}
+
+/// The frames of `files`, concatenated.
+/// When every file carries frame identities (rMD17 old_indices), a frame seen before and a frame
+/// in `excluded` are dropped; the provenance counts them.
+Dataset read_frame_files(const std::vector<std::string>& files,
+                         const std::unordered_set<int64_t>& excluded) {
+  std::vector<Dataset> parts;
+  std::vector<torch::Tensor> ids;
+  for (const auto& file : files) {
+    parts.push_back(load_dataset(file));
+    ids.push_back(source_frame_ids(file));
+    const Dataset& first = parts.front();
+    const Dataset& part = parts.back();
+    check(!ids.back().defined() || ids.back().size(0) == part.num_frames(),
+          fmt::format("{}: old_indices has {} entries for {} frames", file, ids.back().size(0),
+                      part.num_frames()));
+    check(part.num_atoms() == first.num_atoms() && part.dim() == first.dim() &&
+              part.species == first.species && part.units == first.units,
+          fmt::format("{}: {} atoms of {} in {} units, but {} has {} of {} in {}", file,
+                      part.num_atoms(), chemical_formula(part.species), to_string(part.units),
+                      files.front(), first.num_atoms(), chemical_formula(first.species),
+                      to_string(first.units)));
+    check(
+        std::abs(part.kT - first.kT) <= 1e-9 * first.kT && part.sampled_kT == first.sampled_kT,
+        fmt::format("{}: kT = {:g}, but {} has kT = {:g}", file, part.kT, files.front(), first.kT));
+    check(part.has_forces() == first.has_forces() && part.has_energies() == first.has_energies(),
+          fmt::format("{}: has {}forces and {}energies, unlike {}", file,
+                      part.has_forces() ? "" : "no ", part.has_energies() ? "" : "no ",
+                      files.front()));
+  }
+  Dataset data = parts.front();
+  const auto concatenated = [&](auto member) {
+    std::vector<torch::Tensor> tensors;
+    for (const auto& part : parts) tensors.push_back(part.*member);
+    return torch::cat(tensors);
+  };
+  data.positions = concatenated(&Dataset::positions);
+  if (data.has_forces()) data.forces = concatenated(&Dataset::forces);
+  if (data.has_energies()) data.energies = concatenated(&Dataset::energies);
+  nlohmann::json sources = nlohmann::json::array();
+  for (const auto& part : parts) sources.push_back(part.provenance);
+  data.provenance = {{"command", "psm run"}, {"loaded_from", files}, {"sources", sources}};
+
+  const bool identified = std::ranges::all_of(ids, [](const auto& t) { return t.defined(); });
+  if (!identified) {
+    data.provenance["frame_ids"] =
+        "none (not every file has old_indices): repeated frames not checked";
+    return data;
+  }
+  const torch::Tensor all_ids = torch::cat(ids);
+  const auto id_of = all_ids.accessor<int64_t, 1>();
+  std::unordered_set<int64_t> seen;
+  std::vector<int64_t> kept;
+  int64_t duplicates = 0, in_excluded = 0;
+  for (int64_t i = 0; i < all_ids.size(0); ++i) {
+    const int64_t id = id_of[i];
+    if (excluded.contains(id)) {
+      ++in_excluded;
+    } else if (!seen.insert(id).second) {
+      ++duplicates;
+    } else {
+      kept.push_back(i);
+    }
+  }
+  data = data.select(torch::tensor(kept, torch::kInt64));
+  data.provenance["frame_ids"] = "old_indices";
+  data.provenance["duplicate_frames_dropped"] = duplicates;
+  if (!excluded.empty()) data.provenance["pool_frames_dropped"] = in_excluded;
+  return data;
+}
+
+/// The first `frames` (all when absent) frames of reference data read from `files`, after
+/// checking that they are samples of `system` at its kT; labelled with the system's energies and
+/// forces when they lack them.
+Dataset matching_reference(const Dataset& data, const std::vector<std::string>& files,
+                           const ExperimentSystem& system, std::optional<int64_t> frames) {
+  const std::string file = fmt::format("{}", fmt::join(files, ", "));
+  check(data.num_atoms() == system.num_atoms() && data.dim() == system.dim &&
+            (!system.molecular() || data.species == system.species),
+        fmt::format("{}: {} atoms ({}) in {}-D, but {} has {} in {}-D", file, data.num_atoms(),
+                    chemical_formula(data.species), data.dim(), system.name, system.num_atoms(),
+                    system.dim));
+  check(std::abs(data.sampled_kT.value_or(data.kT) - system.kT) <= 1e-9 * system.kT,
         fmt::format("{}: sampled at kT = {:g}, the experiment's kT is {:g}", file,
-                    data.sampled_kT.value_or(data.kT), kT));
-  check(data.num_frames() >= frames,
-        fmt::format("{}: {} frames, the experiment asks for {}", file, data.num_frames(), frames));
-  Dataset selected = data.select(torch::arange(frames));
+                    data.sampled_kT.value_or(data.kT), system.kT));
+  const int64_t kept = frames.value_or(data.num_frames());
+  check(data.num_frames() >= kept, fmt::format("{}: {} distinct frames, the experiment asks for {}",
+                                               file, data.num_frames(), kept));
+  Dataset selected = data.select(torch::arange(kept));
   if (!selected.has_forces() || !selected.has_energies()) {
-    check(label_dataset(system, selected) == 0,
+    check(system.system != nullptr,
+          fmt::format("{}: no {}, and without [system] there is no potential to compute them", file,
+                      selected.has_forces() ? "energies" : "forces"));
+    check(label_dataset(*system.system, selected) == 0,
           fmt::format("{}: some frames have non-finite energies or forces", file));
   }
   return selected;
@@ -129,21 +271,29 @@ SimulationSettings reference_settings(const ExperimentConfig& experiment, double
   return settings;
 }
 
+/// Kinds temperature and basin sample new frames: read_experiment_config lets them through only
+/// with a [system], whose potential they use.
 Dataset make_training_set(const ExperimentConfig& experiment, const TrainingSetSpec& set,
-                          size_t index, const System& system, const Dataset& pool, bool progress) {
+                          size_t index, const ExperimentSystem& system, const Dataset& pool,
+                          bool progress) {
   const uint64_t seed = derive_seed(derive_seed(experiment.seed, kSetStream), index);
-  if (set.kind == "limited") return limited_subset(pool, set.frames, seed);
+  if (set.kind == "limited") {
+    check(set.frames <= pool.num_frames(),
+          fmt::format("set {}: frames = {} exceeds the pool's {} frames", set.name, set.frames,
+                      pool.num_frames()));
+    return limited_subset(pool, set.frames, seed);
+  }
   if (set.kind == "temperature") {
-    const SimulationOutcome hot =
-        simulate(system, reference_settings(experiment, *set.kT_data, set.frames, seed, progress));
-    return temperature_biased_subset(hot.dataset, experiment.kT, std::nullopt, seed);
+    const SimulationOutcome hot = simulate(
+        *system.system, reference_settings(experiment, *set.kT_data, set.frames, seed, progress));
+    return temperature_biased_subset(hot.dataset, system.kT, std::nullopt, seed);
   }
   if (set.kind == "basin") {
     BasinOptions basin;
     basin.frames = set.frames;
     basin.kT = set.kT_data;
     basin.seed = seed;
-    return basin_biased_subset(system, pool, basin);
+    return basin_biased_subset(*system.system, pool, basin);
   }
   const Dataset selected = energy_selected_subset(pool, {.quantile = set.quantile});
   return limited_subset(selected, std::min(set.frames, selected.num_frames()), seed);
@@ -183,6 +333,14 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
   const std::string config_text = config.to_toml();
   write_text_atomically(dir / "config.toml", config_text);
   const Dataset data = load_dataset(set_file);
+  // diffusion.sigma_max has a fixed default; say so when it does not cover the data, as psm train.
+  const double extent = suggest_sigma_max(data.positions, run.loss.com_free);
+  if (run.loss.schedule.sigma_max < extent) {
+    say(
+        fmt::format("  note: diffusion.sigma_max = {:g} is below the data's extent {:.3g}: the "
+                    "prior may not cover the data",
+                    run.loss.schedule.sigma_max, extent));
+  }
   Trainer trainer(data, run.network, run.loss, run.trainer,
                   {.config_toml = config_text, .data_source = set_file.string()});
   if (exists) trainer.resume(checkpoint);
@@ -198,8 +356,10 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
 }
 
 /// Samples a trained model into `file`, labelled with the system's energies and forces.
+/// Without a potential (no [system]) the samples have positions only.
 Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpoint,
-                     const System& system, uint64_t seed, const std::string& what, bool progress) {
+                     const ExperimentSystem& system, uint64_t seed, const std::string& what,
+                     bool progress) {
   const TrainedModel trained = load_trained_model(checkpoint);
   SamplerOptions sampler = experiment.sampler;
   sampler.sigma_min = trained.info.loss.schedule.sigma_min;
@@ -209,7 +369,7 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
   std::unique_ptr<ProgressBar> bar;
   Dataset samples;
   samples.positions =
-      sample_diffusion(trained.score(), experiment.sample_count, system.num_atoms(), system.dim(),
+      sample_diffusion(trained.score(), experiment.sample_count, system.num_atoms(), system.dim,
                        sampler, torch::kFloat64, [&](int64_t done, int64_t total) {
                          if (!bar) {
                            bar = std::make_unique<ProgressBar>("sample " + what, total, progress);
@@ -220,16 +380,17 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
   check(torch::isfinite(samples.positions).all().item<bool>(),
         fmt::format("{}: sampling produced non-finite positions (try more sample.steps)",
                     checkpoint.string()));
-  samples.species = system.species();
-  samples.units = system.units();
-  samples.kT = experiment.kT;
-  samples.system = system.spec();
+  samples.species = system.species;
+  samples.units = system.units;
+  samples.kT = system.kT;
+  if (system.system) samples.system = system.system->spec();
   samples.provenance = {{"command", "psm run"},
                         {"checkpoint", checkpoint.string()},
                         {"solver", to_string(sampler.solver)},
                         {"steps", sampler.steps},
                         {"seed", seed}};
-  const int64_t clashes = label_dataset(system, samples);
+  if (!system.system) return samples;
+  const int64_t clashes = label_dataset(*system.system, samples);
   if (clashes > 0) {
     say(fmt::format("  note: {} of {} samples of {} have non-finite energies (clashing atoms)",
                     clashes, samples.num_frames(), what));
@@ -238,54 +399,119 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
 }
 
 /// Energies for the metrics: the stored ones, or computed (non-finite ones kept: they are
-/// outliers and count against the model).
-Samples samples_for_metrics(const Dataset& data, const System& system) {
-  const torch::Tensor energies = data.has_energies()
-                                     ? data.energies
-                                     : torch::nan_to_num(batched_energies(system, data.positions),
-                                                         std::numeric_limits<double>::max());
-  return {data.positions.to(torch::kFloat64), energies.to(torch::kFloat64)};
+/// outliers and count against the model), or none without a potential.
+Samples samples_for_metrics(const Dataset& data, const ExperimentSystem& system) {
+  torch::Tensor energies = data.energies;
+  if (!data.has_energies() && system.system) {
+    energies = torch::nan_to_num(batched_energies(*system.system, data.positions),
+                                 std::numeric_limits<double>::max());
+  }
+  return {data.positions.to(torch::kFloat64),
+          energies.defined() ? energies.to(torch::kFloat64) : energies};
+}
+
+/// The reference potential of the molecular report: GFN2-xTB for the molecule (the system's own
+/// when it is an xtb system, with its charge and spin). Null when eval.xtb_frames is 0 or psm was
+/// built without xtb.
+std::shared_ptr<const System> molecular_potential(const ExperimentConfig& experiment,
+                                                  const ExperimentSystem& system) {
+  if (experiment.xtb_frames == 0) return nullptr;
+  nlohmann::json spec = {{"name", "xtb"}, {"species", system.species}};
+  if (system.system && system.system->spec().value("name", "") == "xtb") {
+    spec = system.system->spec();
+  }
+  try {
+    return make_system(spec);
+  } catch (const Error& error) {
+    say(fmt::format("  note: no xTB energy W1: {}", error.what()));
+    return nullptr;
+  }
+}
+
+/// What the provenance of reference data read from files says about dropped frames.
+std::string dropped_frames(const Dataset& data) {
+  const nlohmann::json& p = data.provenance;
+  if (!p.is_object() || !p.contains("frame_ids")) return "";
+  if (p["frame_ids"] != "old_indices") {
+    return " (not every file has old_indices: repeated frames, and pool frames in the test set, "
+           "not checked)";
+  }
+  std::string text = fmt::format(" ({} duplicates dropped", p.value("duplicate_frames_dropped", 0));
+  if (p.contains("pool_frames_dropped")) {
+    text += fmt::format(", {} frames of the pool files dropped",
+                        p["pool_frames_dropped"].get<int64_t>());
+  }
+  return text + ")";
+}
+
+/// Checks before anything is written, so that a mistyped path leaves no run directory behind.
+void check_reference_files(const ReferenceSpec& spec) {
+  for (const auto& [files, key] :
+       {std::pair{&spec.pool_files, "pool"}, {&spec.test_files, "test"}}) {
+    for (const auto& file : *files) {
+      check(fs::is_regular_file(file),
+            fmt::format("{}: reference.{} file not found (relative paths start at "
+                        "reference.directory, else at the current directory)",
+                        file, key));
+    }
+  }
 }
 
 }  // namespace
 
 ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
+  check_reference_files(experiment.reference);
   prepare_directory(experiment, options);
-  const std::unique_ptr<System> system = make_system(experiment.system);
   const fs::path out = options.out;
-
-  say(fmt::format("[1/5] reference samples of {} at kT = {:g}", system->name(), experiment.kT));
   const ReferenceSpec& spec = experiment.reference;
+  std::optional<ExperimentSystem> system;
+  if (experiment.system.is_object()) system = system_from_spec(experiment.system, *experiment.kT);
+
+  say(system ? fmt::format("[1/5] reference samples of {} at kT = {:g}", system->name, system->kT)
+             : "[1/5] reference samples");
   const Dataset pool = cached_dataset(out / "reference" / "pool.npz", "training pool", [&] {
-    if (!spec.pool_file.empty()) {
-      return matching_reference(load_dataset(spec.pool_file), spec.pool_file, *system,
-                                experiment.kT, spec.samples);
+    if (!spec.pool_files.empty()) {
+      const Dataset frames = read_frame_files(spec.pool_files, {});
+      if (system) return matching_reference(frames, spec.pool_files, *system, spec.samples);
+      // Without [system] the pool's frames define the system.
+      return matching_reference(frames, spec.pool_files, system_from_data(frames), spec.samples);
     }
-    return simulate(*system,
-                    reference_settings(experiment, experiment.kT, spec.samples,
+    return simulate(*system->system,
+                    reference_settings(experiment, system->kT,
+                                       spec.samples.value_or(ReferenceSpec::default_samples),
                                        derive_seed(experiment.seed, kPoolStream), options.progress))
         .dataset;
   });
+  if (!system) system = system_from_data(pool);
+  if (!spec.pool_files.empty()) say(fmt::format("  pool from files{}", dropped_frames(pool)));
   const Dataset test = cached_dataset(out / "reference" / "test.npz", "test set", [&] {
-    if (!spec.test_file.empty()) {
-      return matching_reference(load_dataset(spec.test_file), spec.test_file, *system,
-                                experiment.kT, spec.test_samples);
+    if (!spec.test_files.empty()) {
+      // The test set shares no frame with the pool files, so it is distinct from every training
+      // set made from them.
+      return matching_reference(read_frame_files(spec.test_files, frame_ids_of(spec.pool_files)),
+                                spec.test_files, *system, spec.test_samples);
     }
     const uint64_t seed = derive_seed(derive_seed(experiment.seed, kTestStream), spec.test_seed);
-    return simulate(*system, reference_settings(experiment, experiment.kT, spec.test_samples, seed,
-                                                options.progress))
+    return simulate(
+               *system->system,
+               reference_settings(experiment, system->kT,
+                                  spec.test_samples.value_or(ReferenceSpec::default_test_samples),
+                                  seed, options.progress))
         .dataset;
   });
+  if (!spec.test_files.empty()) say(fmt::format("  test set from files{}", dropped_frames(test)));
 
   say("[2/5] training sets");
   std::vector<fs::path> set_files;
+  std::vector<int64_t> set_frames;
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
     const TrainingSetSpec& set = experiment.sets[i];
     set_files.push_back(out / "sets" / (set.name + ".npz"));
-    cached_dataset(set_files.back(), set.name + " (" + set.kind + ")", [&] {
-      return make_training_set(experiment, set, i, *system, pool, options.progress);
-    });
+    set_frames.push_back(cached_dataset(set_files.back(), set.name + " (" + set.kind + ")", [&] {
+                           return make_training_set(experiment, set, i, *system, pool,
+                                                    options.progress);
+                         }).num_frames());
   }
 
   say("[3/5] training");
@@ -314,30 +540,46 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   say("[5/5] evaluation");
   ExperimentResult result;
   const Samples reference = samples_for_metrics(test, *system);
-  // The noise floor: an independent MCMC set of the test set's size against the test set.
-  // Drawn at random: consecutive pool frames come from few chains and are correlated.
+  // The noise floor: frames of the pool (independent of the test set) against the test set, as
+  // many as the test set has. Drawn at random: consecutive pool frames come from few chains (or
+  // one trajectory) and are correlated.
   const Dataset floor = limited_subset(pool, std::min(pool.num_frames(), test.num_frames()),
                                        derive_seed(experiment.seed, kTestStream));
+  const std::string floor_name = spec.pool_files.empty() ? "mcmc" : "pool";
+  std::optional<MolecularReportOptions> molecular;
+  if (system->molecular()) {
+    molecular = MolecularReportOptions{.species = system->species,
+                                       .potential = molecular_potential(experiment, *system),
+                                       .potential_frames = experiment.xtb_frames};
+  }
   std::string summary = fmt::format("# psm run: {}\n\n", experiment.name);
   summary += fmt::format(
       "System {} at kT = {:g}; {} generated samples per model against {} independent reference "
-      "samples (reference/test.npz). The row `mcmc` is an independent MCMC set of the same size: "
-      "the noise floor.\n\n",
-      system->name(), experiment.kT, experiment.sample_count, test.num_frames());
+      "samples (reference/test.npz). The row `{}` is {} against the same test set: the noise "
+      "floor.{}\n\n",
+      system->name, system->kT, experiment.sample_count, test.num_frames(), floor_name,
+      spec.pool_files.empty()
+          ? "an independent MCMC set of the test set's size"
+          : fmt::format("{} random frames of the training pool (reference/pool.npz)",
+                        floor.num_frames()),
+      system->system ? ""
+                     : " No potential evaluates the reference data's level of theory, so generated "
+                       "samples have no energy metrics (–); the molecular metrics compare them.");
   nlohmann::json all_metrics = nlohmann::json::object();
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
     const TrainingSetSpec& set = experiment.sets[i];
     const fs::path dir = out / "report" / set.name;
     fs::create_directories(dir);
-    std::vector<NamedSamples> models{{"mcmc", samples_for_metrics(floor, *system)}};
+    std::vector<NamedSamples> models{{floor_name, samples_for_metrics(floor, *system)}};
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
       models.push_back({experiment.variants[v], samples_for_metrics(generated[i][v], *system)});
     }
     ReportOptions report;
     report.title = fmt::format("{}: training set {} ({})", experiment.name, set.name, set.kind);
-    report.units = system->units();
+    report.units = system->units;
     report.metrics = experiment.metrics;
     report.plots = options.plots;
+    report.molecular = molecular;
     report.context = {{"experiment", experiment.name}, {"set", set.name}, {"kind", set.kind}};
     if (options.plots) {
       for (size_t v = 0; v < experiment.variants.size(); ++v) {
@@ -355,12 +597,15 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
       }
     }
     const std::vector<ModelMetrics> rows = write_report(dir, reference, models, report);
-    summary += fmt::format("## {} ({}, {} frames)\n\n{}\n[report]({}/report.md)\n\n", set.name,
-                           set.kind, set.frames, metrics_table(rows, system->units()),
+    summary += fmt::format("## {} ({}, {} frames)\n\n{}\n{}[report]({}/report.md)\n\n", set.name,
+                           set.kind, set_frames[i], metrics_table(rows, system->units),
+                           molecular ? molecular_table(rows) + "\n" : "",
                            (fs::path("report") / set.name).string());
     for (const auto& row : rows) {
-      result.rows.push_back({set.name, row.name, row.metrics});
-      all_metrics[set.name][row.name] = row.metrics.to_json();
+      result.rows.push_back({set.name, row.name, row.metrics, row.molecular});
+      nlohmann::json& entry = all_metrics[set.name][row.name];
+      entry = row.metrics.to_json();
+      if (row.molecular) entry["molecular"] = row.molecular->to_json(system->species);
     }
   }
   result.report = out / "report.md";

@@ -102,7 +102,9 @@ double equivariant_w2(const torch::Tensor& x, const torch::Tensor& y,
 /// A set of configurations with their energies.
 struct Samples {
   torch::Tensor positions;  ///< [B, N, D] float64, length unit
-  torch::Tensor energies;   ///< [B] float64, energy unit
+  /// [B] float64, energy unit; undefined when no potential gives them (molecules generated
+  /// without a potential for the reference data's level of theory)
+  torch::Tensor energies;
 };
 
 struct MetricsOptions {
@@ -111,25 +113,27 @@ struct MetricsOptions {
   int64_t equivariant_samples = 0;
 };
 
-/// Every metric of spec/METHOD.md for one generated set against a reference.
+/// Every metric of spec/METHOD.md for one generated set against a reference. The energy
+/// metrics are absent when either set has no energies.
 struct Metrics {
   int64_t n_generated = 0;
   int64_t n_reference = 0;
-  double energy_w1 = 0;
-  double energy_w2 = 0;
-  double energy_w2_squared = 0;  ///< what POT's emd2_1d returns and some papers tabulate
-  double distance_tvd = 0;       ///< generated distances outside the reference range count in full
+  std::optional<double> energy_w1{};
+  std::optional<double> energy_w2{};
+  std::optional<double> energy_w2_squared{};  ///< what POT's emd2_1d returns, as some papers
+  double distance_tvd = 0;  ///< generated distances outside the reference range count in full
   double distance_w2 = 0;
   double distance_w2_squared = 0;
-  double outlier_fraction = 0;  ///< energy above the reference's maximum
+  std::optional<double> outlier_fraction{};  ///< energy above the reference's maximum
   std::optional<double> equivariant_w2{};
   int64_t equivariant_samples = 0;  ///< samples per set behind equivariant_w2
 
   nlohmann::json to_json() const;
 };
 
-/// Computes Metrics for `generated` against `reference` (all frames of both).
-/// Throws psm::Error on mismatched shapes (atoms, dimension) or missing energies.
+/// Computes Metrics for `generated` against `reference` (all frames of both); the energy
+/// metrics only when both have energies. Throws psm::Error on mismatched shapes (atoms,
+/// dimension), energies that are not one per frame, or NaN positions or energies.
 Metrics compute_metrics(const Samples& generated, const Samples& reference,
                         MetricsOptions options = {});
 

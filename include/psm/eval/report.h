@@ -63,8 +63,12 @@ struct ReportOptions {
 std::string energy_unit(Units units);
 std::string length_unit(Units units);
 
+/// "{:.4g}" of a value, or "–" when it is absent (a metric that was not computed).
+std::string format_optional(const std::optional<double>& value);
+
 /// A Markdown table, one row per model: n, energy W1, W2, W2², distance TVD, distance W2,
-/// outlier fraction (and equivariant W2 when computed), units in the headers.
+/// outlier fraction (and equivariant W2 when computed), units in the headers; "–" for energy
+/// metrics of sets without energies.
 std::string metrics_table(const std::vector<ModelMetrics>& rows, Units units);
 
 /// The molecular metrics as a Markdown table, one row per model that has them.

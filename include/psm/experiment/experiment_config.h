@@ -14,16 +14,26 @@
 //                test_samples = 10000      # independent evaluation set
 //                test_seed = 1             # another value gives a validation set for tuning
 //                sampler overrides: chains, burn_in, thin
+//   [reference]  pool = ["a.npz", "b.npz"], test = [...]   # lists of files are concatenated
+//                directory = "data/rmd17"  # relative file names are in this directory
 //   [[sets]]     name = "limited", kind = "limited", frames = 1000
 //   [[sets]]     name = "hot", kind = "temperature", kT_data = 1.5, frames = 1000
 //   [[sets]]     name = "basin", kind = "basin", frames = 1000
 //   [[sets]]     name = "cold_tail", kind = "energy", quantile = 0.3, frames = 1000
 //   [sample]     n = 10000, steps = 100, solver = "heun", grid = "edm", batch = 1000,
 //                corrector_steps = 0, snr = 0.16
-//   [eval]       equivariant_samples = 0
+//   [eval]       equivariant_samples = 0, xtb_frames = 100 (molecules)
 //   [model] [diffusion] [train]            # as in `psm train`
 //
-// Every key is optional except system.name; unknown keys are errors.
+// Without [system], reference.pool and reference.test must be files, and their frames define the
+// system (species, units, kT; MD17 files are at 500 K): a molecule whose reference potential
+// (DFT) psm cannot evaluate, so the sets are limited or energy ones, and generated samples have
+// no energies (the molecular metrics, and GFN2-xTB energies of eval.xtb_frames frames, compare
+// them instead). Frames that repeat an rMD17 `old_indices` entry are read once, and test frames
+// that are in the pool files are dropped.
+//
+// Every key is optional except system.name (or, without [system], reference.pool and
+// reference.test); unknown keys are errors.
 
 #include <nlohmann/json.hpp>
 
@@ -40,14 +50,23 @@ namespace psm {
 
 /// How the reference samples are made (by the system's preset sampler, MCMC or Langevin).
 struct ReferenceSpec {
-  int64_t samples = 20000;       ///< pool at the target kT that training sets are drawn from
-  int64_t test_samples = 10000;  ///< independent set the models are evaluated against
-  uint64_t test_seed = 1;        ///< stream of the evaluation set; tune with another value
+  /// Pool at the target kT that training sets are drawn from: frames sampled (default 20000),
+  /// or the first frames kept of pool_files (default all).
+  std::optional<int64_t> samples{};
+  /// Independent set the models are evaluated against: frames sampled (default 10000), or the
+  /// first frames kept of test_files (default all).
+  std::optional<int64_t> test_samples{};
+  uint64_t test_seed = 1;  ///< stream of the evaluation set; tune with another value
   std::optional<int64_t> chains{};
   std::optional<int64_t> burn_in{};
   std::optional<int64_t> thin{};
-  std::string pool_file{};  ///< read the pool from this dataset instead of sampling it
-  std::string test_file{};  ///< read the evaluation set from this dataset
+  /// Datasets read (and concatenated) as the pool instead of sampling it. Relative names are
+  /// joined to reference.directory (default: none, so relative to the current directory).
+  std::vector<std::string> pool_files{};
+  std::vector<std::string> test_files{};  ///< datasets read as the evaluation set
+
+  static constexpr int64_t default_samples = 20000;
+  static constexpr int64_t default_test_samples = 10000;
 };
 
 /// One training set, made from the reference pool (or sampled at kT_data).
@@ -55,7 +74,8 @@ struct TrainingSetSpec {
   std::string name;  ///< file and directory name, [A-Za-z0-9_-]
   /// limited: `frames` frames of the pool; temperature: `frames` frames sampled at kT_data and
   /// labelled for the target kT; basin: short trajectories from one minimum; energy: the lowest
-  /// `quantile` of the pool by energy, then `frames` of those.
+  /// `quantile` of the pool by energy (quantile = 0.3: the lowest 30 %), then `frames` of those
+  /// (all of them when there are fewer).
   std::string kind;
   int64_t frames = 1000;
   std::optional<double> kT_data{};   ///< temperature (required) and basin (default: target)
@@ -66,14 +86,17 @@ struct ExperimentConfig {
   std::string name;
   int threads = 0;  ///< 0: all cores (or the --threads flag)
   uint64_t seed = 0;
-  nlohmann::json system;  ///< spec for make_system, without kT
-  double kT = 1.0;
+  /// Spec for make_system, without kT; null without [system] (the pool files define the system).
+  nlohmann::json system;
+  std::optional<double> kT{};  ///< system.kT (default 1); absent: the pool files' kT
   ReferenceSpec reference;
   std::vector<TrainingSetSpec> sets;
   std::vector<std::string> variants;  ///< crossover names (dsm, psm, hybrid)
   SamplerOptions sampler;             ///< sigma_min/max and com_free come from each checkpoint
   int64_t sample_count = 10000;
   MetricsOptions metrics;
+  /// Molecules: frames per set whose GFN2-xTB energies are compared (eval.xtb_frames; 0 skips).
+  int64_t xtb_frames = 100;
   /// {"model": ..., "diffusion": ..., "train": ...} as given; read by read_run_config.
   nlohmann::json training = nlohmann::json::object();
   Config config;  ///< the whole configuration, overrides applied

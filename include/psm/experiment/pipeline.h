@@ -8,16 +8,19 @@
 //   sets/<set>.npz                       training sets, with provenance
 //   models/<set>/<variant>/              checkpoint.pt, metrics.jsonl, config.toml
 //   samples/<set>_<variant>.npz          generated configurations with energies
-//   report/<set>/                        metrics.json, report.md, histograms, loss plots
+//   report/<set>/                        metrics.json, report.md, histograms, loss plots (and
+//                                        for molecules the molecular metrics and their plots)
 //   report.md, metrics.json              every set's table
 //
 // The report is recomputed on every run (it is cheap and depends on all of the above).
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "psm/eval/metrics.h"
+#include "psm/eval/molecular.h"
 #include "psm/experiment/experiment_config.h"
 
 namespace psm {
@@ -32,8 +35,11 @@ struct RunOptions {
 /// One row of the result: a model (or the independent reference) on one training set.
 struct ExperimentRow {
   std::string set;
-  std::string model;  ///< a variant name, or "mcmc" for the reference against the test set
+  /// A variant name, or the noise floor against the test set: "mcmc" (an independent MCMC set)
+  /// or, for a pool read from files, "pool" (a random subset of the pool)
+  std::string model;
   Metrics metrics;
+  std::optional<MolecularMetrics> molecular{};  ///< for molecules (real elements, Å, kcal/mol)
 };
 
 struct ExperimentResult {
