@@ -388,6 +388,8 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
                         {"checkpoint", checkpoint.string()},
                         {"solver", to_string(sampler.solver)},
                         {"steps", sampler.steps},
+                        {"corrector_steps", sampler.corrector_steps},
+                        {"snr", sampler.snr},
                         {"seed", seed}};
   if (!system.system) return samples;
   const int64_t clashes = label_dataset(*system.system, samples);
