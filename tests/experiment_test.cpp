@@ -1,7 +1,7 @@
 // The `psm run` pipeline: its configuration checks, a tiny DW4 experiment end to end (every
-// stage's files, the noise-floor row, stages skipped on a rerun, --fresh), and a tiny molecular
-// one read from overlapping rMD17-layout files (duplicates and pool frames dropped from the test
-// set, molecular metrics in the reports).
+// stage's files, the noise-floor row, stages skipped on a rerun, --fresh, --only), and a tiny
+// molecular one read from overlapping rMD17-layout files (duplicates and pool frames dropped from
+// the test set, molecular metrics in the reports).
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "psm/core/random.h"
 #include "psm/experiment/experiment_config.h"
@@ -300,6 +301,33 @@ TEST_F(MolecularPipeline, DropsRepeatedFramesAndReportsMolecularMetrics) {
 #ifdef PSM_WITH_XTB
   EXPECT_TRUE(molecular.contains("potential_energy"));
 #endif
+}
+
+TEST_F(ExperimentPipeline, RunsInPiecesWithOnly) {
+  const ExperimentConfig experiment = read_experiment_config(tiny_config());
+  RunOptions options{.out = path("run"), .progress = false, .plots = false};
+  options.only = {"limited/psm"};
+  const ExperimentResult first = run_experiment(experiment, options);
+  ASSERT_EQ(first.rows.size(), 3u);  // limited: mcmc, psm; hot: mcmc only
+  EXPECT_EQ(first.rows[1].model, "psm");
+  EXPECT_EQ(first.rows[2].set, "hot");
+  EXPECT_FALSE(fs::exists(path("run/sets/hot.npz")));
+  EXPECT_FALSE(fs::exists(path("run/models/limited/dsm")));
+  std::stringstream report;
+  report << std::ifstream(path("run/report.md")).rdbuf();
+  EXPECT_NE(report.str().find("Not run yet: limited/dsm"), std::string::npos);
+
+  options.only = {"hot"};
+  const ExperimentResult second = run_experiment(experiment, options);
+  ASSERT_EQ(second.rows.size(), 5u);  // limited's psm comes from the first run
+  EXPECT_DOUBLE_EQ(*second.rows[1].metrics.energy_w1, *first.rows[1].metrics.energy_w1);
+  EXPECT_EQ(second.rows[4].model, "psm");
+
+  options.only = {"limited/hybrid"};
+  EXPECT_PSM_ERROR(run_experiment(experiment, options), "--only limited/hybrid",
+                   "no variant 'hybrid'", "dsm, psm");
+  options.only = {"cold"};
+  EXPECT_PSM_ERROR(run_experiment(experiment, options), "no set named 'cold'", "limited, hot");
 }
 
 TEST_F(ExperimentPipeline, RefusesADirectoryItDidNotMake) {

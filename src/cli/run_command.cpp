@@ -31,6 +31,9 @@ class RunCommand final : public Command {
     app.add_option("--set", overrides_, "Override a config value, key.path=value (repeatable)");
     app.add_option("--out", out_, "Run directory (default: runs/<name>)");
     app.add_flag("--fresh", fresh_, "Redo every stage instead of reusing existing outputs");
+    app.add_option("--only", only_,
+                   "Make only these models: SET or SET/VARIANT (repeatable); the report shows "
+                   "every model with samples, so an experiment can be run in pieces");
     app.add_flag("--progress,!--no-progress", progress_, "Progress bars on stderr");
     app.add_flag("--plots,!--no-plots", plots_, "PNG plots through gnuplot");
   }
@@ -49,7 +52,8 @@ class RunCommand final : public Command {
         experiment, {.out = out_.empty() ? std::filesystem::path("runs") / experiment.name : out_,
                      .fresh = fresh_,
                      .progress = progress_,
-                     .plots = plots});
+                     .plots = plots,
+                     .only = only_});
     print_table(result.rows);
     fmt::print("\nreport: {}\n", result.report.string());
     return 0;
@@ -97,6 +101,7 @@ class RunCommand final : public Command {
   std::filesystem::path config_path_;
   std::vector<std::string> overrides_;
   std::filesystem::path out_;
+  std::vector<std::string> only_;
   bool fresh_ = false;
   bool progress_ = true;
   bool plots_ = true;

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -459,11 +460,46 @@ void check_reference_files(const ReferenceSpec& spec) {
   }
 }
 
+/// selected[set][variant]: whether this run makes that model (RunOptions::only; all when empty).
+/// Checked before anything is written, so that a mistyped name leaves no run directory behind.
+std::vector<std::vector<bool>> selected_models(const ExperimentConfig& experiment,
+                                               const std::vector<std::string>& only) {
+  const auto& sets = experiment.sets;
+  const auto& variants = experiment.variants;
+  std::vector<std::vector<bool>> selected(sets.size(),
+                                          std::vector<bool>(variants.size(), only.empty()));
+  std::vector<std::string> set_names;
+  for (const auto& set : sets) set_names.push_back(set.name);
+  for (const auto& choice : only) {
+    const size_t slash = choice.find('/');
+    const std::string set_name = choice.substr(0, slash);
+    const auto set = std::ranges::find(set_names, set_name);
+    check(set != set_names.end(), fmt::format("--only {}: no set named '{}' (sets: {})", choice,
+                                              set_name, fmt::join(set_names, ", ")));
+    std::vector<bool>& chosen = selected[set - set_names.begin()];
+    if (slash == std::string::npos) {
+      std::fill(chosen.begin(), chosen.end(), true);
+      continue;
+    }
+    const std::string variant = choice.substr(slash + 1);
+    const auto found = std::ranges::find(variants, variant);
+    check(found != variants.end(), fmt::format("--only {}: no variant '{}' (variants: {})", choice,
+                                               variant, fmt::join(variants, ", ")));
+    chosen[found - variants.begin()] = true;
+  }
+  return selected;
+}
+
+bool any_selected(const std::vector<bool>& variants) {
+  return std::ranges::find(variants, true) != variants.end();
+}
+
 }  // namespace
 
 ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   check_reference_files(experiment.reference);
+  const std::vector<std::vector<bool>> selected = selected_models(experiment, options.only);
   prepare_directory(experiment, options);
   const fs::path out = options.out;
   const ReferenceSpec& spec = experiment.reference;
@@ -510,6 +546,10 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
     const TrainingSetSpec& set = experiment.sets[i];
     set_files.push_back(out / "sets" / (set.name + ".npz"));
+    if (!any_selected(selected[i]) && !fs::exists(set_files.back())) {
+      set_frames.push_back(0);
+      continue;
+    }
     set_frames.push_back(cached_dataset(set_files.back(), set.name + " (" + set.kind + ")", [&] {
                            return make_training_set(experiment, set, i, *system, pool,
                                                     options.progress);
@@ -517,24 +557,37 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   }
 
   say("[3/5] training");
-  std::vector<std::vector<fs::path>> checkpoints(experiment.sets.size());
+  // A model this run does not make still gets its checkpoint (for the loss plot) and its samples
+  // into the report when an earlier run made them.
+  std::vector<std::vector<std::optional<fs::path>>> checkpoints(experiment.sets.size());
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
-    say(fmt::format("  set {}", experiment.sets[i].name));
-    for (const auto& variant : experiment.variants) {
-      checkpoints[i].push_back(train_model(experiment, set_files[i], variant,
-                                           out / "models" / experiment.sets[i].name / variant,
-                                           options));
+    if (any_selected(selected[i])) say(fmt::format("  set {}", experiment.sets[i].name));
+    for (size_t v = 0; v < experiment.variants.size(); ++v) {
+      const fs::path dir = out / "models" / experiment.sets[i].name / experiment.variants[v];
+      if (selected[i][v]) {
+        checkpoints[i].push_back(
+            train_model(experiment, set_files[i], experiment.variants[v], dir, options));
+      } else if (fs::exists(dir / "checkpoint.pt")) {
+        checkpoints[i].push_back(dir / "checkpoint.pt");
+      } else {
+        checkpoints[i].push_back(std::nullopt);
+      }
     }
   }
 
   say("[4/5] sampling");
-  std::vector<std::vector<Dataset>> generated(experiment.sets.size());
+  std::vector<std::vector<std::optional<Dataset>>> generated(experiment.sets.size());
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
       const std::string what = experiment.sets[i].name + "_" + experiment.variants[v];
+      const fs::path file = out / "samples" / (what + ".npz");
+      if (!selected[i][v] && !fs::exists(file)) {
+        generated[i].push_back(std::nullopt);
+        continue;
+      }
       const uint64_t seed = derive_seed(derive_seed(experiment.seed, kSampleStream), i * 1000 + v);
-      generated[i].push_back(cached_dataset(out / "samples" / (what + ".npz"), what, [&] {
-        return sample_model(experiment, checkpoints[i][v], *system, seed, what, options.progress);
+      generated[i].push_back(cached_dataset(file, what, [&] {
+        return sample_model(experiment, *checkpoints[i][v], *system, seed, what, options.progress);
       }));
     }
   }
@@ -573,8 +626,13 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     const fs::path dir = out / "report" / set.name;
     fs::create_directories(dir);
     std::vector<NamedSamples> models{{floor_name, samples_for_metrics(floor, *system)}};
+    std::vector<std::string> missing;
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
-      models.push_back({experiment.variants[v], samples_for_metrics(generated[i][v], *system)});
+      if (!generated[i][v]) {
+        missing.push_back(set.name + "/" + experiment.variants[v]);
+        continue;
+      }
+      models.push_back({experiment.variants[v], samples_for_metrics(*generated[i][v], *system)});
     }
     ReportOptions report;
     report.title = fmt::format("{}: training set {} ({})", experiment.name, set.name, set.kind);
@@ -585,11 +643,12 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     report.context = {{"experiment", experiment.name}, {"set", set.name}, {"kind", set.kind}};
     if (options.plots) {
       for (size_t v = 0; v < experiment.variants.size(); ++v) {
-        const CheckpointInfo info = read_checkpoint_info(checkpoints[i][v]);
+        if (!checkpoints[i][v]) continue;
+        const CheckpointInfo info = read_checkpoint_info(*checkpoints[i][v]);
         const SigmaBands bands(info.loss.schedule.sigma_min, info.loss.schedule.sigma_max);
         const std::string png = "loss_" + experiment.variants[v] + ".png";
         plot_lines(dir / png,
-                   band_loss_curves(checkpoints[i][v].parent_path() / "metrics.jsonl", bands),
+                   band_loss_curves(checkpoints[i][v]->parent_path() / "metrics.jsonl", bands),
                    {.title = fmt::format("training loss per noise band: {} on {}",
                                          experiment.variants[v], set.name),
                     .x_label = "training step",
@@ -599,10 +658,15 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
       }
     }
     const std::vector<ModelMetrics> rows = write_report(dir, reference, models, report);
-    summary += fmt::format("## {} ({}, {} frames)\n\n{}\n{}[report]({}/report.md)\n\n", set.name,
-                           set.kind, set_frames[i], metrics_table(rows, system->units),
-                           molecular ? molecular_table(rows) + "\n" : "",
-                           (fs::path("report") / set.name).string());
+    const std::string frames =
+        set_frames[i] > 0 ? fmt::format("{} frames", set_frames[i]) : "not made yet";
+    summary += fmt::format(
+        "## {} ({}, {})\n\n{}\n{}{}[report]({}/report.md)\n\n", set.name, set.kind, frames,
+        metrics_table(rows, system->units), molecular ? molecular_table(rows) + "\n" : "",
+        missing.empty()
+            ? ""
+            : fmt::format("Not run yet: {} (`psm run --only`).\n\n", fmt::join(missing, ", ")),
+        (fs::path("report") / set.name).string());
     for (const auto& row : rows) {
       result.rows.push_back({set.name, row.name, row.metrics, row.molecular});
       nlohmann::json& entry = all_metrics[set.name][row.name];

@@ -12,7 +12,9 @@
 //                                        for molecules the molecular metrics and their plots)
 //   report.md, metrics.json              every set's table
 //
-// The report is recomputed on every run (it is cheap and depends on all of the above).
+// The report is recomputed on every run (it is cheap and depends on all of the above). With
+// RunOptions::only, stages 2-4 run for the chosen models only, and the report covers the models
+// that have samples.
 
 #include <filesystem>
 #include <optional>
@@ -30,6 +32,10 @@ struct RunOptions {
   bool fresh = false;         ///< delete the run directory's stages and redo them
   bool progress = true;       ///< progress bars on stderr
   bool plots = true;          ///< PNG plots through gnuplot
+  /// Runs only these models: "SET" (every variant of a set) or "SET/VARIANT". Empty: all. The
+  /// report then shows every model whose samples exist, so that an experiment can be run in
+  /// pieces (one set per machine or per day) into one run directory.
+  std::vector<std::string> only;
 };
 
 /// One row of the result: a model (or the independent reference) on one training set.
