@@ -65,8 +65,9 @@ void print_summary(const Trainer& trainer, const RunConfig& run, const Dataset& 
   const double suggested = suggest_sigma_max(data.positions, loss.com_free);
   if (loss.schedule.sigma_max < suggested) {
     fmt::print(
-        "note        diffusion.sigma_max = {:.6g} is below the data's extent {:.6g}: the "
-        "prior may not cover the data\n",
+        "note        diffusion.sigma_max = {:.6g} is below the largest distance between "
+        "training configurations, {:.6g} (Song & Ermon's choice of sigma_max); raise it if "
+        "samples miss modes\n",
         loss.schedule.sigma_max, suggested);
   }
   std::fflush(stdout);

@@ -338,8 +338,9 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
   const double extent = suggest_sigma_max(data.positions, run.loss.com_free);
   if (run.loss.schedule.sigma_max < extent) {
     say(
-        fmt::format("  note: diffusion.sigma_max = {:g} is below the data's extent {:.3g}: the "
-                    "prior may not cover the data",
+        fmt::format("  note: diffusion.sigma_max = {:g} is below the largest distance between "
+                    "training configurations, {:.3g} (Song & Ermon's choice of sigma_max); raise "
+                    "it if samples miss modes",
                     run.loss.schedule.sigma_max, extent));
   }
   Trainer trainer(data, run.network, run.loss, run.trainer,
