@@ -97,6 +97,39 @@ TEST(MolecularMetrics, ChainDihedralKeepsItsSign) {
   }
 }
 
+// A dihedral φ_t that follows an AR(1) process with coefficient a has, for small φ, sin φ ≈ φ with
+// integrated autocorrelation time (1 + a) / (1 - a); cos φ ≈ 1 - φ²/2 decorrelates faster
+// ((1 + a²) / (1 - a²)), so the sine sets the torsion's time.
+TEST(MolecularMetrics, SlowestTorsionOfAnAutoregressiveDihedral) {
+  const int64_t chains = 4, length = 4000;
+  const double a = 0.8;
+  torch::Generator rng = psm::make_generator(5);
+  const torch::Tensor kicks = torch::randn({chains, length}, rng, torch::kFloat64);
+  std::vector<torch::Tensor> phi{0.3 * kicks.select(1, 0)};
+  for (int64_t t = 1; t < length; ++t) {
+    phi.push_back(a * phi.back() + 0.3 * std::sqrt(1 - a * a) * kicks.select(1, t));
+  }
+  const torch::Tensor angle = torch::stack(phi, 1);  // [C, T] radians, stationary std 0.3
+  // butane_skeleton's carbons with the dihedral (0, 1, 2, 3) equal to angle.
+  torch::Tensor trajectories = butane_skeleton(0.0).expand({chains, length, 4, 3}).clone();
+  trajectories.select(2, 3).select(2, 0).copy_(1.4 * angle.cos());
+  trajectories.select(2, 3).select(2, 1).copy_(1.4 * angle.sin());
+
+  const auto slowest = psm::slowest_torsion(trajectories, std::vector<int64_t>(4, 6));
+  ASSERT_TRUE(slowest.has_value());
+  EXPECT_EQ(slowest->atoms, (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_NEAR(slowest->tau.tau, (1 + a) / (1 - a), 0.15 * (1 + a) / (1 - a));
+  EXPECT_TRUE(slowest->tau.reliable);
+
+  // Water has no rotatable bond.
+  const torch::Tensor water =
+      torch::tensor({0.0, 0.0, 0.0, 0.96, 0.0, 0.0, -0.24, 0.93, 0.0}, torch::kFloat64)
+          .reshape({1, 1, 3, 3})
+          .expand({2, 10, 3, 3});
+  EXPECT_FALSE(psm::slowest_torsion(water, {8, 1, 1}).has_value());
+  EXPECT_PSM_ERROR(psm::slowest_torsion(water, {8, 1}), "slowest_torsion", "[2, 10, 3, 3]");
+}
+
 TEST(MolecularMetrics, IdenticalSetsScoreZeroAndIntact) {
   const torch::Tensor frames = ethanol_frames(50, 0.02, 2);
   const psm::MolecularMetrics m = psm::compute_molecular_metrics(frames, frames, ethanol_species);

@@ -11,6 +11,7 @@
 #include "psm/cli/commands.h"
 #include "psm/cli/system_options.h"
 #include "psm/core/error.h"
+#include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
 #include "psm/simulate/autocorrelation.h"
 #include "psm/simulate/langevin.h"
@@ -80,17 +81,44 @@ class SimulateCommand final : public Command {
     dataset.temperature_kelvin = temperature.kelvin;
     dataset.provenance["command"] = "psm simulate";
     dataset.provenance["cpu_seconds"] = outcome.sampling_cpu_seconds;
+    const Decorrelation decorrelation = measure_decorrelation(*system, outcome);
+    dataset.provenance["tau_energy_steps"] = decorrelation.energy.tau * outcome.thin;
+    if (decorrelation.torsion) {
+      dataset.provenance["tau_torsion_steps"] = decorrelation.torsion->tau.tau * outcome.thin;
+      dataset.provenance["slowest_torsion"] = decorrelation.torsion->atoms;
+    }
     save_dataset(out_, dataset);
-    print_summary(*system, temperature, outcome);
+    print_summary(*system, temperature, outcome, decorrelation);
     fmt::print("  wrote              {}\n", out_);
     return 0;
   }
 
  private:
+  /// How many kept frames make an independent sample: by the energy, and for molecules by the
+  /// slowest rotatable torsion (which usually decorrelates far more slowly).
+  struct Decorrelation {
+    AutocorrelationTime energy;
+    std::optional<TorsionAutocorrelation> torsion;
+  };
+
+  static Decorrelation measure_decorrelation(const System& system,
+                                             const SimulationOutcome& outcome) {
+    Decorrelation result{.energy = integrated_autocorrelation_time(outcome.energy_series)};
+    const torch::Tensor& positions = outcome.dataset.positions;
+    const int64_t chains = outcome.chains, rounds = positions.size(0) / chains;
+    if (system.units() != Units::kcal_mol_angstrom || rounds < 2) return result;
+    // The dataset's frames are round-major: [rounds * chains] -> [chains, rounds].
+    const torch::Tensor trajectories = positions.slice(0, 0, rounds * chains)
+                                           .view({rounds, chains, positions.size(1), 3})
+                                           .transpose(0, 1);
+    result.torsion = slowest_torsion(trajectories, system.species());
+    return result;
+  }
+
   void print_summary(const System& system, const Temperature& temperature,
-                     const SimulationOutcome& outcome) const {
+                     const SimulationOutcome& outcome, const Decorrelation& decorrelation) const {
     const auto& energies = outcome.dataset.energies;
-    const auto tau = integrated_autocorrelation_time(outcome.energy_series);
+    const AutocorrelationTime& tau = decorrelation.energy;
     const double kept = static_cast<double>(outcome.energy_series.numel());
     const double independent = kept / tau.tau;
     const double mean = energies.mean().item<double>(), std = energies.std().item<double>();
@@ -119,6 +147,16 @@ class SimulateCommand final : public Command {
                outcome.labelling_cpu_seconds);
     fmt::print("  CPU s / indep.     {:.3g} = sampling CPU seconds / (kept frames / tau)\n",
                outcome.sampling_cpu_seconds / independent);
+    if (!decorrelation.torsion) return;
+    const TorsionAutocorrelation& torsion = *decorrelation.torsion;
+    fmt::print(
+        "  tau(torsion)       {:.3g} kept frames = {:.3g} steps ({}, the slowest rotatable "
+        "torsion){}\n",
+        torsion.tau.tau, torsion.tau.tau * static_cast<double>(outcome.thin),
+        atom_label(torsion.atoms, system.species()),
+        torsion.tau.reliable ? "" : " (unreliable: fewer than 50 tau per chain)");
+    fmt::print("  CPU s / indep.     {:.3g} by the torsion\n",
+               outcome.sampling_cpu_seconds * torsion.tau.tau / kept);
   }
 
   SystemArguments system_;

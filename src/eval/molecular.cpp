@@ -1,6 +1,7 @@
 #include "psm/eval/molecular.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -281,6 +282,32 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
       (covalent_adjacency(x, species, options.bond_scale) == reference_graph).flatten(1).all(1);
   metrics.intact_fraction = intact.to(torch::kFloat64).mean().item<double>();
   return metrics;
+}
+
+std::optional<TorsionAutocorrelation> slowest_torsion(const torch::Tensor& trajectories,
+                                                      const std::vector<int64_t>& species) {
+  check(trajectories.dim() == 4 && trajectories.size(1) >= 2 && trajectories.size(3) == 3 &&
+            trajectories.size(2) == static_cast<int64_t>(species.size()),
+        fmt::format("slowest_torsion: trajectories must be [chains, T >= 2, {}, 3], got [{}]",
+                    species.size(), fmt::join(trajectories.sizes(), ", ")));
+  const int64_t chains = trajectories.size(0), length = trajectories.size(1);
+  const torch::Tensor frames =
+      trajectories.to(torch::kFloat64).reshape({chains * length, trajectories.size(2), 3});
+  const torch::Tensor torsions = rotatable_torsions(majority_bonds(frames, species), species);
+  const torch::Tensor radians =
+      torch::deg2rad(dihedral_angles(frames, torsions)).view({chains, length, -1});
+  std::optional<TorsionAutocorrelation> slowest;
+  for (int64_t t = 0; t < torsions.size(0); ++t) {
+    const torch::Tensor angle = radians.select(2, t);
+    for (const torch::Tensor& series : {angle.cos(), angle.sin()}) {
+      const AutocorrelationTime tau = integrated_autocorrelation_time(series);
+      if (!std::isfinite(tau.tau) || (slowest && tau.tau <= slowest->tau.tau)) continue;
+      const torch::Tensor atoms = torsions[t].contiguous();
+      slowest = {std::vector<int64_t>(atoms.data_ptr<int64_t>(), atoms.data_ptr<int64_t>() + 4),
+                 tau};
+    }
+  }
+  return slowest;
 }
 
 PotentialEnergies potential_energies(const System& system, const torch::Tensor& positions,

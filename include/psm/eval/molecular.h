@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "psm/simulate/autocorrelation.h"
 #include "psm/systems/potential.h"
 
 namespace psm {
@@ -38,6 +39,20 @@ torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& 
 /// and c (other than c and b) with the highest atomic number, the lowest index on ties.
 /// @param bonds [K, 2] int64; @param species [N]; @return [T, 4] int64, T <= K
 torch::Tensor rotatable_torsions(const torch::Tensor& bonds, const std::vector<int64_t>& species);
+
+/// The slowest rotatable torsion of a set of trajectories: for a flexible molecule it, more than
+/// the energy, sets how many MD steps make an independent sample.
+struct TorsionAutocorrelation {
+  std::vector<int64_t> atoms;  ///< (a, b, c, d) of the torsion
+  AutocorrelationTime tau;     ///< of cos φ or sin φ, the longer one, in frames of the series
+};
+
+/// The rotatable torsion (of the trajectories' majority bond graph) whose cos φ or sin φ has the
+/// longest integrated autocorrelation time. Series of constant value are skipped.
+/// @param trajectories [C, T, N, 3] float64, Å: C independent chains of T >= 2 frames
+/// @param species [N]; @return nullopt when the molecule has no rotatable bond
+std::optional<TorsionAutocorrelation> slowest_torsion(const torch::Tensor& trajectories,
+                                                      const std::vector<int64_t>& species);
 
 /// Jensen-Shannon divergence between histograms, in nats (natural log: 0 for equal
 /// distributions, ln 2 for disjoint ones). Each row is normalised to a distribution first.
