@@ -224,6 +224,28 @@ TEST(EvalMetrics, ShiftedEnergiesAndMismatchedShapes) {
   EXPECT_THROW(psm::compute_metrics(diverged, reference), psm::Error);
 }
 
+TEST(EvalMetrics, GeneratedFramesWithoutEnergyAreOutliersOutsideTheWassersteinDistances) {
+  // NaN marks a generated frame the potential could not evaluate (xtb on clashing atoms).
+  torch::Generator rng = psm::make_generator(11);
+  const psm::Samples reference{torch::randn({30, 4, 3}, rng, torch::kFloat64),
+                               torch::randn({30}, rng, torch::kFloat64)};
+  const psm::Samples shifted{reference.positions, reference.energies + 1.0};
+  torch::Tensor failed = shifted.energies.clone();
+  failed.slice(0, 0, 3).fill_(NAN);
+  const psm::Metrics m = psm::compute_metrics({reference.positions, failed}, reference);
+  EXPECT_EQ(m.energy_failures, 3);
+  EXPECT_EQ(m.to_json().at("energy_failures"), 3);
+  EXPECT_DOUBLE_EQ(*m.energy_w1,
+                   psm::wasserstein_1d(shifted.energies.slice(0, 3), reference.energies, 1.0));
+  EXPECT_GE(*m.outlier_fraction, 0.1);  // the 3 of 30, and any above the reference's maximum
+  const psm::Metrics none = psm::compute_metrics(
+      {reference.positions, torch::full({30}, NAN, torch::kFloat64)}, reference);
+  EXPECT_FALSE(none.energy_w1.has_value());
+  EXPECT_DOUBLE_EQ(*none.outlier_fraction, 1.0);
+  // The reference must have every energy.
+  EXPECT_THROW(psm::compute_metrics(shifted, {reference.positions, failed}), psm::Error);
+}
+
 TEST(EvalMetrics, SetsWithoutEnergiesGiveNoEnergyMetrics) {
   torch::Generator rng = psm::make_generator(10);
   const psm::Samples reference{torch::randn({30, 4, 3}, rng, torch::kFloat64),

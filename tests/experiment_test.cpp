@@ -1,7 +1,8 @@
 // The `psm run` pipeline: its configuration checks, a tiny DW4 experiment end to end (every
-// stage's files, the noise-floor row, stages skipped on a rerun, --fresh, --only), and a tiny
+// stage's files, the noise-floor row, stages skipped on a rerun, --fresh, --only), a tiny
 // molecular one read from overlapping rMD17-layout files (duplicates and pool frames dropped from
-// the test set, molecular metrics in the reports).
+// the test set, molecular metrics in the reports), and a tiny GFN2-xTB one (a molecule file,
+// temperatures in kelvin, exact energies of the generated samples).
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -63,6 +64,13 @@ log_every = 3
 
 Config tiny_config() { return Config::from_toml_string(kTinyDw4, "tiny.toml"); }
 
+/// tiny_config() with one `--set` assignment.
+Config tiny_with(const std::string& assignment) {
+  Config config = tiny_config();
+  config.set(assignment);
+  return config;
+}
+
 TEST(ExperimentConfig, ReadsTheDefaultJob) {
   const ExperimentConfig experiment = read_experiment_config(default_experiment_config());
   EXPECT_EQ(experiment.system["name"], "lj13");
@@ -73,10 +81,20 @@ TEST(ExperimentConfig, ReadsTheDefaultJob) {
 }
 
 TEST(ExperimentConfig, ReadsEveryPreset) {
-  const fs::path configs = fs::path(PSM_TEST_DATA_DIR) / ".." / ".." / "configs";
-  for (const char* name : {"lj13_quick", "lj13", "dw4", "lj55", "rmd17_ethanol", "rmd17_aspirin"}) {
-    const ExperimentConfig experiment =
-        read_experiment_config(Config::from_toml_file(configs / (std::string(name) + ".toml")));
+  const fs::path root = fs::path(PSM_TEST_DATA_DIR) / ".." / "..";
+  std::vector<std::string> names{"lj13_quick", "lj13",          "dw4",
+                                 "lj55",       "rmd17_ethanol", "rmd17_aspirin"};
+#ifdef PSM_WITH_XTB
+  names.push_back("xtb_ethanol");
+#endif
+  for (const auto& name : names) {
+    Config config = Config::from_toml_file(root / "configs" / (name + ".toml"));
+    // Molecule files are relative to the current directory: the presets' to the repository root.
+    if (config.tree.contains("system") && config.tree["system"].contains("molecule")) {
+      auto& molecule = config.tree["system"]["molecule"];
+      molecule = (root / molecule.get<std::string>()).string();
+    }
+    const ExperimentConfig experiment = read_experiment_config(config);
     EXPECT_EQ(experiment.name, name);
     EXPECT_GE(experiment.sets.size(), 2u) << name;
   }
@@ -91,19 +109,15 @@ TEST(ExperimentConfig, TrainingConfigSetsDataAndCrossover) {
 }
 
 TEST(ExperimentConfig, BadConfigurationsNameTheKey) {
-  auto with = [](const std::string& assignment) {
-    Config config = tiny_config();
-    config.set(assignment);
-    return config;
-  };
   EXPECT_PSM_ERROR(read_experiment_config(Config::from_toml_string("name = \"x\"\n", "a.toml")),
                    "a.toml", "[system]");
-  EXPECT_PSM_ERROR(read_experiment_config(with("reference.sample=10")), "tiny.toml",
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("reference.sample=10")), "tiny.toml",
                    "reference.sample");
-  EXPECT_PSM_ERROR(read_experiment_config(with("variants=[\"dsm\", \"pms\"]")), "tiny.toml", "pms");
-  EXPECT_PSM_ERROR(read_experiment_config(with("train.stpes=3")), "tiny.toml", "train.stpes");
-  EXPECT_PSM_ERROR(read_experiment_config(with("sample.n=0")), "tiny.toml", "sample.n");
-  EXPECT_PSM_ERROR(read_experiment_config(with("name=\"a/b\"")), "tiny.toml", "name");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("variants=[\"dsm\", \"pms\"]")), "tiny.toml",
+                   "pms");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("train.stpes=3")), "tiny.toml", "train.stpes");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("sample.n=0")), "tiny.toml", "sample.n");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("name=\"a/b\"")), "tiny.toml", "name");
 
   Config bad_set = tiny_config();
   bad_set.tree["sets"][0]["kind"] = "hottest";
@@ -114,7 +128,161 @@ TEST(ExperimentConfig, BadConfigurationsNameTheKey) {
   Config no_kT = tiny_config();
   no_kT.tree["sets"][1].erase("kT_data");
   EXPECT_PSM_ERROR(read_experiment_config(no_kT), "sets[1]", "kT_data");
+  Config limited_kT = tiny_config();
+  limited_kT.tree["sets"][0]["kT_data"] = 2.0;
+  EXPECT_PSM_ERROR(read_experiment_config(limited_kT), "sets[0]", "takes no kT_data");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("system.foo=1")), "tiny.toml", "[system]",
+                   "unknown option 'foo'");
 }
+
+TEST(ExperimentConfig, KelvinTemperaturesAreForMolecules) {
+  EXPECT_DOUBLE_EQ(read_experiment_config(tiny_config()).temperature->kT, 1.0);
+  EXPECT_FALSE(read_experiment_config(tiny_config()).temperature->kelvin.has_value());
+  EXPECT_DOUBLE_EQ(read_experiment_config(tiny_with("system.kT=0.8")).temperature->kT, 0.8);
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("system.temperature=300")), "tiny.toml",
+                   "system.temperature is for molecular systems", "dw4 is in reduced units");
+  Config both = tiny_config();
+  both.set("system.kT=1.0");
+  both.set("system.temperature=300");
+  EXPECT_PSM_ERROR(read_experiment_config(both), "tiny.toml",
+                   "give system.kT or system.temperature, not both");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("system.kT=-1")), "tiny.toml",
+                   "system.kT must be positive");
+
+  Config kelvin_data = tiny_config();
+  kelvin_data.tree["sets"][1].erase("kT_data");
+  kelvin_data.tree["sets"][1]["temperature_data"] = 300.0;
+  EXPECT_PSM_ERROR(read_experiment_config(kelvin_data), "sets[1]",
+                   "temperature_data is for molecular systems");
+}
+
+TEST(ExperimentConfig, MissingMoleculeFileNamesIt) {
+  Config config = tiny_config();
+  config.tree["system"] = {{"name", "xtb"}, {"molecule", "no_such_molecule.xyz"}};
+  EXPECT_PSM_ERROR(read_experiment_config(config), "tiny.toml", "no_such_molecule.xyz",
+                   "not found");
+  config.tree["system"]["molecule"] = 3;
+  EXPECT_PSM_ERROR(read_experiment_config(config), "tiny.toml", "'molecule' must be a file name");
+  config.tree["system"] = {{"name", "xtb"},
+                           {"molecule", test::data_path("ethanol.xyz").string()},
+                           {"species", {6, 6, 8, 1, 1, 1, 1, 1, 1}}};
+  EXPECT_PSM_ERROR(read_experiment_config(config), "tiny.toml", "not both");
+}
+
+#ifdef PSM_WITH_XTB
+
+/// A tiny ethanol experiment under GFN2-xTB, started from the molecule file.
+constexpr const char* kTinyEthanol = R"(
+name = "ethanol"
+seed = 5
+variants = ["psm"]
+[system]
+name = "xtb"
+temperature = 500
+[reference]
+samples = 8
+test_samples = 8
+chains = 2
+burn_in = 10
+thin = 5
+[[sets]]
+name = "limited"
+kind = "limited"
+frames = 6
+[[sets]]
+name = "cold"
+kind = "temperature"
+temperature_data = 300
+frames = 6
+[sample]
+n = 8
+steps = 4
+[model]
+layers = 1
+width = 8
+noise_features = 4
+rbf = 4
+[diffusion]
+sigma_max = 5.0
+[train]
+steps = 4
+batch_size = 4
+warmup_steps = 1
+checkpoint_every = 4
+validation_every = 4
+log_every = 2
+)";
+
+Config tiny_ethanol() {
+  Config config = Config::from_toml_string(kTinyEthanol, "ethanol.toml");
+  config.tree["system"]["molecule"] = test::data_path("ethanol.xyz").string();
+  return config;
+}
+
+TEST(ExperimentConfig, MoleculeFileGivesSpeciesAndStartAndKelvinTemperatures) {
+  const ExperimentConfig experiment = read_experiment_config(tiny_ethanol());
+  EXPECT_EQ(experiment.system["name"], "xtb");
+  EXPECT_FALSE(experiment.system.contains("molecule"));
+  EXPECT_EQ(experiment.system["species"].get<std::vector<int64_t>>(),
+            (std::vector<int64_t>{6, 6, 8, 1, 1, 1, 1, 1, 1}));
+  const Dataset molecule = read_geometry(test::data_path("ethanol.xyz"));
+  ASSERT_TRUE(experiment.start.defined());
+  EXPECT_TRUE(torch::equal(experiment.start, molecule.positions));
+  EXPECT_DOUBLE_EQ(*experiment.temperature->kelvin, 500.0);
+  EXPECT_DOUBLE_EQ(experiment.temperature->kT, kT_from_kelvin(500.0));
+  EXPECT_DOUBLE_EQ(*experiment.sets[1].kT_data, kT_from_kelvin(300.0));
+
+  Config default_temperature = tiny_ethanol();
+  default_temperature.tree["system"].erase("temperature");
+  EXPECT_DOUBLE_EQ(*read_experiment_config(default_temperature).temperature->kelvin, 500.0);
+  Config in_kcal = tiny_ethanol();
+  in_kcal.tree["system"].erase("temperature");
+  in_kcal.set("system.kT=0.5");
+  EXPECT_NEAR(*read_experiment_config(in_kcal).temperature->kelvin, 251.6, 0.1);
+  Config kT_data = tiny_ethanol();
+  kT_data.tree["sets"][1]["kT_data"] = 0.6;
+  EXPECT_PSM_ERROR(read_experiment_config(kT_data), "sets[1]",
+                   "give kT_data or temperature_data, not both");
+}
+
+class XtbPipeline : public test::ScratchDir {};
+
+TEST_F(XtbPipeline, SimulatesFromTheMoleculeAndScoresSamplesWithXtb) {
+  const ExperimentResult result =
+      run_experiment(read_experiment_config(tiny_ethanol()),
+                     {.out = path("run"), .progress = false, .plots = false});
+
+  const Dataset pool = load_dataset(path("run/reference/pool.npz"));
+  EXPECT_EQ(pool.num_frames(), 8);
+  EXPECT_DOUBLE_EQ(pool.temperature_kelvin.value_or(0), 500.0);
+  // The reference settings override the Langevin preset (16 chains, 2000 burn-in steps, thin 100).
+  EXPECT_EQ(pool.provenance["trajectories"], 2);
+  EXPECT_EQ(pool.provenance["burn_in"], 10);
+  EXPECT_EQ(pool.provenance["record_every"], 5);
+  // 10-25 fs from the file's geometry: the C-C bond is intact (a lattice start would have none).
+  const auto cc = (pool.positions.select(1, 0) - pool.positions.select(1, 1)).norm(2, -1);
+  EXPECT_TRUE(((cc > 1.4) & (cc < 1.65)).all().item<bool>()) << cc;
+  const Dataset cold = load_dataset(path("run/sets/cold.npz"));
+  EXPECT_NEAR(cold.sampled_kT.value_or(0), kT_from_kelvin(300.0), 1e-12);
+  EXPECT_DOUBLE_EQ(cold.temperature_kelvin.value_or(0), 500.0);
+
+  ASSERT_EQ(result.rows.size(), 4u);  // per set: the MD noise floor, psm
+  EXPECT_EQ(result.rows[0].model, "md");
+  EXPECT_EQ(result.rows[0].metrics.energy_failures, 0);
+  for (const auto& row : result.rows) {
+    // Generated samples have xTB energies; frames xtb fails on (this model is barely trained)
+    // are left out of energy W1 and counted as outliers.
+    ASSERT_TRUE(row.metrics.outlier_fraction.has_value()) << row.set << " " << row.model;
+    EXPECT_TRUE(row.metrics.energy_w1.has_value() ||
+                row.metrics.energy_failures == row.metrics.n_generated)
+        << row.set << " " << row.model;
+    ASSERT_TRUE(row.molecular.has_value()) << row.set << " " << row.model;
+    // No second xTB energy W1 on a subset of frames: the energy metrics are xTB's already.
+    EXPECT_FALSE(row.molecular->potential_energy.has_value());
+  }
+}
+
+#endif  // PSM_WITH_XTB
 
 class ExperimentPipeline : public test::ScratchDir {};
 
@@ -242,7 +410,7 @@ class MolecularPipeline : public test::ScratchDir {
 TEST_F(MolecularPipeline, ReadsFileListsAndRefusesSamplingKinds) {
   const ExperimentConfig experiment = read_experiment_config(config());
   EXPECT_TRUE(experiment.system.is_null());
-  EXPECT_FALSE(experiment.kT.has_value());
+  EXPECT_FALSE(experiment.temperature.has_value());
   ASSERT_EQ(experiment.reference.pool_files.size(), 2u);
   EXPECT_EQ(experiment.reference.pool_files[1], (path("data") / "train_b.npz").string());
   ASSERT_EQ(experiment.reference.test_files.size(), 1u);  // a single name is a list of one

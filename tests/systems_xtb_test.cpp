@@ -7,6 +7,8 @@
 #include "psm/core/error.h"
 #include "psm/core/random.h"
 #include "psm/core/units.h"
+#include "psm/io/dataset.h"
+#include "psm/systems/labelling.h"
 #include "psm/systems/xtb.h"
 #include "systems_test_util.h"
 
@@ -159,6 +161,28 @@ TEST(Xtb, SpecRebuildsTheSameSystem) {
                     torch::kFloat64)
           .view({1, 4, 3});
   EXPECT_TRUE(torch::equal(rebuilt->evaluate(x).energy, system->evaluate(x).energy));
+}
+
+TEST(Xtb, LabellingCountsFramesXtbCannotEvaluate) {
+  // Generated samples may put atoms on top of each other, where xtb throws: such a frame fails
+  // alone, not the whole batch.
+  const auto system = psm::make_system({{"name", "xtb"}, {"species", water_species}});
+  auto overlapping = water().clone();
+  overlapping[0][2] = overlapping[0][0] + 0.2;
+  psm::Dataset data;
+  data.positions = torch::cat({water(), overlapping, water()});
+  const torch::Tensor energies = psm::energies_or_nan(*system, data.positions);
+  EXPECT_TRUE(torch::isfinite(energies.index({torch::tensor({0, 2})})).all().item<bool>());
+  EXPECT_TRUE(std::isnan(energies[1].item<double>()));
+  EXPECT_DOUBLE_EQ(energies[0].item<double>(), system->evaluate(water()).energy.item<double>());
+  EXPECT_EQ(psm::label_dataset(*system, data), 1);
+  EXPECT_FALSE(data.has_energies());  // finite labels only
+  psm::Dataset good = data.select(torch::tensor({0, 2}));
+  EXPECT_EQ(psm::label_dataset(*system, good), 0);
+  EXPECT_TRUE(good.has_energies() && good.has_forces());
+  // A wrong shape is still an error, not a failed frame.
+  EXPECT_NE(error_message([&] { psm::energies_or_nan(*system, ethanol()); }).find("shape"),
+            std::string::npos);
 }
 
 #else

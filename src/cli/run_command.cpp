@@ -60,9 +60,9 @@ class RunCommand final : public Command {
   }
 
  private:
-  /// The summary: energy metrics and outliers for model systems; for molecules the energy W1
-  /// (– where no potential gives generated energies), the distance TVD and the molecular
-  /// metrics (and the xTB energy W1 when computed).
+  /// The summary: energy metrics and outliers for model systems; for molecules the energy W1 and
+  /// W2 and outliers (– where no potential gives generated energies), the distance TVD and the
+  /// molecular metrics (and the xTB energy W1 of molecules read from files, when computed).
   static void print_table(const std::vector<ExperimentRow>& rows) {
     const bool molecular = !rows.empty() && rows.front().molecular.has_value();
     if (!molecular) {
@@ -79,13 +79,15 @@ class RunCommand final : public Command {
     }
     const bool xtb = std::ranges::any_of(
         rows, [](const auto& row) { return row.molecular->potential_energy.has_value(); });
-    fmt::print("\n{:<12} {:<8} {:>10} {:>9} {:>9} {:>10} {:>9} {:>7}{}\n", "set", "model",
-               "energy W1", "dist TVD", "bond JS", "torsion JS", "h(r) MAE", "intact",
-               xtb ? fmt::format(" {:>8}", "xTB W1") : "");
+    fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7}{}\n", "set",
+               "model", "energy W1", "energy W2", "outliers", "dist TVD", "bond JS", "torsion JS",
+               "h(r) MAE", "intact", xtb ? fmt::format(" {:>8}", "xTB W1") : "");
     for (const auto& row : rows) {
       const MolecularMetrics& m = *row.molecular;
-      fmt::print("{:<12} {:<8} {:>10} {:>9.4g} {:>9.4g} {:>10} {:>9.4g} {:>7.3g}", row.set,
-                 row.model, format_optional(row.metrics.energy_w1), row.metrics.distance_tvd,
+      fmt::print("{:<12} {:<8} {:>10} {:>10} {:>9} {:>9.4g} {:>9.4g} {:>10} {:>9.4g} {:>7.3g}",
+                 row.set, row.model, format_optional(row.metrics.energy_w1),
+                 format_optional(row.metrics.energy_w2),
+                 format_optional(row.metrics.outlier_fraction), row.metrics.distance_tvd,
                  m.bond_length_js_mean, format_optional(m.torsion_js_mean), m.distance_density_mae,
                  m.intact_fraction);
       if (xtb) {
@@ -94,8 +96,9 @@ class RunCommand final : public Command {
       }
       fmt::print("\n");
     }
-    fmt::print("(energy W1 in {}; JS in nats, mean over bonds and torsions; h(r) MAE in 1/Å)\n",
-               energy_unit(Units::kcal_mol_angstrom));
+    fmt::print(
+        "(energy W1 and W2 in {}; JS in nats, mean over bonds and torsions; h(r) MAE in 1/Å)\n",
+        energy_unit(Units::kcal_mol_angstrom));
   }
 
   std::filesystem::path config_path_;

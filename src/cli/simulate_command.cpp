@@ -60,7 +60,7 @@ class SimulateCommand final : public Command {
   }
 
   int run(const GlobalOptions&) override {
-    const SystemChoice choice = choose_system(system_);
+    const SystemWithStart choice = choose_system(system_);
     const auto& system = choice.system;
     const Temperature temperature = resolve_temperature(*system, temperature_);
     settings_.kT = temperature.kT;

@@ -65,7 +65,7 @@ class ValidateCommand final : public Command {
   }
 
   int run(const GlobalOptions&) override {
-    const SystemChoice choice = choose_system(system_);
+    const SystemWithStart choice = choose_system(system_);
     const auto& system = choice.system;
     const Temperature temperature = resolve_temperature(*system, temperature_);
     if (reference_.empty()) {

@@ -105,6 +105,7 @@ nlohmann::json Metrics::to_json() const {
       {"distance_w2", distance_w2},
       {"distance_w2_squared", distance_w2_squared},
       {"outlier_fraction", optional(outlier_fraction)},
+      {"energy_failures", energy_failures},
   };
   if (equivariant_w2) {
     out["equivariant_w2"] = *equivariant_w2;
@@ -130,19 +131,24 @@ Metrics compute_metrics(const Samples& generated, const Samples& reference,
                         samples->energies.size(0) == samples->positions.size(0)),
           fmt::format("compute_metrics: {} energies must be [B], one per frame", role));
     torch::Tensor broken = torch::isnan(samples->positions).flatten(1).any(1);
-    if (energies) broken |= torch::isnan(samples->energies);
+    // A generated frame may lack an energy (NaN); a reference frame may not.
+    if (energies && samples == &reference) broken |= torch::isnan(samples->energies);
     const int64_t count = broken.sum().item<int64_t>();
-    check(count == 0, fmt::format("compute_metrics: {} of {} {} frames have NaN positions or "
-                                  "energies",
-                                  count, samples->positions.size(0), role));
+    check(count == 0, fmt::format("compute_metrics: {} of {} {} frames have NaN positions{}", count,
+                                  samples->positions.size(0), role,
+                                  samples == &reference ? " or energies" : ""));
   }
   Metrics metrics;
   metrics.n_generated = generated.positions.size(0);
   metrics.n_reference = reference.positions.size(0);
   if (generated.energies.defined() && reference.energies.defined()) {
-    metrics.energy_w1 = wasserstein_1d(generated.energies, reference.energies, 1.0);
-    metrics.energy_w2 = wasserstein_1d(generated.energies, reference.energies, 2.0);
-    metrics.energy_w2_squared = *metrics.energy_w2 * *metrics.energy_w2;
+    const torch::Tensor known = generated.energies.masked_select(~torch::isnan(generated.energies));
+    metrics.energy_failures = metrics.n_generated - known.numel();
+    if (known.numel() > 0) {
+      metrics.energy_w1 = wasserstein_1d(known, reference.energies, 1.0);
+      metrics.energy_w2 = wasserstein_1d(known, reference.energies, 2.0);
+      metrics.energy_w2_squared = *metrics.energy_w2 * *metrics.energy_w2;
+    }
     metrics.outlier_fraction = outlier_fraction(generated.energies, reference.energies);
   }
   const torch::Tensor generated_distances = pairwise_distances(generated.positions);

@@ -28,7 +28,9 @@ nlohmann::json definitions(const ReportOptions& report) {
                    "[min, max]; generated distances outside that range count as mass outside",
                    options.distance_bins)},
       {"distance_w2", "1-D W2 between the flattened pairwise distances"},
-      {"outlier_fraction", "fraction of generated samples with energy above the reference maximum"},
+      {"outlier_fraction",
+       "fraction of generated samples with energy above the reference maximum or without an "
+       "energy (energy_failures: the potential failed on them; left out of energy_w)"},
       {"equivariant_w2",
        "W2 between configuration sets, cost = RMSD after Kabsch alignment "
        "(reflections allowed) and Hungarian matching of identical particles"},
@@ -180,10 +182,12 @@ std::string metrics_table(const std::vector<ModelMetrics>& rows, Units units) {
       fmt::arg("e", e), fmt::arg("l", l));
   for (const auto& row : rows) {
     const Metrics& m = row.metrics;
-    table += fmt::format("| {} | {} | {} | {} | {} | {:.4g} | {:.4g} | {} |", row.name,
-                         m.n_generated, format_optional(m.energy_w1), format_optional(m.energy_w2),
-                         format_optional(m.energy_w2_squared), m.distance_tvd, m.distance_w2,
-                         format_optional(m.outlier_fraction));
+    table += fmt::format(
+        "| {} | {} | {} | {} | {} | {:.4g} | {:.4g} | {} |", row.name, m.n_generated,
+        format_optional(m.energy_w1), format_optional(m.energy_w2),
+        format_optional(m.energy_w2_squared), m.distance_tvd, m.distance_w2,
+        format_optional(m.outlier_fraction) +
+            (m.energy_failures > 0 ? fmt::format(" ({} without energy)", m.energy_failures) : ""));
     if (equivariant) {
       table += m.equivariant_w2
                    ? fmt::format(" {:.4g} (n = {}) |", *m.equivariant_w2, m.equivariant_samples)
@@ -278,7 +282,8 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
       "# {}\n\nEach sample set against the reference ({} frames). Energy W: 1-D Wasserstein "
       "distances of the energies; distance TVD: {} bins on the reference's range, generated "
       "distances outside it counted as mass outside; outliers: energy above the reference's "
-      "maximum (– where a set has no energies). Numbers also in [metrics.json](metrics.json)."
+      "maximum, or none because the potential failed on the sample (those are left out of "
+      "energy W; – where a set has no energies). Numbers also in [metrics.json](metrics.json)."
       "\n\n{}\n",
       options.title, reference.positions.size(0), options.metrics.distance_bins,
       metrics_table(rows, options.units));

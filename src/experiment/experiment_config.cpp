@@ -8,6 +8,7 @@
 
 #include "psm/core/error.h"
 #include "psm/experiment/default_config.h"
+#include "psm/systems/molecule.h"
 #include "psm/train/run_config.h"
 
 namespace psm {
@@ -55,10 +56,16 @@ ReferenceSpec read_reference(ConfigSection section, const std::string& source) {
   return spec;
 }
 
-/// `pool_size`: the pool's frames when known before reading files; `sampler`: whether the
-/// system has a potential to sample new frames with.
+/// The value of an optional number key.
+std::optional<double> optional_number(ConfigSection& section, const std::string& key) {
+  if (!section.has(key)) return std::nullopt;
+  return section.require<double>(key);
+}
+
+/// `pool_size`: the pool's frames when known before reading files; `system`: the system whose
+/// potential samples new frames, null without [system].
 TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::string& source,
-                         std::optional<int64_t> pool_size, bool sampler) {
+                         std::optional<int64_t> pool_size, const System* system) {
   const std::string where = fmt::format("sets[{}]", index);
   check(node.is_object(), fmt::format("{}: {} must be a table", source, where));
   ConfigSection section(node, where, source);
@@ -66,7 +73,8 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
   set.kind = section.require<std::string>("kind");
   set.name = section.get<std::string>("name", set.kind);
   set.frames = section.get<int64_t>("frames", set.frames);
-  if (section.has("kT_data")) set.kT_data = section.require<double>("kT_data");
+  const std::optional<double> kT_data = optional_number(section, "kT_data");
+  const std::optional<double> temperature_data = optional_number(section, "temperature_data");
   if (section.has("quantile")) set.quantile = section.require<double>("quantile");
   section.finish();
 
@@ -82,15 +90,30 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
     check(set.frames <= *pool_size, fmt::format("{}: frames = {} exceeds reference.samples = {}",
                                                 context, set.frames, *pool_size));
   }
-  check(sampler || (set.kind != "temperature" && set.kind != "basin"),
+  const bool samples = set.kind == "temperature" || set.kind == "basin";
+  check(system != nullptr || !samples,
         fmt::format("{}: kind {} samples new frames, but without [system] there is no potential "
                     "to sample with (the reference files define the system): use kind limited "
                     "or energy",
                     context, set.kind));
-  if (set.kind == "temperature") {
-    check(set.kT_data.has_value(), fmt::format("{}: kind temperature needs kT_data", context));
+  check(samples || (!kT_data && !temperature_data),
+        fmt::format("{}: kind {} samples no frames, so it takes no kT_data or temperature_data",
+                    context, set.kind));
+  if (samples) {
+    try {
+      const auto temperature = read_temperature(kT_data, temperature_data, system->units(),
+                                                system->name(), {"kT_data", "temperature_data"});
+      if (temperature) set.kT_data = temperature->kT;
+    } catch (const Error& error) {
+      throw Error(fmt::format("{}: {}", context, error.what()));
+    }
   }
-  if (set.kT_data) check(*set.kT_data > 0, fmt::format("{}: kT_data must be positive", context));
+  if (set.kind == "temperature") {
+    check(set.kT_data.has_value(),
+          fmt::format("{}: kind temperature needs kT_data (or temperature_data in K for "
+                      "molecules)",
+                      context));
+  }
   if (set.kind == "energy") {
     check(set.quantile && *set.quantile > 0 && *set.quantile <= 1,
           fmt::format("{}: kind energy needs quantile in (0, 1]", context));
@@ -133,15 +156,30 @@ ExperimentConfig read_experiment_config(const Config& config) {
 
   experiment.reference = read_reference(root.section("reference"), source);
   const ReferenceSpec& reference = experiment.reference;
+  // Built here to check the table (the system's own options, its molecule file) before anything
+  // is written, and because whether a temperature may be given in kelvin depends on its units.
+  SystemWithStart system;
   if (config.tree.contains("system")) {
     check(config.tree["system"].is_object(),
           fmt::format("{}: system must be a table (name = \"lj13\", kT = 1.0, ...)", source));
-    ConfigSection system = root.section("system");
-    system.require<std::string>("name");
-    experiment.kT = system.get<double>("kT", 1.0);
-    check(*experiment.kT > 0, fmt::format("{}: system.kT must be positive", source));
-    experiment.system = config.tree["system"];
-    experiment.system.erase("kT");  // the system's own options are checked by its factory
+    ConfigSection table = root.section("system");
+    table.require<std::string>("name");
+    const std::optional<double> kT = optional_number(table, "kT");
+    const std::optional<double> kelvin = optional_number(table, "temperature");
+    nlohmann::json spec = config.tree["system"];
+    spec.erase("kT");  // the system's own options are checked by its factory
+    spec.erase("temperature");
+    try {
+      system = make_system_with_molecule(spec);
+      experiment.temperature =
+          read_temperature(kT, kelvin, system.system->units(), system.system->name(),
+                           {"system.kT", "system.temperature"})
+              .value_or(default_temperature(system.system->units()));
+    } catch (const Error& error) {
+      throw Error(fmt::format("{}: [system]: {}", source, error.what()));
+    }
+    experiment.system = system.system->spec();
+    experiment.start = system.start;
   } else {
     check(!reference.pool_files.empty() && !reference.test_files.empty(),
           fmt::format("{}: missing table [system] (name = \"lj13\", kT = 1.0, ...); only a "
@@ -149,7 +187,6 @@ ExperimentConfig read_experiment_config(const Config& config) {
                       "it out",
                       source));
   }
-  const bool sampler = experiment.system.is_object();
   const std::optional<int64_t> pool_size =
       reference.pool_files.empty() ? reference.samples.value_or(ReferenceSpec::default_samples)
                                    : reference.samples;
@@ -160,7 +197,7 @@ ExperimentConfig read_experiment_config(const Config& config) {
   std::set<std::string> names;
   for (size_t i = 0; i < sets.size(); ++i) {
     experiment.sets.push_back(
-        read_set(sets[i], static_cast<int64_t>(i), source, pool_size, sampler));
+        read_set(sets[i], static_cast<int64_t>(i), source, pool_size, system.system.get()));
     check(names.insert(experiment.sets.back().name).second,
           fmt::format("{}: two sets are named '{}'", source, experiment.sets.back().name));
   }

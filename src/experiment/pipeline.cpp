@@ -24,6 +24,7 @@
 #include "psm/eval/report.h"
 #include "psm/io/dataset.h"
 #include "psm/io/npy.h"
+#include "psm/simulate/presets.h"
 #include "psm/simulate/simulation.h"
 #include "psm/systems/labelling.h"
 #include "psm/train/callbacks.h"
@@ -110,6 +111,7 @@ struct ExperimentSystem {
   int64_t dim = 3;
   Units units = Units::reduced;
   double kT = 1.0;
+  std::optional<double> kelvin{};  ///< the temperature in K, for molecules
 
   int64_t num_atoms() const { return static_cast<int64_t>(species.size()); }
   /// Real elements in Å and kcal/mol: the molecular metrics apply.
@@ -119,14 +121,18 @@ struct ExperimentSystem {
   }
 };
 
-ExperimentSystem system_from_spec(const nlohmann::json& spec, double kT) {
+ExperimentSystem system_from_spec(const nlohmann::json& spec, const Temperature& temperature) {
   ExperimentSystem out;
   out.system = make_system(spec);
-  out.name = out.system->name();
   out.species = out.system->species();
+  // "xtb" alone does not say which molecule.
+  out.name = out.system->units() == Units::kcal_mol_angstrom
+                 ? fmt::format("{} ({})", chemical_formula(out.species), out.system->name())
+                 : out.system->name();
   out.dim = out.system->dim();
   out.units = out.system->units();
-  out.kT = kT;
+  out.kT = temperature.kT;
+  out.kelvin = temperature.kelvin;
   return out;
 }
 
@@ -136,7 +142,27 @@ ExperimentSystem system_from_data(const Dataset& pool) {
           .species = pool.species,
           .dim = pool.dim(),
           .units = pool.units,
-          .kT = pool.kT};
+          .kT = pool.kT,
+          .kelvin = pool.temperature_kelvin};
+}
+
+/// "kT = 1" or "T = 500 K (kT = 0.99360 kcal/mol)".
+std::string describe_temperature(const ExperimentSystem& system) {
+  if (system.kelvin) {
+    return fmt::format("T = {:g} K (kT = {:.5f} {})", *system.kelvin, system.kT,
+                       energy_unit(system.units));
+  }
+  return fmt::format("kT = {:g}", system.kT);
+}
+
+/// Frames simulated at `kT` by the system's sampler, with their temperature in K for molecules
+/// (as `psm simulate` writes them).
+Dataset simulated(const ExperimentSystem& system, const SimulationSettings& settings) {
+  Dataset data = simulate(*system.system, settings).dataset;
+  if (system.units == Units::kcal_mol_angstrom) {
+    data.temperature_kelvin = settings.kT / constants::boltzmann_kcal_mol_per_kelvin;
+  }
+  return data;
 }
 
 /// The rMD17 frame identities of a file (`old_indices`: each frame's index in the original MD17
@@ -268,6 +294,9 @@ SimulationSettings reference_settings(const ExperimentConfig& experiment, double
   settings.burn_in = spec.burn_in;
   settings.thin = spec.thin;
   settings.seed = seed;
+  // A molecule starts from its file's geometry (lattice placements of its atoms would be no
+  // molecule); other systems from the sampler's default.
+  settings.initial_positions = experiment.start;
   settings.progress = progress;
   return settings;
 }
@@ -285,9 +314,9 @@ Dataset make_training_set(const ExperimentConfig& experiment, const TrainingSetS
     return limited_subset(pool, set.frames, seed);
   }
   if (set.kind == "temperature") {
-    const SimulationOutcome hot = simulate(
-        *system.system, reference_settings(experiment, *set.kT_data, set.frames, seed, progress));
-    return temperature_biased_subset(hot.dataset, system.kT, std::nullopt, seed);
+    const Dataset hot =
+        simulated(system, reference_settings(experiment, *set.kT_data, set.frames, seed, progress));
+    return temperature_biased_subset(hot, system.kT, std::nullopt, seed);
   }
   if (set.kind == "basin") {
     BasinOptions basin;
@@ -385,6 +414,7 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
   samples.species = system.species;
   samples.units = system.units;
   samples.kT = system.kT;
+  samples.temperature_kelvin = system.kelvin;
   if (system.system) samples.system = system.system->spec();
   samples.provenance = {{"command", "psm run"},
                         {"checkpoint", checkpoint.string()},
@@ -394,38 +424,37 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
                         {"snr", sampler.snr},
                         {"seed", seed}};
   if (!system.system) return samples;
-  const int64_t clashes = label_dataset(*system.system, samples);
-  if (clashes > 0) {
-    say(fmt::format("  note: {} of {} samples of {} have non-finite energies (clashing atoms)",
-                    clashes, samples.num_frames(), what));
+  const int64_t failed = label_dataset(*system.system, samples);
+  if (failed > 0) {
+    say(fmt::format("  note: {} of {} samples of {} have no finite energy (clashing atoms{})",
+                    failed, samples.num_frames(), what,
+                    system.units == Units::kcal_mol_angstrom ? ", or xtb failed on them" : ""));
   }
   return samples;
 }
 
-/// Energies for the metrics: the stored ones, or computed (non-finite ones kept: they are
-/// outliers and count against the model), or none without a potential.
+/// Energies for the metrics: the stored ones, or computed, or none without a potential. Infinite
+/// energies (overlapping particles) become the largest double and count against the model in
+/// energy W1 and W2; frames the potential cannot evaluate stay NaN, which the metrics leave out
+/// of W1 and W2 and count as outliers.
 Samples samples_for_metrics(const Dataset& data, const ExperimentSystem& system) {
   torch::Tensor energies = data.energies;
   if (!data.has_energies() && system.system) {
-    energies = torch::nan_to_num(batched_energies(*system.system, data.positions),
-                                 std::numeric_limits<double>::max());
+    energies = torch::nan_to_num(energies_or_nan(*system.system, data.positions),
+                                 std::numeric_limits<double>::quiet_NaN());
   }
   return {data.positions.to(torch::kFloat64),
           energies.defined() ? energies.to(torch::kFloat64) : energies};
 }
 
-/// The reference potential of the molecular report: GFN2-xTB for the molecule (the system's own
-/// when it is an xtb system, with its charge and spin). Null when eval.xtb_frames is 0 or psm was
-/// built without xtb.
+/// The reference potential of the molecular report: GFN2-xTB for a molecule read from files.
+/// Null when eval.xtb_frames is 0, when psm was built without xtb, or when the system has its own
+/// potential: the energy metrics then compare its energies of every frame already.
 std::shared_ptr<const System> molecular_potential(const ExperimentConfig& experiment,
                                                   const ExperimentSystem& system) {
-  if (experiment.xtb_frames == 0) return nullptr;
-  nlohmann::json spec = {{"name", "xtb"}, {"species", system.species}};
-  if (system.system && system.system->spec().value("name", "") == "xtb") {
-    spec = system.system->spec();
-  }
+  if (experiment.xtb_frames == 0 || system.system) return nullptr;
   try {
-    return make_system(spec);
+    return make_system({{"name", "xtb"}, {"species", system.species}});
   } catch (const Error& error) {
     say(fmt::format("  note: no xTB energy W1: {}", error.what()));
     return nullptr;
@@ -505,9 +534,12 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   const fs::path out = options.out;
   const ReferenceSpec& spec = experiment.reference;
   std::optional<ExperimentSystem> system;
-  if (experiment.system.is_object()) system = system_from_spec(experiment.system, *experiment.kT);
+  if (experiment.system.is_object()) {
+    system = system_from_spec(experiment.system, *experiment.temperature);
+  }
 
-  say(system ? fmt::format("[1/5] reference samples of {} at kT = {:g}", system->name, system->kT)
+  say(system ? fmt::format("[1/5] reference samples of {} at {}", system->name,
+                           describe_temperature(*system))
              : "[1/5] reference samples");
   const Dataset pool = cached_dataset(out / "reference" / "pool.npz", "training pool", [&] {
     if (!spec.pool_files.empty()) {
@@ -516,11 +548,10 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
       // Without [system] the pool's frames define the system.
       return matching_reference(frames, spec.pool_files, system_from_data(frames), spec.samples);
     }
-    return simulate(*system->system,
-                    reference_settings(experiment, system->kT,
-                                       spec.samples.value_or(ReferenceSpec::default_samples),
-                                       derive_seed(experiment.seed, kPoolStream), options.progress))
-        .dataset;
+    return simulated(
+        *system, reference_settings(experiment, system->kT,
+                                    spec.samples.value_or(ReferenceSpec::default_samples),
+                                    derive_seed(experiment.seed, kPoolStream), options.progress));
   });
   if (!system) system = system_from_data(pool);
   if (!spec.pool_files.empty()) say(fmt::format("  pool from files{}", dropped_frames(pool)));
@@ -532,12 +563,10 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
                                 spec.test_files, *system, spec.test_samples);
     }
     const uint64_t seed = derive_seed(derive_seed(experiment.seed, kTestStream), spec.test_seed);
-    return simulate(
-               *system->system,
-               reference_settings(experiment, system->kT,
-                                  spec.test_samples.value_or(ReferenceSpec::default_test_samples),
-                                  seed, options.progress))
-        .dataset;
+    return simulated(
+        *system, reference_settings(experiment, system->kT,
+                                    spec.test_samples.value_or(ReferenceSpec::default_test_samples),
+                                    seed, options.progress));
   });
   if (!spec.test_files.empty()) say(fmt::format("  test set from files{}", dropped_frames(test)));
 
@@ -601,26 +630,40 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   // one trajectory) and are correlated.
   const Dataset floor = limited_subset(pool, std::min(pool.num_frames(), test.num_frames()),
                                        derive_seed(experiment.seed, kTestStream));
-  const std::string floor_name = spec.pool_files.empty() ? "mcmc" : "pool";
+  // Named after how the independent set was made: MCMC (model systems) or Langevin MD
+  // (molecules), or drawn from the pool files.
+  const bool dynamics = system->system && sampler_preset(*system->system).sampler == "langevin";
+  const std::string floor_name = !spec.pool_files.empty() ? "pool" : dynamics ? "md" : "mcmc";
   std::optional<MolecularReportOptions> molecular;
   if (system->molecular()) {
     molecular = MolecularReportOptions{.species = system->species,
                                        .potential = molecular_potential(experiment, *system),
                                        .potential_frames = experiment.xtb_frames};
   }
+  std::string energies_note;
+  if (!system->system) {
+    energies_note =
+        " No potential evaluates the reference data's level of theory, so generated samples have "
+        "no energy metrics (–); the molecular metrics compare them.";
+  } else if (molecular) {
+    energies_note = fmt::format(
+        " Energies are the system's own ({}) of every frame, generated ones included; samples it "
+        "cannot evaluate are left out of energy W1 and W2 and count as outliers.",
+        system->system->name());
+  }
   std::string summary = fmt::format("# psm run: {}\n\n", experiment.name);
   summary += fmt::format(
-      "System {} at kT = {:g}; {} generated samples per model against {} independent reference "
+      "System {} at {}; {} generated samples per model against {} independent reference "
       "samples (reference/test.npz). The row `{}` is {} against the same test set: the noise "
       "floor.{}\n\n",
-      system->name, system->kT, experiment.sample_count, test.num_frames(), floor_name,
+      system->name, describe_temperature(*system), experiment.sample_count, test.num_frames(),
+      floor_name,
       spec.pool_files.empty()
-          ? "an independent MCMC set of the test set's size"
+          ? fmt::format("an independent {} set of the test set's size",
+                        dynamics ? "Langevin MD" : "MCMC")
           : fmt::format("{} random frames of the training pool (reference/pool.npz)",
                         floor.num_frames()),
-      system->system ? ""
-                     : " No potential evaluates the reference data's level of theory, so generated "
-                       "samples have no energy metrics (–); the molecular metrics compare them.");
+      energies_note);
   nlohmann::json all_metrics = nlohmann::json::object();
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
     const TrainingSetSpec& set = experiment.sets[i];

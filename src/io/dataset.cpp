@@ -344,6 +344,12 @@ Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& optio
   return dataset;
 }
 
+Dataset read_geometry(const std::filesystem::path& path) {
+  // load_dataset wants a temperature for XYZ files, which rarely declare one; any will do.
+  if (is_extxyz_path(path)) return load_dataset(path, {.temperature_kelvin = 300.0});
+  return load_dataset(path);
+}
+
 void save_dataset(const std::filesystem::path& path, const Dataset& dataset) {
   dataset.validate(path.string());
   const nlohmann::json metadata = {

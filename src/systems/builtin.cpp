@@ -141,10 +141,11 @@ std::unique_ptr<System> make_double_well(const nlohmann::json& spec, const std::
 /// electronic_temperature (K) and max_iterations.
 std::unique_ptr<System> make_xtb(const nlohmann::json& spec) {
   SpecReader reader(spec, "xtb");
-  // Files are read by the command line (psm::cli::choose_system), not by the registry.
+  // The registry reads no files: make_system_with_molecule (systems/molecule.h) turns the file
+  // into species before it gets here.
   check(!reader.has("molecule"),
-        "system 'xtb': option 'molecule' is read by the command line (--molecule FILE); "
-        "give \"species\" (atomic numbers)");
+        "system 'xtb': option 'molecule' names a file, which make_system does not read (build "
+        "the system with make_system_with_molecule); give \"species\" (atomic numbers)");
   XtbOptions options;
   options.species = reader.integers("species");
   options.charge = reader.integer("charge", options.charge);

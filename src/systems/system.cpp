@@ -19,10 +19,14 @@ System::System(std::string name, std::vector<int64_t> species, int64_t dim, Unit
   check(potential_ != nullptr, fmt::format("system '{}': no potential", name_));
 }
 
-Evaluation System::evaluate(const torch::Tensor& positions, EvalRequest request) const {
+void System::check_shape(const torch::Tensor& positions) const {
   check(positions.dim() == 3 && positions.size(1) == num_atoms() && positions.size(2) == dim_,
         fmt::format("system '{}': positions must have shape [B, {}, {}], got {}", name_,
                     num_atoms(), dim_, fmt::join(positions.sizes(), "x")));
+}
+
+Evaluation System::evaluate(const torch::Tensor& positions, EvalRequest request) const {
+  check_shape(positions);
   return potential_->evaluate(positions, request);
 }
 

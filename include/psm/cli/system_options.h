@@ -2,18 +2,14 @@
 // Command-line options shared by commands that build a system and a temperature from
 // `--system NAME --system-option key=value ... --kT X | --temperature K`.
 
-#include <torch/types.h>
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
-#include <filesystem>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "psm/core/units.h"
-#include "psm/io/dataset.h"
+#include "psm/systems/molecule.h"
 #include "psm/systems/potential.h"
 
 namespace psm::cli {
@@ -24,32 +20,16 @@ struct SystemArguments {
   std::string molecule;              ///< --molecule FILE: same as --system-option molecule=FILE
 };
 
-/// Species and frames of a geometry file (.xyz, .extxyz, or any dataset load_dataset reads).
-/// Only the geometry is used, so XYZ files need not declare a temperature.
-Dataset read_geometry(const std::filesystem::path& path);
-
-/// A system built from the command line, with the starting configurations its options name.
-struct SystemChoice {
-  std::unique_ptr<System> system;
-  torch::Tensor start;  ///< [F, N, D] frames of the `molecule` file; undefined without one
-};
-
 /// Builds the system {"name": name, key: value, ...}: a value that parses as JSON (numbers,
-/// true, [6, 1]) is stored as such, anything else as a string. The option molecule=FILE (any
-/// format load_dataset reads, e.g. .xyz) is read here: its species become the "species" option
-/// and its frames the starting configurations; `arguments.molecule` (--molecule FILE) is the same
-/// option. Throws psm::Error on an option without '=', a molecule given twice, a bad file or a
-/// molecule (Å) with two atoms closer than xtb_min_distance_angstrom.
-SystemChoice choose_system(const SystemArguments& arguments);
+/// true, [6, 1]) is stored as such, anything else as a string. The option molecule=FILE names a
+/// molecule file whose species and frames make_system_with_molecule reads; `arguments.molecule`
+/// (--molecule FILE) is the same option. Throws psm::Error on an option without '=', a molecule
+/// given twice, or a bad system or molecule file (see make_system_with_molecule).
+SystemWithStart choose_system(const SystemArguments& arguments);
 
 struct TemperatureArguments {
   std::optional<double> kT;      ///< --kT, energy units of the system
   std::optional<double> kelvin;  ///< --temperature, molecular systems only
-};
-
-struct Temperature {
-  double kT = 1.0;               ///< energy units of the system
-  std::optional<double> kelvin;  ///< set for molecular systems
 };
 
 /// Adds --kT and --temperature to `app`.

@@ -2,6 +2,7 @@
 // Physical constants and the unit systems psm files declare. Conversion happens at the input
 // boundary (xtb, MD17 files); everything inside psm is in one of these two systems.
 
+#include <optional>
 #include <string>
 
 namespace psm {
@@ -27,5 +28,30 @@ inline constexpr double electronvolt_in_kcal_mol = 23.060547830619;    // CODATA
 inline double kT_from_kelvin(double kelvin) {
   return constants::boltzmann_kcal_mol_per_kelvin * kelvin;
 }
+
+/// A temperature as k_B T in the energy unit of a system, and in kelvin for molecular units.
+struct Temperature {
+  double kT = 1.0;
+  std::optional<double> kelvin;  ///< set for Units::kcal_mol_angstrom
+};
+
+/// What a caller calls the two ways of giving a temperature, for error messages: e.g. "--kT" and
+/// "--temperature", or "system.kT" and "system.temperature".
+struct TemperatureKeys {
+  std::string kT;
+  std::string kelvin;
+};
+
+/// The temperature given either as `kT` (energy units of `units`) or as `kelvin` (molecular units
+/// only), or none when neither is given. `system` names the system in errors. Throws psm::Error
+/// when both are given, when `kelvin` is given for reduced units, or on a value that is not
+/// positive and finite.
+std::optional<Temperature> read_temperature(std::optional<double> kT, std::optional<double> kelvin,
+                                            Units units, const std::string& system,
+                                            const TemperatureKeys& keys);
+
+/// The temperature when none is given: kT = 1 in reduced units, 500 K (the MD17 temperature)
+/// for molecules.
+Temperature default_temperature(Units units);
 
 }  // namespace psm

@@ -103,7 +103,8 @@ double equivariant_w2(const torch::Tensor& x, const torch::Tensor& y,
 struct Samples {
   torch::Tensor positions;  ///< [B, N, D] float64, length unit
   /// [B] float64, energy unit; undefined when no potential gives them (molecules generated
-  /// without a potential for the reference data's level of theory)
+  /// without a potential for the reference data's level of theory). In generated samples NaN
+  /// marks a frame the potential could not evaluate (GFN2-xTB on clashing atoms).
   torch::Tensor energies;
 };
 
@@ -124,7 +125,10 @@ struct Metrics {
   double distance_tvd = 0;  ///< generated distances outside the reference range count in full
   double distance_w2 = 0;
   double distance_w2_squared = 0;
-  std::optional<double> outlier_fraction{};  ///< energy above the reference's maximum
+  /// Energy above the reference's maximum, or none (NaN): clashes and other broken samples
+  std::optional<double> outlier_fraction{};
+  /// Generated frames without an energy (NaN): left out of energy W1 and W2, counted as outliers
+  int64_t energy_failures = 0;
   std::optional<double> equivariant_w2{};
   int64_t equivariant_samples = 0;  ///< samples per set behind equivariant_w2
 
@@ -132,8 +136,9 @@ struct Metrics {
 };
 
 /// Computes Metrics for `generated` against `reference` (all frames of both); the energy
-/// metrics only when both have energies. Throws psm::Error on mismatched shapes (atoms,
-/// dimension), energies that are not one per frame, or NaN positions or energies.
+/// metrics only when both have energies, energy W1 and W2 over the generated frames that have
+/// one (none when no frame has). Throws psm::Error on mismatched shapes (atoms, dimension),
+/// energies that are not one per frame, NaN positions or NaN reference energies.
 Metrics compute_metrics(const Samples& generated, const Samples& reference,
                         MetricsOptions options = {});
 

@@ -67,8 +67,8 @@ std::string length_unit(Units units);
 std::string format_optional(const std::optional<double>& value);
 
 /// A Markdown table, one row per model: n, energy W1, W2, W2², distance TVD, distance W2,
-/// outlier fraction (and equivariant W2 when computed), units in the headers; "–" for energy
-/// metrics of sets without energies.
+/// outlier fraction (with the count of samples without an energy, if any) (and equivariant W2
+/// when computed), units in the headers; "–" for energy metrics of sets without energies.
 std::string metrics_table(const std::vector<ModelMetrics>& rows, Units units);
 
 /// The molecular metrics as a Markdown table, one row per model that has them.

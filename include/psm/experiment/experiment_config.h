@@ -9,6 +9,7 @@
 //   seed = 0
 //   variants = ["dsm", "psm", "hybrid"]    # diffusion.crossover of each trained model
 //   [system]     name = "lj13", kT = 1.0, plus the system's own options
+//   [system]     name = "xtb", molecule = "ethanol.xyz", temperature = 500   # K, molecules only
 //   [reference]  samples = 20000           # MCMC pool that training sets are drawn from
 //                pool = "lj13_pool.npz"    # or read the pool (and/or the test set) from files
 //                test_samples = 10000      # independent evaluation set
@@ -18,12 +19,20 @@
 //                directory = "data/rmd17"  # relative file names are in this directory
 //   [[sets]]     name = "limited", kind = "limited", frames = 1000
 //   [[sets]]     name = "hot", kind = "temperature", kT_data = 1.5, frames = 1000
+//   [[sets]]     name = "cold300", kind = "temperature", temperature_data = 300, frames = 1000
 //   [[sets]]     name = "basin", kind = "basin", frames = 1000
 //   [[sets]]     name = "cold_tail", kind = "energy", quantile = 0.3, frames = 1000
 //   [sample]     n = 10000, steps = 100, solver = "heun", grid = "edm", batch = 1000,
 //                corrector_steps = 0, snr = 0.16
-//   [eval]       equivariant_samples = 0, xtb_frames = 100 (molecules)
+//   [eval]       equivariant_samples = 0, xtb_frames = 100 (molecules without [system])
 //   [model] [diffusion] [train]            # as in `psm train`
+//
+// A [system] with `molecule = FILE` (relative to the current directory; any format psm reads,
+// e.g. .xyz) takes its species from the file, and the file's frames start every simulation
+// (reference pool, test set, temperature sets) instead of the sampler's lattice placements. A
+// molecular system's temperature is `temperature` in K or `kT` in kcal/mol (default 500 K), a
+// set's `temperature_data` in K or `kT_data`. Its energy metrics are the system's own energies
+// (GFN2-xTB for xtb) of every frame, so eval.xtb_frames does not apply.
 //
 // Without [system], reference.pool and reference.test must be files, and their frames define the
 // system (species, units, kT; MD17 files are at 500 K): a molecule whose reference potential
@@ -35,6 +44,7 @@
 // Every key is optional except system.name (or, without [system], reference.pool and
 // reference.test); unknown keys are errors.
 
+#include <torch/types.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -43,6 +53,7 @@
 #include <vector>
 
 #include "psm/core/config.h"
+#include "psm/core/units.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/eval/metrics.h"
 
@@ -78,7 +89,9 @@ struct TrainingSetSpec {
   /// (all of them when there are fewer).
   std::string kind;
   int64_t frames = 1000;
-  std::optional<double> kT_data{};   ///< temperature (required) and basin (default: target)
+  /// Sampling kT: temperature (required) and basin (default: target); given as kT_data, or for
+  /// molecules as temperature_data in K.
+  std::optional<double> kT_data{};
   std::optional<double> quantile{};  ///< energy (required), in (0, 1]
 };
 
@@ -86,16 +99,23 @@ struct ExperimentConfig {
   std::string name;
   int threads = 0;  ///< 0: all cores (or the --threads flag)
   uint64_t seed = 0;
-  /// Spec for make_system, without kT; null without [system] (the pool files define the system).
+  /// The system's canonical spec (make_system rebuilds it; a molecule file's species are in it);
+  /// null without [system] (the pool files define the system).
   nlohmann::json system;
-  std::optional<double> kT{};  ///< system.kT (default 1); absent: the pool files' kT
+  /// [F, N, 3] the frames of system.molecule, which start every simulation; undefined without
+  /// one (the sampler's default starts).
+  torch::Tensor start;
+  /// system.kT or system.temperature (default: 1 in reduced units, 500 K for molecules); absent:
+  /// the pool files' temperature.
+  std::optional<Temperature> temperature{};
   ReferenceSpec reference;
   std::vector<TrainingSetSpec> sets;
   std::vector<std::string> variants;  ///< crossover names (dsm, psm, hybrid)
   SamplerOptions sampler;             ///< sigma_min/max and com_free come from each checkpoint
   int64_t sample_count = 10000;
   MetricsOptions metrics;
-  /// Molecules: frames per set whose GFN2-xTB energies are compared (eval.xtb_frames; 0 skips).
+  /// Molecules read from files (no [system]): frames per set whose GFN2-xTB energies are
+  /// compared (eval.xtb_frames; 0 skips).
   int64_t xtb_frames = 100;
   /// {"model": ..., "diffusion": ..., "train": ...} as given; read by read_run_config.
   nlohmann::json training = nlohmann::json::object();
@@ -103,7 +123,8 @@ struct ExperimentConfig {
 };
 
 /// Reads and checks `config`; throws psm::Error naming config.source and the offending key.
-/// The training tables are checked too (by building the first run's configuration).
+/// The [system] table is checked by building the system (which reads its molecule file), and the
+/// training tables by building each variant's run configuration.
 ExperimentConfig read_experiment_config(const Config& config);
 
 /// The `psm train` configuration of one model: the experiment's training tables, with

@@ -41,8 +41,9 @@ struct RunOptions {
 /// One row of the result: a model (or the independent reference) on one training set.
 struct ExperimentRow {
   std::string set;
-  /// A variant name, or the noise floor against the test set: "mcmc" (an independent MCMC set)
-  /// or, for a pool read from files, "pool" (a random subset of the pool)
+  /// A variant name, or the noise floor against the test set: "mcmc" or, for molecules, "md"
+  /// (an independent MCMC or Langevin MD set) or, for a pool read from files, "pool" (a random
+  /// subset of the pool)
   std::string model;
   Metrics metrics;
   std::optional<MolecularMetrics> molecular{};  ///< for molecules (real elements, Å, kcal/mol)

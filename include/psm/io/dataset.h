@@ -55,6 +55,10 @@ struct LoadOptions {
 Dataset load_dataset(const std::filesystem::path& path);
 Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& options);
 
+/// Species and frames of a geometry file (.xyz, .extxyz, or any dataset load_dataset reads).
+/// Only the geometry is meant to be used, so XYZ files need not declare a temperature.
+Dataset read_geometry(const std::filesystem::path& path);
+
 /// Writes `dataset` as .npz (arrays positions, forces, energies, species, plus a JSON "metadata"
 /// entry stored as uint8 bytes: json.loads(np.load(f)["metadata"].tobytes())), atomically.
 void save_dataset(const std::filesystem::path& path, const Dataset& dataset);

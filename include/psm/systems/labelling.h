@@ -15,9 +15,17 @@ torch::Tensor batched_energies(const System& system, const torch::Tensor& positi
                                int64_t batch = 1024,
                                const std::function<void(int64_t done)>& on_batch = {});
 
+/// Energies [F] like batched_energies, except that a frame the potential cannot evaluate (it
+/// throws psm::Error: GFN2-xTB on clashing atoms or an unconverged SCF) gets NaN instead of
+/// failing the call. For generated samples, where such frames are failures of the model.
+/// Throws psm::Error on positions of the wrong shape.
+torch::Tensor energies_or_nan(const System& system, const torch::Tensor& positions,
+                              int64_t batch = 1024);
+
 /// Sets dataset.energies and dataset.forces from `system`, `batch` frames at a time, and returns
-/// the number of frames whose energy or forces are not finite (clashing atoms). When that number
-/// is not zero the dataset is left unlabelled: a dataset holds finite labels only.
+/// the number of frames whose energy or forces are not finite (clashing atoms) or that the
+/// potential cannot evaluate (as in energies_or_nan). When that number is not zero the dataset is
+/// left unlabelled: a dataset holds finite labels only.
 int64_t label_dataset(const System& system, Dataset& dataset, int64_t batch = 1024);
 
 }  // namespace psm

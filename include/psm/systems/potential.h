@@ -46,7 +46,10 @@ class System {
   const Potential& potential() const { return *potential_; }
   const nlohmann::json& spec() const { return spec_; }
 
-  /// Shorthand for potential().evaluate with a shape check against this system.
+  /// Throws psm::Error unless `positions` has the shape [B, N, D] of this system.
+  void check_shape(const torch::Tensor& positions) const;
+
+  /// Shorthand for potential().evaluate with check_shape first.
   Evaluation evaluate(const torch::Tensor& positions, EvalRequest request = {}) const;
 
  private:
