@@ -86,6 +86,7 @@ TEST(ExperimentConfig, ReadsEveryPreset) {
                                  "lj55",       "rmd17_ethanol", "rmd17_aspirin"};
 #ifdef PSM_WITH_XTB
   names.push_back("xtb_ethanol");
+  names.push_back("xtb_ac_ala3_nhme");
 #endif
   for (const auto& name : names) {
     Config config = Config::from_toml_file(root / "configs" / (name + ".toml"));
@@ -96,7 +97,7 @@ TEST(ExperimentConfig, ReadsEveryPreset) {
     }
     const ExperimentConfig experiment = read_experiment_config(config);
     EXPECT_EQ(experiment.name, name);
-    EXPECT_GE(experiment.sets.size(), 2u) << name;
+    EXPECT_GE(experiment.variants.size(), 2u) << name;  // every preset compares DSM and PSM
   }
 }
 
