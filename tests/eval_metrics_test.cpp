@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -46,6 +47,14 @@ TEST(EvalWasserstein, UnequalSizesUseTheExactQuantileCoupling) {
               1e-14);
   // Symmetric in its arguments.
   EXPECT_NEAR(psm::wasserstein_1d(values({2, 0, 1}), values({0, 1}), 1.0), 0.5, 1e-15);
+}
+
+TEST(EvalWasserstein, InfiniteValueGivesAnInfiniteDistanceNotNaN) {
+  // The levels of {0, 1} and {0, 1, inf} share 1; the shared level's zero-width step must not
+  // turn 0 x inf into NaN.
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(psm::wasserstein_1d(values({0, 1}), values({0, 1, inf}), 1.0), inf);
+  EXPECT_EQ(psm::wasserstein_1d(values({0, 1}), values({0, 1, inf}), 2.0), inf);
 }
 
 TEST(EvalWasserstein, RejectsNaNAndEmpty) {

@@ -44,7 +44,13 @@ double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& b, double p) 
   const torch::Tensor v_at =
       v.index_select(0, torch::searchsorted(v_levels, levels).clamp_max(m - 1));
   const torch::Tensor widths = levels - torch::cat({levels.new_zeros({1}), levels.slice(0, 0, -1)});
-  return (widths * (u_at - v_at).abs().pow(p)).sum().pow(1.0 / p).item<double>();
+  // Zero-width steps (levels shared by both grids) are left out: an infinite difference there
+  // would make 0 x inf = NaN of a distance that is merely infinite.
+  const torch::Tensor step = widths > 0;
+  return (widths.masked_select(step) * (u_at - v_at).abs().pow(p).masked_select(step))
+      .sum()
+      .pow(1.0 / p)
+      .item<double>();
 }
 
 torch::Tensor pairwise_distances(const torch::Tensor& positions) {
