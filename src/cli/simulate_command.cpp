@@ -98,7 +98,7 @@ class SimulateCommand final : public Command {
   /// slowest rotatable torsion (which usually decorrelates far more slowly).
   struct Decorrelation {
     AutocorrelationTime energy;
-    std::optional<TorsionAutocorrelation> torsion;
+    std::optional<TorsionAutocorrelation> torsion{};
   };
 
   static Decorrelation measure_decorrelation(const System& system,
