@@ -10,6 +10,7 @@
 #include "psm/eval/metrics.h"
 #include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
+#include "psm/io/smiles.h"
 #include "psm/systems/potential.h"
 #include "test_util.h"
 
@@ -26,6 +27,26 @@ torch::Tensor ethanol_frames(int64_t frames, double sigma, uint64_t seed) {
   return molecule.positions + sigma * torch::randn({frames, 9, 3}, rng, torch::kFloat64);
 }
 const std::vector<int64_t> ethanol_species = {6, 6, 8, 1, 1, 1, 1, 1, 1};
+
+/// Ethanol frames with their identical atoms in a random order, as a permutation-equivariant
+/// model produces them: each frame's six hydrogens shuffled, and its two carbons swapped in every
+/// odd frame (O2 is the only oxygen).
+torch::Tensor shuffle_identical_atoms(const torch::Tensor& frames, uint64_t seed) {
+  torch::Generator rng = psm::make_generator(seed);
+  std::vector<torch::Tensor> orders;
+  for (int64_t b = 0; b < frames.size(0); ++b) {
+    const torch::Tensor heavy = torch::tensor(
+        b % 2 ? std::vector<int64_t>{1, 0, 2} : std::vector<int64_t>{0, 1, 2}, torch::kInt64);
+    orders.push_back(torch::cat({heavy, 3 + torch::randperm(6, rng, torch::kInt64)}));
+  }
+  return frames.gather(1, torch::stack(orders).unsqueeze(-1).expand_as(frames));
+}
+
+/// The atoms of each frame sorted by x: [B, k, 3] sets of atoms compared regardless of order.
+torch::Tensor sorted_by_x(const torch::Tensor& atoms) {
+  const torch::Tensor order = atoms.select(2, 0).argsort(int64_t{1});
+  return atoms.gather(1, order.unsqueeze(-1).expand_as(atoms));
+}
 
 /// A carbon chain 0-1-2-3 (bonds 1.49, 1.5, 1.49 Å) whose dihedral (0, 1, 2, 3) is `degrees`.
 torch::Tensor butane_skeleton(double degrees) {
@@ -171,6 +192,120 @@ TEST(MolecularMetrics, StretchedBondBreaksTheGraph) {
   EXPECT_DOUBLE_EQ(all.intact_fraction, 0.0);
   EXPECT_NEAR(all.bond_length_js[7], ln2, 1e-12);  // disjoint: every generated O-H outside
   EXPECT_NEAR(all.bond_length_js_mean, ln2 / 8.0, 1e-12);
+}
+
+TEST(MolecularMetrics, RelabellingUndoesPermutationsOfIdenticalAtoms) {
+  const torch::Tensor frames = ethanol_frames(100, 0.02, 7);
+  const torch::Tensor bonds = psm::majority_bonds(frames, ethanol_species);
+  const torch::Tensor shuffled = shuffle_identical_atoms(frames, 8);
+  // The shuffled labels break most index-based bonds.
+  const torch::Tensor o_h = psm::bond_lengths(shuffled, torch::tensor({{2, 3}}, torch::kInt64));
+  EXPECT_GT((o_h > 1.5).to(torch::kFloat64).mean().item<double>(), 0.5);
+
+  const psm::Relabelling relabelled = psm::relabel_onto_reference(shuffled, ethanol_species, bonds);
+  EXPECT_TRUE(relabelled.intact.all().item<bool>());
+  EXPECT_EQ(relabelled.search_limited, 0);
+  // Up to ethanol's symmetries: the heavy atoms and the hydroxyl H are back in place; the methyl
+  // hydrogens H4-H6 and the methylene H7 H8 are each the original atoms in some order.
+  const torch::Tensor x = relabelled.positions;
+  EXPECT_TRUE(torch::equal(x.slice(1, 0, 4), frames.slice(1, 0, 4)));
+  EXPECT_TRUE(torch::equal(sorted_by_x(x.slice(1, 4, 7)), sorted_by_x(frames.slice(1, 4, 7))));
+  EXPECT_TRUE(torch::equal(sorted_by_x(x.slice(1, 7, 9)), sorted_by_x(frames.slice(1, 7, 9))));
+  // Frames already in the reference labelling keep it.
+  EXPECT_TRUE(
+      torch::equal(psm::relabel_onto_reference(frames, ethanol_species, bonds).positions, frames));
+}
+
+TEST(MolecularMetrics, RelabellingLeavesBrokenGraphsAndGivesUpAtTheVisitLimit) {
+  torch::Tensor frames = ethanol_frames(10, 0.02, 9);
+  const torch::Tensor bonds = psm::majority_bonds(frames, ethanol_species);
+  // Frames 0-2: H3 3 Å from O2 (shuffled afterwards, so the search has to look).
+  const torch::Tensor oh = frames.select(1, 3) - frames.select(1, 2);
+  frames.slice(0, 0, 3).select(1, 3).copy_(
+      (frames.select(1, 2) + 3.0 * oh / oh.norm(2, -1, true)).slice(0, 0, 3));
+  const torch::Tensor shuffled = shuffle_identical_atoms(frames, 10);
+  const psm::Relabelling relabelled = psm::relabel_onto_reference(shuffled, ethanol_species, bonds);
+  const torch::Tensor expected = torch::arange(10) >= 3;
+  EXPECT_TRUE(torch::equal(relabelled.intact, expected)) << relabelled.intact;
+  EXPECT_EQ(relabelled.search_limited, 0);
+  // Not intact: the frame keeps its labels.
+  EXPECT_TRUE(torch::equal(relabelled.positions.slice(0, 0, 3), shuffled.slice(0, 0, 3)));
+
+  // One visit cannot map nine atoms: every frame that needs a search (the intact odd frames,
+  // whose carbons are swapped) gives up.
+  const torch::Tensor odd = shuffled.slice(0, 3, 10, 2);
+  const psm::Relabelling limited = psm::relabel_onto_reference(odd, ethanol_species, bonds, 1.2, 1);
+  EXPECT_FALSE(limited.intact.any().item<bool>());
+  EXPECT_EQ(limited.search_limited, 4);
+  EXPECT_TRUE(torch::equal(limited.positions, odd));
+
+  EXPECT_PSM_ERROR(psm::relabel_onto_reference(frames, ethanol_species, bonds, 1.2, 0),
+                   "max_visits must be >= 1");
+  EXPECT_PSM_ERROR(
+      psm::relabel_onto_reference(frames, ethanol_species, torch::tensor({{0, 9}}, torch::kInt64)),
+      "relabel_onto_reference", "bond (0, 9) out of range for 9 atoms");
+  EXPECT_PSM_ERROR(psm::relabel_onto_reference(frames, ethanol_species, torch::zeros({3})),
+                   "bonds must have shape [K, 2], got [3]");
+}
+
+TEST(MolecularMetrics, ShuffledSamplesScoreAsTheirOriginals) {
+  const torch::Tensor frames = ethanol_frames(100, 0.02, 11);
+  const torch::Tensor shuffled = shuffle_identical_atoms(frames, 12);
+  const psm::MolecularMetrics m = psm::compute_molecular_metrics(shuffled, frames, ethanol_species);
+  EXPECT_DOUBLE_EQ(m.intact_fraction, 1.0);
+  EXPECT_EQ(m.search_limited, 0);
+  // Bonds among C0 C1 O2 H3 (rows 0, 4, 7) and the torsion C0-C1-O2-H3 are measured on the very
+  // atoms of the originals; the C-H bonds on a mix of equivalent hydrogens (whose lengths differ
+  // slightly in this rigid reference).
+  for (const int64_t k : {0, 4, 7}) EXPECT_NEAR(m.bond_length_js[k], 0.0, 1e-12) << k;
+  EXPECT_LT(m.bond_length_js_mean, 0.05);
+  ASSERT_EQ(m.torsion_js.size(), 2u);
+  EXPECT_NEAR(m.torsion_js[1], 0.0, 1e-12);
+  EXPECT_TRUE(torch::equal(m.relabelled.slice(1, 0, 4), frames.slice(1, 0, 4)));
+
+  // Without relabelling (a search that gives up at once) the same samples look broken.
+  const psm::MolecularMetrics unrelabelled =
+      psm::compute_molecular_metrics(shuffled, frames, ethanol_species, {.relabel_max_visits = 1});
+  // Only frames whose shuffle happens to be a symmetry of ethanol (H4-H6 among themselves, H7 H8)
+  // keep the reference graph index by index and need no search.
+  EXPECT_LE(unrelabelled.intact_fraction, 0.05);
+  EXPECT_DOUBLE_EQ(unrelabelled.intact_fraction + unrelabelled.search_limited / 100.0, 1.0);
+  EXPECT_GT(unrelabelled.bond_length_js_mean, 0.3);
+}
+
+TEST(MolecularMetrics, RelabellingATetrapeptideNeedsNoBacktracking) {
+  // Ac-Ala3-NHMe (42 atoms, 22 hydrogens, five methyl groups): every element's atoms shuffled in
+  // each frame, as a permutation-equivariant model may produce them.
+  const psm::Dataset peptide = psm::molecule_from_smiles(
+      "CC(=O)N[C@@H](C)C(=O)N[C@@H](C)C(=O)N[C@@H](C)C(=O)NC", {.seed = 1});
+  const int64_t frames = 20, atoms = peptide.positions.size(1);
+  torch::Generator rng = psm::make_generator(13);
+  const torch::Tensor noisy =
+      peptide.positions + 0.01 * torch::randn({frames, atoms, 3}, rng, torch::kFloat64);
+  const torch::Tensor species = torch::tensor(peptide.species, torch::kInt64);
+  std::vector<torch::Tensor> orders;
+  for (int64_t b = 0; b < frames; ++b) {
+    torch::Tensor order = torch::arange(atoms, torch::kInt64);
+    for (const int64_t z : {1, 6, 7, 8}) {
+      const torch::Tensor same = (species == z).nonzero().flatten();
+      order.index_put_({same}, same.index({torch::randperm(same.numel(), rng, torch::kInt64)}));
+    }
+    orders.push_back(order);
+  }
+  const torch::Tensor shuffled =
+      noisy.gather(1, torch::stack(orders).unsqueeze(-1).expand_as(noisy));
+  const torch::Tensor bonds = psm::majority_bonds(noisy, peptide.species);
+
+  // One visit per atom: the colours and the order (hydrogens last) leave nothing to undo.
+  const psm::Relabelling relabelled =
+      psm::relabel_onto_reference(shuffled, peptide.species, bonds, 1.2, atoms);
+  EXPECT_TRUE(relabelled.intact.all().item<bool>());
+  EXPECT_EQ(relabelled.search_limited, 0);
+  // Every relabelled frame has the reference graph index by index.
+  const torch::Tensor reference_graph = psm::covalent_adjacency(peptide.positions, peptide.species);
+  EXPECT_TRUE((psm::covalent_adjacency(relabelled.positions, peptide.species) == reference_graph)
+                  .all()
+                  .item<bool>());
 }
 
 TEST(MolecularMetrics, DistanceDensityMaeOfDimers) {

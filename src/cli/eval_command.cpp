@@ -216,6 +216,10 @@ class EvalCommand final : public Command {
             : optional(m.torsion_js_mean));
     row("h(r) MAE (1/Å)", fmt::format("{:.6g}", m.distance_density_mae));
     row("intact bond graph fraction", fmt::format("{:.6g}", m.intact_fraction));
+    if (m.search_limited > 0) {
+      row("of the others, isomorphism search gave up",
+          fmt::format("{} samples (counted not intact)", m.search_limited));
+    }
     if (m.potential_energy) {
       const PotentialEnergyW1& e = *m.potential_energy;
       row(fmt::format("{} energy W1 (kcal/mol)", e.potential), fmt::format("{:.6g}", e.w1));

@@ -5,9 +5,12 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <map>
+#include <numeric>
 #include <tuple>
 
 #include "psm/core/elements.h"
@@ -100,6 +103,257 @@ bool in_ring(const std::vector<std::vector<int64_t>>& neighbours, int64_t b, int
   return false;
 }
 
+/// Neighbour lists of a bond list, checked against the atom count.
+std::vector<std::vector<int64_t>> neighbour_lists(const torch::Tensor& bonds, int64_t num_atoms,
+                                                  const char* what) {
+  check(bonds.dim() == 2 && bonds.size(1) == 2,
+        fmt::format("{}: bonds must have shape [K, 2], got [{}]", what,
+                    fmt::join(bonds.sizes(), ", ")));
+  const torch::Tensor pairs = bonds.to(torch::kInt64).cpu().contiguous();
+  const int64_t* pair = pairs.data_ptr<int64_t>();
+  std::vector<std::vector<int64_t>> neighbours(num_atoms);
+  for (int64_t k = 0; k < pairs.size(0); ++k) {
+    const int64_t i = pair[2 * k], j = pair[2 * k + 1];
+    check(i >= 0 && j >= 0 && i < num_atoms && j < num_atoms && i != j,
+          fmt::format("{}: bond ({}, {}) out of range for {} atoms", what, i, j, num_atoms));
+    neighbours[i].push_back(j);
+    neighbours[j].push_back(i);
+  }
+  return neighbours;
+}
+
+/// [N, N] row-major 0/1 adjacency matrix of neighbour lists.
+std::vector<uint8_t> adjacency_matrix(const std::vector<std::vector<int64_t>>& neighbours) {
+  const size_t n = neighbours.size();
+  std::vector<uint8_t> matrix(n * n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    for (const int64_t j : neighbours[i]) matrix[i * n + j] = 1;
+  }
+  return matrix;
+}
+
+/// An undirected graph as rows of 64-bit words, so that the search below tests adjacency and
+/// counts mapped neighbours without torch calls.
+class BitGraph {
+ public:
+  /// @param adjacency [n, n] row-major, non-zero where bonded, symmetric
+  BitGraph(const uint8_t* adjacency, int64_t n) : n_(n), words_((n + 63) / 64), bits_(n * words_) {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        if (adjacency[i * n + j]) bits_[i * words_ + j / 64] |= uint64_t{1} << (j % 64);
+      }
+    }
+  }
+  int64_t size() const { return n_; }
+  int64_t words() const { return words_; }
+  const uint64_t* row(int64_t i) const { return bits_.data() + i * words_; }
+  bool adjacent(int64_t i, int64_t j) const { return (row(i)[j / 64] >> (j % 64)) & 1; }
+  std::vector<int64_t> neighbours(int64_t i) const {
+    std::vector<int64_t> out;
+    for (int64_t j = 0; j < n_; ++j) {
+      if (adjacent(i, j)) out.push_back(j);
+    }
+    return out;
+  }
+
+ private:
+  int64_t n_, words_;
+  std::vector<uint64_t> bits_;
+};
+
+/// Colour refinement (1-dimensional Weisfeiler-Leman). Round 0 colours an atom by (element,
+/// degree); each further round by its colour and the sorted colours of its neighbours, until the
+/// reference's colour classes stop splitting. A frame replays the reference's tables, so colours
+/// of both graphs mean the same: an isomorphism maps each atom to one of its colour, which filters
+/// candidates far better than element and degree (an O-bound hydrogen is never tried on carbon),
+/// and most non-isomorphic frames already differ in their colours.
+class ColourRefinement {
+ public:
+  ColourRefinement(const BitGraph& reference, const std::vector<int64_t>& species) {
+    std::vector<int32_t> colours;
+    size_t classes = 0;
+    while (true) {
+      auto& table = tables_.emplace_back();
+      std::vector<int32_t> next(reference.size());
+      for (int64_t i = 0; i < reference.size(); ++i) {
+        const std::vector<int64_t> key = signature(reference, species, colours, i);
+        next[i] = table.emplace(key, static_cast<int32_t>(table.size())).first->second;
+      }
+      // The signature includes the atom's own colour, so classes only split: same count, stable.
+      if (table.size() == classes) break;
+      classes = table.size();
+      colours = std::move(next);
+    }
+    tables_.pop_back();  // the last round only confirmed stability
+    colours_ = std::move(colours);
+    for (const int32_t c : colours_) ++class_sizes_[c];
+  }
+
+  const std::vector<int32_t>& reference_colours() const { return colours_; }
+  int64_t class_size(int32_t colour) const { return class_sizes_.at(colour); }
+
+  /// The frame's colours, or nullopt when they show it is not isomorphic to the reference (a
+  /// neighbourhood the reference lacks, or different class sizes).
+  std::optional<std::vector<int32_t>> frame_colours(const BitGraph& frame,
+                                                    const std::vector<int64_t>& species) const {
+    std::vector<int32_t> colours;
+    for (const auto& table : tables_) {
+      std::vector<int32_t> next(frame.size());
+      for (int64_t i = 0; i < frame.size(); ++i) {
+        const auto found = table.find(signature(frame, species, colours, i));
+        if (found == table.end()) return std::nullopt;
+        next[i] = found->second;
+      }
+      colours = std::move(next);
+    }
+    std::map<int32_t, int64_t> sizes;
+    for (const int32_t c : colours) ++sizes[c];
+    if (sizes != class_sizes_) return std::nullopt;
+    return colours;
+  }
+
+ private:
+  /// Atom i's key for the next round: (element, degree) when `colours` is empty (round 0), else
+  /// its colour followed by its neighbours' colours, sorted.
+  static std::vector<int64_t> signature(const BitGraph& graph, const std::vector<int64_t>& species,
+                                        const std::vector<int32_t>& colours, int64_t i) {
+    const std::vector<int64_t> neighbours = graph.neighbours(i);
+    if (colours.empty()) return {species[i], static_cast<int64_t>(neighbours.size())};
+    std::vector<int64_t> key = {colours[i]};
+    for (const int64_t j : neighbours) key.push_back(colours[j]);
+    std::sort(key.begin() + 1, key.end());
+    return key;
+  }
+
+  std::vector<std::map<std::vector<int64_t>, int32_t>> tables_;  // per round: signature -> colour
+  std::vector<int32_t> colours_;                                 // of the reference atoms
+  std::map<int32_t, int64_t> class_sizes_;                       // reference atoms per colour
+};
+
+/// Backtracking search (VF2-style) for an isomorphism from the reference graph onto a frame's,
+/// stopping at the first one.
+class GraphMatcher {
+ public:
+  GraphMatcher(const std::vector<uint8_t>& reference_adjacency, const std::vector<int64_t>& species)
+      : species_(species),
+        reference_(reference_adjacency.data(), static_cast<int64_t>(species.size())),
+        colours_(reference_, species) {
+    order_atoms();
+  }
+
+  enum class Outcome { found, none, limit };
+
+  /// Searches visiting at most `max_visits` partial mappings; when found, mapping() holds the
+  /// frame atom of each reference atom.
+  Outcome match(const BitGraph& frame, int64_t max_visits) {
+    const std::optional<std::vector<int32_t>> colours = colours_.frame_colours(frame, species_);
+    if (!colours) return Outcome::none;
+    frame_ = &frame;
+    frame_colours_ = &*colours;
+    mapping_.assign(reference_.size(), -1);
+    used_.assign(frame.words(), 0);
+    visits_ = 0;
+    max_visits_ = max_visits;
+    if (extend(0)) return Outcome::found;
+    return visits_ > max_visits_ ? Outcome::limit : Outcome::none;
+  }
+
+  const std::vector<int64_t>& mapping() const { return mapping_; }
+
+ private:
+  /// One reference atom in search order, with what its candidates are checked against.
+  struct Step {
+    int64_t atom;
+    std::vector<int64_t> earlier;  // all earlier-ordered neighbours
+    bool leaf;                     // degree 1, bonded to an atom of higher degree
+  };
+
+  /// Most constrained first: each next atom is the one with the most already-ordered neighbours
+  /// (then the rarest colour, a heavy atom, the highest degree), so a component grows from its
+  /// rarest heavy atom outwards. Leaves (hydrogens) come last: they cannot make a mapping of the
+  /// other atoms fail (with stable colours an atom's image carries leaves of the same colours as
+  /// the atom), and placed early their interchangeable orders would multiply backtracking.
+  void order_atoms() {
+    const int64_t n = reference_.size();
+    const std::vector<int32_t>& colour = colours_.reference_colours();
+    std::vector<std::vector<int64_t>> neighbours(n);
+    for (int64_t i = 0; i < n; ++i) neighbours[i] = reference_.neighbours(i);
+    std::vector<bool> leaf(n), ordered(n, false);
+    for (int64_t i = 0; i < n; ++i) {
+      leaf[i] = neighbours[i].size() == 1 && neighbours[neighbours[i][0]].size() > 1;
+    }
+    const int64_t non_leaves = n - std::count(leaf.begin(), leaf.end(), true);
+    std::vector<int64_t> ordered_neighbours(n, 0);
+    const auto priority = [&](int64_t i) {
+      return std::tuple(ordered_neighbours[i], -colours_.class_size(colour[i]), species_[i] > 1,
+                        neighbours[i].size(), -i);
+    };
+    while (static_cast<int64_t>(steps_.size()) < n) {
+      const bool leaves_now = static_cast<int64_t>(steps_.size()) >= non_leaves;
+      int64_t atom = -1;
+      for (int64_t i = 0; i < n; ++i) {
+        if (ordered[i] || leaf[i] != leaves_now) continue;
+        if (atom < 0 || priority(i) > priority(atom)) atom = i;
+      }
+      Step step{.atom = atom, .earlier = {}, .leaf = leaf[atom]};
+      for (const int64_t j : neighbours[atom]) {
+        if (ordered[j]) step.earlier.push_back(j);
+      }
+      ordered[atom] = true;
+      for (const int64_t j : neighbours[atom]) ++ordered_neighbours[j];
+      steps_.push_back(std::move(step));
+    }
+  }
+
+  bool is_used(int64_t v) const { return (used_[v / 64] >> (v % 64)) & 1; }
+  void toggle_used(int64_t v) { used_[v / 64] ^= uint64_t{1} << (v % 64); }
+
+  /// Whether frame atom v can be the image of the step's atom given the mapping so far: unmapped,
+  /// of the same colour, bonded to the images of its earlier neighbours and to no other mapped
+  /// atom.
+  bool consistent(const Step& step, int64_t v) const {
+    if (is_used(v) || (*frame_colours_)[v] != colours_.reference_colours()[step.atom]) return false;
+    for (const int64_t w : step.earlier) {
+      if (!frame_->adjacent(v, mapping_[w])) return false;
+    }
+    int64_t mapped_neighbours = 0;
+    for (int64_t word = 0; word < frame_->words(); ++word) {
+      mapped_neighbours += std::popcount(frame_->row(v)[word] & used_[word]);
+    }
+    return mapped_neighbours == static_cast<int64_t>(step.earlier.size());
+  }
+
+  /// Maps steps k, k+1, ... depth first; true once every atom is mapped.
+  bool extend(size_t k) {
+    if (k == steps_.size()) return true;
+    const Step& step = steps_[k];
+    for (int64_t v = 0; v < frame_->size(); ++v) {
+      if (!consistent(step, v)) continue;
+      if (++visits_ > max_visits_) return false;
+      mapping_[step.atom] = v;
+      toggle_used(v);
+      if (extend(k + 1)) return true;
+      toggle_used(v);
+      mapping_[step.atom] = -1;
+      // The other candidates of a leaf are leaves of the same colour on the same atom: exchanging
+      // them is a symmetry of the frame, so they would fail too.
+      if (visits_ > max_visits_ || step.leaf) return false;
+    }
+    return false;
+  }
+
+  std::vector<int64_t> species_;
+  BitGraph reference_;
+  ColourRefinement colours_;
+  std::vector<Step> steps_;
+  // The frame being matched (set by match).
+  const BitGraph* frame_ = nullptr;
+  const std::vector<int32_t>* frame_colours_ = nullptr;
+  std::vector<int64_t> mapping_;
+  std::vector<uint64_t> used_;  // frame atoms already mapped, one bit each
+  int64_t visits_ = 0, max_visits_ = 0;
+};
+
 }  // namespace
 
 torch::Tensor covalent_adjacency(const torch::Tensor& positions,
@@ -132,18 +386,54 @@ torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& 
       2, {-1}, false, torch::kFloat64);
 }
 
-torch::Tensor rotatable_torsions(const torch::Tensor& bonds, const std::vector<int64_t>& species) {
+Relabelling relabel_onto_reference(const torch::Tensor& positions,
+                                   const std::vector<int64_t>& species, const torch::Tensor& bonds,
+                                   double scale, int64_t max_visits) {
+  check(max_visits >= 1,
+        fmt::format("relabel_onto_reference: max_visits must be >= 1, got {}", max_visits));
   const int64_t num_atoms = static_cast<int64_t>(species.size());
-  const torch::Tensor pairs = bonds.to(torch::kInt64).cpu().contiguous();
-  std::vector<std::vector<int64_t>> neighbours(species.size());
-  for (int64_t k = 0; k < pairs.size(0); ++k) {
-    const int64_t i = pairs[k][0].item<int64_t>(), j = pairs[k][1].item<int64_t>();
-    check(i >= 0 && j >= 0 && i < num_atoms && j < num_atoms && i != j,
-          fmt::format("rotatable_torsions: bond ({}, {}) out of range for {} atoms", i, j,
-                      num_atoms));
-    neighbours[i].push_back(j);
-    neighbours[j].push_back(i);
+  // Checks positions and species.
+  const torch::Tensor adjacency =
+      covalent_adjacency(positions, species, scale).cpu().to(torch::kUInt8).contiguous();
+  const int64_t frames = positions.size(0);
+  const std::vector<uint8_t> reference =
+      adjacency_matrix(neighbour_lists(bonds, num_atoms, "relabel_onto_reference"));
+  GraphMatcher matcher(reference, species);
+  Relabelling result;
+  std::vector<int64_t> order(frames * num_atoms);  // frame b's atom for reference atom i
+  std::vector<uint8_t> intact(frames, 0);
+  for (int64_t b = 0; b < frames; ++b) {
+    const uint8_t* frame = adjacency.data_ptr<uint8_t>() + b * num_atoms * num_atoms;
+    int64_t* frame_order = order.data() + b * num_atoms;
+    std::iota(frame_order, frame_order + num_atoms, int64_t{0});
+    // Already in the reference labelling (MD frames, ordered samples): keep it.
+    if (std::equal(reference.begin(), reference.end(), frame)) {
+      intact[b] = 1;
+      continue;
+    }
+    switch (matcher.match(BitGraph(frame, num_atoms), max_visits)) {
+      case GraphMatcher::Outcome::found:
+        intact[b] = 1;
+        std::copy(matcher.mapping().begin(), matcher.mapping().end(), frame_order);
+        break;
+      case GraphMatcher::Outcome::limit:
+        ++result.search_limited;
+        break;
+      case GraphMatcher::Outcome::none:
+        break;
+    }
   }
+  const torch::Tensor index = torch::tensor(order, torch::kInt64).view({frames, num_atoms, 1});
+  result.positions =
+      positions.gather(1, index.to(positions.device()).expand({frames, num_atoms, 3}));
+  result.intact = torch::tensor(intact, torch::kUInt8).to(torch::kBool);
+  return result;
+}
+
+torch::Tensor rotatable_torsions(const torch::Tensor& bonds, const std::vector<int64_t>& species) {
+  const std::vector<std::vector<int64_t>> neighbours =
+      neighbour_lists(bonds, static_cast<int64_t>(species.size()), "rotatable_torsions");
+  const torch::Tensor pairs = bonds.to(torch::kInt64).cpu().contiguous();
   // The heaviest neighbour of `atom` other than `excluded`; lowest index on ties.
   const auto heaviest = [&](int64_t atom, int64_t excluded) {
     int64_t best = -1;
@@ -227,6 +517,7 @@ nlohmann::json MolecularMetrics::to_json(const std::vector<int64_t>& species) co
       {"torsion_js", per_row(torsions, torsion_js)},
       {"distance_density_mae", distance_density_mae},
       {"intact_fraction", intact_fraction},
+      {"search_limited", search_limited},
   };
   if (potential_energy) {
     out["potential_energy"] = {{"potential", potential_energy->potential},
@@ -253,8 +544,20 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
   check(metrics.bonds.size(0) > 0,
         "molecular metrics: the reference frames have no covalent bond (not a molecule?)");
 
-  const auto [generated_bonds, reference_bonds] = bond_length_histograms(
-      bond_lengths(x, metrics.bonds), bond_lengths(y, metrics.bonds), options.bond_bins);
+  // Generated frames have their identical atoms in any order (the model is permutation
+  // equivariant): bonds and torsions are measured on them relabelled onto the reference labels.
+  // The reference frames are measured as they are: MD never exchanges atoms, so their labels are
+  // right even in a frame whose bond graph momentarily differs, where a relabelling could only
+  // make them wrong (and elsewhere it would be the identity).
+  const Relabelling relabelled = relabel_onto_reference(
+      x, species, metrics.bonds, options.bond_scale, options.relabel_max_visits);
+  metrics.relabelled = relabelled.positions;
+  metrics.intact_fraction = relabelled.intact.to(torch::kFloat64).mean().item<double>();
+  metrics.search_limited = relabelled.search_limited;
+
+  const auto [generated_bonds, reference_bonds] =
+      bond_length_histograms(bond_lengths(metrics.relabelled, metrics.bonds),
+                             bond_lengths(y, metrics.bonds), options.bond_bins);
   const torch::Tensor bond_js = jensen_shannon_divergence(generated_bonds, reference_bonds);
   metrics.bond_length_js = to_vector(bond_js);
   std::tie(metrics.bond_length_js_mean, metrics.bond_length_js_max) = mean_and_max(bond_js);
@@ -262,7 +565,8 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
   metrics.torsions = rotatable_torsions(metrics.bonds, species);
   if (metrics.torsions.size(0) > 0) {
     const torch::Tensor torsion_js = jensen_shannon_divergence(
-        torsion_histograms(dihedral_angles(x, metrics.torsions), options.torsion_bins),
+        torsion_histograms(dihedral_angles(metrics.relabelled, metrics.torsions),
+                           options.torsion_bins),
         torsion_histograms(dihedral_angles(y, metrics.torsions), options.torsion_bins));
     metrics.torsion_js = to_vector(torsion_js);
     const auto [mean, max] = mean_and_max(torsion_js);
@@ -270,17 +574,8 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
     metrics.torsion_js_max = max;
   }
 
+  // h(r) is invariant to atom order.
   metrics.distance_density_mae = distance_density_mae(x, y, options.distance_density_bins);
-
-  torch::Tensor reference_graph =
-      torch::zeros({num_atoms * num_atoms}, torch::TensorOptions().dtype(torch::kBool))
-          .index_fill_(
-              0, (metrics.bonds.select(1, 0) * num_atoms + metrics.bonds.select(1, 1)).cpu(), true)
-          .reshape({num_atoms, num_atoms});
-  reference_graph = (reference_graph | reference_graph.t()).to(x.device());
-  const torch::Tensor intact =
-      (covalent_adjacency(x, species, options.bond_scale) == reference_graph).flatten(1).all(1);
-  metrics.intact_fraction = intact.to(torch::kFloat64).mean().item<double>();
   return metrics;
 }
 

@@ -42,20 +42,31 @@ nlohmann::json definitions(const ReportOptions& report) {
          fmt::format("covalent bond r < {} (r_cov,i + r_cov,j), present in more than half of the "
                      "reference frames",
                      m.bond_scale)},
+        {"relabelling",
+         "generated frames have identical atoms in any order (the model is permutation "
+         "equivariant): each frame whose covalent bond graph maps onto the reference graph by an "
+         "element-preserving isomorphism is relabelled by it onto the reference's atom labels "
+         "before bonds and torsions are measured; the others keep their labels"},
         {"bond_length_js",
-         fmt::format("Jensen-Shannon divergence (nats, max ln 2) per bond: {} bins on the "
-                     "reference's range widened by a quarter each side, plus an underflow and an "
-                     "overflow bin",
+         fmt::format("Jensen-Shannon divergence (nats, max ln 2) per bond of the reference graph, "
+                     "generated frames relabelled: {} bins on the reference's range widened by a "
+                     "quarter each side, plus an underflow and an overflow bin",
                      m.bond_bins)},
         {"torsion_js",
-         fmt::format("Jensen-Shannon divergence (nats) per rotatable-bond dihedral, {} periodic "
-                     "bins on [-180, 180) degrees",
+         fmt::format("Jensen-Shannon divergence (nats) per rotatable-bond dihedral, generated "
+                     "frames relabelled, {} periodic bins on [-180, 180) degrees",
                      m.torsion_bins)},
         {"distance_density_mae",
          fmt::format("mean |h_gen(r) - h_ref(r)| (1/Å) of all interatomic distances, {} bins on "
                      "[0, 1.1 x the reference's largest distance]",
                      m.distance_density_bins)},
-        {"intact_fraction", "fraction of generated frames whose bond graph equals the reference's"},
+        {"intact_fraction",
+         "fraction of generated frames whose covalent bond graph equals the reference's up to a "
+         "permutation of identical atoms (the relabelled ones)"},
+        {"search_limited",
+         fmt::format("generated frames whose isomorphism search gave up after {} partial "
+                     "mappings, counted not intact",
+                     m.relabel_max_visits)},
         {"potential_energy",
          fmt::format("W1 (kcal/mol) between the energies of generated and reference frames under "
                      "the reference potential, up to {} evenly spaced frames per set; frames it "
@@ -115,8 +126,8 @@ std::vector<int64_t> largest(const std::vector<std::vector<double>>& js, int64_t
   return indices;
 }
 
-/// Bond-length and torsion histograms, reference against every model, for the bonds and
-/// torsions with the largest JS.
+/// Bond-length and torsion histograms, reference against every model (rows: their metrics, in
+/// the same order), for the bonds and torsions with the largest JS.
 std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples& reference,
                                               const std::vector<NamedSamples>& models,
                                               const std::vector<ModelMetrics>& rows,
@@ -140,8 +151,9 @@ std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples
         atom_label({indices.data_ptr<int64_t>(), indices.data_ptr<int64_t>() + indices.numel()},
                    molecular.species);
     std::vector<HistogramSeries> series = {{"reference", measure(reference.positions)}};
-    for (const auto& model : models) {
-      series.push_back({model.name, measure(model.samples.positions)});
+    for (size_t i = 0; i < models.size(); ++i) {
+      // The frames the metrics measured: relabelled onto the reference's atom labels.
+      series.push_back({models[i].name, measure(rows[i].molecular->relabelled)});
     }
     const std::string png = fmt::format("{}_{}.png", torsion ? "torsion" : "bond_length", label);
     plot_histograms(
@@ -292,8 +304,10 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
         "## Molecular metrics\n\nBond and torsion JS: Jensen-Shannon divergences in nats (ln 2 "
         "for disjoint distributions), over the {} bonds of the reference graph and one dihedral "
         "per rotatable bond; h(r): mean absolute difference of the interatomic-distance densities; "
-        "intact: samples whose covalent bond graph equals the reference's; definitions in "
-        "metrics.json.\n\n{}\n",
+        "intact: samples whose covalent bond graph equals the reference's up to a permutation of "
+        "identical atoms. Bonds and torsions are measured after relabelling each intact sample "
+        "onto the reference's atom labels (the model orders identical atoms arbitrarily); "
+        "definitions in metrics.json.\n\n{}\n",
         rows.front().molecular->bonds.size(0), molecular_table(rows));
   }
   for (const auto& figure : figures) {

@@ -1,8 +1,12 @@
 #pragma once
 // Metrics for molecules (spec/METHOD.md, "Metrics"): covalent bond graphs, per-bond length and
 // per-torsion distributions compared by the Jensen-Shannon divergence, the interatomic-distance
-// density h(r), the fraction of samples whose bond graph is intact, and the energy distribution
-// under a reference potential (GFN2-xTB). Batched over frames; float64, Å, degrees, kcal/mol.
+// density h(r), the fraction of samples whose bond graph is intact (up to a permutation of
+// identical atoms), and the energy distribution under a reference potential (GFN2-xTB). Batched
+// over frames; float64, Å, degrees, kcal/mol.
+// The score network is equivariant to permutations of same-element atoms, so generated frames
+// come with their identical atoms in arbitrary order; the index-based bond and torsion metrics are
+// measured after relabelling each frame onto the reference's atom labels (relabel_onto_reference).
 // Histogram divergences have a positive floor from sampling noise alone (a few hundred frames in
 // 50 bins already give JS of order 0.1): compare them with an independent reference set's.
 
@@ -33,6 +37,29 @@ torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<i
 
 /// @param positions [B, N, 3], @param bonds [K, 2] int64; @return [B, K] bond lengths, Å
 torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds);
+
+/// Generated frames relabelled onto a reference bond graph; see relabel_onto_reference.
+struct Relabelling {
+  torch::Tensor positions;  ///< [B, N, 3]: atom i of a frame plays the role of reference atom i
+  torch::Tensor intact;     ///< [B] bool: the frame's bond graph is isomorphic to the reference's
+  int64_t search_limited = 0;  ///< frames whose search hit the visit limit (counted not intact)
+};
+
+/// Relabels each frame onto the reference atom labels. A generative model that is equivariant to
+/// permutations of identical atoms (the score network) produces chemically right frames whose
+/// hydrogens (and symmetric heavy atoms) are in any order, so index-based metrics (a bond's
+/// length, a torsion) would compare different atoms. For each frame this searches for an
+/// element-preserving isomorphism from the reference bond graph `bonds` onto the frame's covalent
+/// graph (covalent_adjacency with `scale`); when one exists the frame's atoms are permuted so that
+/// atom i is the image of reference atom i (the identity when the frame's graph already equals
+/// the reference's), and the frame is intact. The first isomorphism found is used: which of
+/// several equivalent hydrogens becomes which label is arbitrary. Frames without one, or whose
+/// search visits more than `max_visits` partial mappings, keep their labels and are not intact.
+/// @param positions [B, N, 3] Å; @param species [N]; @param bonds [K, 2] int64, e.g.
+/// majority_bonds of reference frames; @param max_visits >= 1, per frame
+Relabelling relabel_onto_reference(const torch::Tensor& positions,
+                                   const std::vector<int64_t>& species, const torch::Tensor& bonds,
+                                   double scale = 1.2, int64_t max_visits = 100000);
 
 /// One dihedral (a, b, c, d) per rotatable bond b-c of a bond graph: b and c both have another
 /// neighbour (neither is terminal) and the bond lies in no ring. a and d are the neighbours of b
@@ -76,6 +103,7 @@ struct MolecularMetricsOptions {
   int64_t bond_bins = 50;
   int64_t torsion_bins = 36;            ///< periodic torsion histograms on [-180, 180) degrees
   int64_t distance_density_bins = 200;  ///< h(r), see distance_density_mae
+  int64_t relabel_max_visits = 100000;  ///< per generated frame, see relabel_onto_reference
 };
 
 /// Energies under a reference potential of generated and reference frames, compared by W1.
@@ -88,9 +116,11 @@ struct PotentialEnergyW1 {
   int64_t reference = 0;         ///< reference frames in W1
 };
 
-/// The molecular metrics of one generated set against a reference.
+/// The molecular metrics of one generated set against a reference. Bond and torsion metrics are
+/// of the generated frames relabelled onto the reference labels (relabel_onto_reference).
 struct MolecularMetrics {
   torch::Tensor bonds;                 ///< [K, 2] int64, the reference bond graph
+  torch::Tensor relabelled;            ///< [B, N, 3] float64, the generated frames as measured
   std::vector<double> bond_length_js;  ///< [K] nats
   double bond_length_js_mean = 0;
   double bond_length_js_max = 0;
@@ -99,7 +129,9 @@ struct MolecularMetrics {
   std::optional<double> torsion_js_mean{};  ///< absent when the molecule has no rotatable bond
   std::optional<double> torsion_js_max{};
   double distance_density_mae = 0;  ///< h(r), 1/Å
-  double intact_fraction = 0;       ///< generated frames whose bond graph equals the reference's
+  /// Generated frames whose bond graph is the reference's up to a permutation of identical atoms
+  double intact_fraction = 0;
+  int64_t search_limited = 0;  ///< generated frames not intact because the search gave up
   std::optional<PotentialEnergyW1> potential_energy{};
 
   /// Summary numbers, and the per-bond and per-torsion JS keyed by atom labels ("C0-C1").
@@ -110,8 +142,10 @@ struct MolecularMetrics {
 std::string atom_label(const std::vector<int64_t>& atoms, const std::vector<int64_t>& species);
 
 /// Molecular metrics of `generated` against `reference` (no potential energies; see
-/// potential_energy_w1). Throws psm::Error on mismatched atom counts, non-3-D or NaN positions,
-/// or species outside 1..86.
+/// potential_energy_w1). The reference bond graph is majority_bonds of the reference frames; the
+/// generated frames are relabelled onto it (relabel_onto_reference) before bond lengths and
+/// torsions are measured, and the intact fraction is the fraction that could be. Throws
+/// psm::Error on mismatched atom counts, non-3-D or NaN positions, or species outside 1..86.
 /// @param generated [B, N, 3], @param reference [M, N, 3] float64, Å; @param species [N]
 MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
                                            const torch::Tensor& reference,
