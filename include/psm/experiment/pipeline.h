@@ -35,7 +35,7 @@ struct RunOptions {
   /// Runs only these models: "SET" (every variant of a set) or "SET/VARIANT". Empty: all. The
   /// report then shows every model whose samples exist, so that an experiment can be run in
   /// pieces (one set per machine or per day) into one run directory.
-  std::vector<std::string> only;
+  std::vector<std::string> only{};
 };
 
 /// One row of the result: a model (or the independent reference) on one training set.
