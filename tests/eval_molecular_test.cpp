@@ -94,6 +94,38 @@ TEST(MolecularMetrics, EthanolBondGraphAndRotatableTorsions) {
   EXPECT_EQ(psm::atom_label({0, 1, 2, 3}, ethanol_species), "C0-C1-O2-H3");
 }
 
+TEST(MolecularMetrics, LabelFreeTorsionsFoldTheMethylRotorAndIgnoreHydrogenLabels) {
+  const torch::Tensor frames = ethanol_frames(40, 0.02, 5);
+  const torch::Tensor bonds = psm::majority_bonds(frames, ethanol_species);
+  const torch::Tensor torsions =
+      psm::rotatable_torsions(bonds, ethanol_species);  // H4-C0-C1-O2, C0-C1-O2-H3
+  const torch::Tensor plain = psm::dihedral_angles(frames, torsions);
+  const torch::Tensor folded =
+      psm::label_free_dihedral_angles(frames, torsions, bonds, ethanol_species);
+  ASSERT_EQ(folded.sizes(), plain.sizes());
+  // The methyl's three hydrogens sit about 120 degrees apart: its torsion is folded onto
+  // [0, 120), equal to the plain angle modulo 120 up to the noise of the frames (a few degrees).
+  const torch::Tensor methyl = folded.select(1, 0);
+  EXPECT_TRUE((methyl >= 0).all().item<bool>() && (methyl < 125).all().item<bool>()) << methyl;
+  const torch::Tensor offset = torch::remainder(methyl - plain.select(1, 0), 120.0);
+  EXPECT_LT(torch::minimum(offset, 120.0 - offset).max().item<double>(), 10.0);
+  // C1-O2 ends in the only hydroxyl hydrogen and in C0: a plain dihedral angle.
+  EXPECT_TRUE(torch::equal(folded.select(1, 1), plain.select(1, 1)));
+  // Exchanging the methyl hydrogens (a permutation within H4-H6 per frame) changes nothing.
+  torch::Generator rng = psm::make_generator(6);
+  std::vector<torch::Tensor> orders;
+  for (int64_t b = 0; b < frames.size(0); ++b) {
+    orders.push_back(
+        torch::cat({torch::arange(4, torch::kInt64), 4 + torch::randperm(3, rng, torch::kInt64),
+                    torch::arange(7, 9, torch::kInt64)}));
+  }
+  const torch::Tensor exchanged =
+      frames.gather(1, torch::stack(orders).unsqueeze(-1).expand_as(frames));
+  EXPECT_FALSE(torch::equal(psm::dihedral_angles(exchanged, torsions), plain));
+  EXPECT_TRUE(torch::equal(
+      psm::label_free_dihedral_angles(exchanged, torsions, bonds, ethanol_species), folded));
+}
+
 TEST(MolecularMetrics, RingBondsAreNotRotatable) {
   // A six-ring 0..5 with a chain 0-6-7: only 0-6 has two non-terminal ends outside the ring.
   const torch::Tensor bonds =

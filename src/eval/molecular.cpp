@@ -455,6 +455,47 @@ torch::Tensor rotatable_torsions(const torch::Tensor& bonds, const std::vector<i
   return torch::tensor(quadruples, torch::kInt64).reshape({-1, 4});
 }
 
+torch::Tensor label_free_dihedral_angles(const torch::Tensor& positions,
+                                         const torch::Tensor& torsions, const torch::Tensor& bonds,
+                                         const std::vector<int64_t>& species) {
+  const int64_t num_atoms = static_cast<int64_t>(species.size());
+  const std::vector<std::vector<int64_t>> neighbours =
+      neighbour_lists(bonds, num_atoms, "label_free_dihedral_angles");
+  const std::vector<uint8_t> adjacency = adjacency_matrix(neighbours);
+  const std::vector<int32_t> colours =
+      ColourRefinement(BitGraph(adjacency.data(), num_atoms), species).reference_colours();
+  // End atoms interchangeable with `end` (its colour class among `centre`'s other neighbours).
+  const auto equivalents = [&](int64_t end, int64_t centre, int64_t excluded) {
+    std::vector<int64_t> out;
+    for (const int64_t other : neighbours[centre]) {
+      if (other != excluded && colours[other] == colours[end]) out.push_back(other);
+    }
+    return out;
+  };
+  const torch::Tensor rows = torsions.to(torch::kInt64).cpu().contiguous();
+  std::vector<torch::Tensor> angles;
+  for (int64_t t = 0; t < rows.size(0); ++t) {
+    const int64_t* q = rows[t].data_ptr<int64_t>();
+    std::vector<int64_t> choices;
+    for (const int64_t a : equivalents(q[0], q[1], q[2])) {
+      for (const int64_t d : equivalents(q[3], q[2], q[1])) {
+        choices.insert(choices.end(), {a, q[1], q[2], d});
+      }
+    }
+    const torch::Tensor all =
+        dihedral_angles(positions, torch::tensor(choices, torch::kInt64).reshape({-1, 4}));
+    if (all.size(1) == 1) {
+      angles.push_back(all.squeeze(1));
+      continue;
+    }
+    // The smallest angle in [0, 360) over the choices, back in [-180, 180).
+    const torch::Tensor smallest = torch::remainder(all, 360.0).amin(1);
+    angles.push_back(torch::where(smallest >= 180.0, smallest - 360.0, smallest));
+  }
+  if (angles.empty()) return torch::empty({positions.size(0), 0}, positions.options());
+  return torch::stack(angles, 1);
+}
+
 torch::Tensor jensen_shannon_divergence(const torch::Tensor& p, const torch::Tensor& q) {
   check(p.sizes() == q.sizes() && p.dim() >= 1,
         "jensen_shannon_divergence: histograms must have the same shape [..., bins]");
@@ -565,9 +606,11 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
   metrics.torsions = rotatable_torsions(metrics.bonds, species);
   if (metrics.torsions.size(0) > 0) {
     const torch::Tensor torsion_js = jensen_shannon_divergence(
-        torsion_histograms(dihedral_angles(metrics.relabelled, metrics.torsions),
+        torsion_histograms(label_free_dihedral_angles(metrics.relabelled, metrics.torsions,
+                                                      metrics.bonds, species),
                            options.torsion_bins),
-        torsion_histograms(dihedral_angles(y, metrics.torsions), options.torsion_bins));
+        torsion_histograms(label_free_dihedral_angles(y, metrics.torsions, metrics.bonds, species),
+                           options.torsion_bins));
     metrics.torsion_js = to_vector(torsion_js);
     const auto [mean, max] = mean_and_max(torsion_js);
     metrics.torsion_js_mean = mean;

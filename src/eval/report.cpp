@@ -144,7 +144,8 @@ std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples
   const auto draw = [&](bool torsion, const torch::Tensor& atoms, int64_t k) {
     const torch::Tensor row = atoms.slice(0, k, k + 1);
     const auto measure = [&](const torch::Tensor& x) {
-      return torsion ? dihedral_angles(x, row) : bond_lengths(x, row);
+      return torsion ? label_free_dihedral_angles(x, row, first.bonds, molecular.species)
+                     : bond_lengths(x, row);
     };
     const torch::Tensor indices = row.cpu().contiguous();
     const std::string label =
