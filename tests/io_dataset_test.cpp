@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "psm/core/units.h"
+#include "psm/data/force_check.h"
 #include "psm/io/dataset.h"
 #include "psm/io/file_bytes.h"
 #include "psm/io/npy.h"
@@ -144,6 +145,35 @@ TEST(DatasetLoad, SharedRmd17FileIfPresent) {
   EXPECT_EQ(data.species, (std::vector<int64_t>{6, 6, 8, 1, 1, 1, 1, 1, 1}));
   // Mean energy as numpy computes it: np.load(file)["energies"].mean() = -97076.26335677099.
   EXPECT_NEAR(data.energies.mean().item<double>(), -97076.26335677099, 1e-8);
+  // rMD17's recomputed forces are not those of the potential that sampled its frames; MD17's
+  // original forces are (BENCHMARKS.md, "rMD17's forces do not belong to its frames").
+  const double kT = data.kT;
+  EXPECT_GT(psm::virial_temperature(data).deviation(kT), psm::kForceCheckSigmas);
+  const psm::Dataset original =
+      psm::load_dataset(file, {.rmd17_labels = psm::Rmd17Labels::original});
+  EXPECT_LT(psm::virial_temperature(original).deviation(kT), psm::kForceCheckSigmas);
+}
+
+TEST_F(DatasetFiles, Rmd17OriginalLabels) {
+  const torch::Tensor coords = torch::rand({2, 3, 3}, torch::kFloat64);
+  psm::NpzArchive arrays = {{"nuclear_charges", torch::tensor({8, 1, 1}, torch::kUInt8)},
+                            {"coords", coords},
+                            {"energies", torch::zeros({2}, torch::kFloat64)},
+                            {"forces", torch::zeros({2, 3, 3}, torch::kFloat64)}};
+  psm::write_npz(path("new_only.npz"), arrays);
+  const psm::LoadOptions original{.rmd17_labels = psm::Rmd17Labels::original};
+  EXPECT_PSM_ERROR(psm::load_dataset(path("new_only.npz"), original), "new_only.npz",
+                   "missing key 'old_energies'");
+  arrays["old_energies"] = torch::tensor({3.0, 4.0}, torch::kFloat64);
+  arrays["old_forces"] = -coords;
+  psm::write_npz(path("both.npz"), arrays);
+  const psm::Dataset data = psm::load_dataset(path("both.npz"), original);
+  EXPECT_TRUE(torch::equal(data.energies, torch::tensor({3.0, 4.0}, torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(data.forces, -coords));
+  EXPECT_EQ(data.provenance.at("labels"), "original (old_energies, old_forces)");
+  EXPECT_TRUE(torch::equal(psm::load_dataset(path("both.npz")).forces,
+                           torch::zeros({2, 3, 3}, torch::kFloat64)));
+  EXPECT_PSM_ERROR(psm::rmd17_labels_from_string("dft"), "unknown rMD17 labels 'dft'");
 }
 
 // ---- bad input ---------------------------------------------------------------------------

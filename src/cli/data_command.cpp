@@ -12,6 +12,7 @@
 
 #include "psm/cli/commands.h"
 #include "psm/core/elements.h"
+#include "psm/data/force_check.h"
 #include "psm/data/subsets.h"
 #include "psm/io/dataset.h"
 #include "psm/io/smiles.h"
@@ -30,10 +31,15 @@ class DataInfoCommand final : public Command {
     app.add_option("--temperature", temperature_kelvin_,
                    "Temperature of the data in K (overrides the file or the MD17 default)")
         ->check(CLI::PositiveNumber);
+    app.add_option("--labels", labels_,
+                   "rMD17 files: recomputed (energies, forces) or original (old_energies, "
+                   "old_forces: MD17's, of the potential that sampled the frames)")
+        ->check(CLI::IsMember({"recomputed", "original"}));
   }
 
   int run(const GlobalOptions&) override {
-    const Dataset data = load_dataset(file_, {.temperature_kelvin = temperature_kelvin_});
+    const Dataset data = load_dataset(file_, {.temperature_kelvin = temperature_kelvin_,
+                                              .rmd17_labels = rmd17_labels_from_string(labels_)});
     const auto row = [](std::string_view name, const std::string& value) {
       fmt::print("{:<12}{}\n", name, value);
     };
@@ -59,6 +65,10 @@ class DataInfoCommand final : public Command {
       row("|F|",
           fmt::format("min {:.6f}  max {:.6f}  rms {:.6f}", norm.min().item<double>(),
                       norm.max().item<double>(), norm.square().mean().sqrt().item<double>()));
+      if (data.num_frames() >= 2) {
+        row("force check",
+            describe_force_check(virial_temperature(data), data.sampled_kT.value_or(data.kT)));
+      }
     } else {
       row("|F|", "none");
     }
@@ -70,6 +80,7 @@ class DataInfoCommand final : public Command {
  private:
   std::string file_;
   std::optional<double> temperature_kelvin_;
+  std::string labels_ = "recomputed";
 };
 
 /// `psm data subset`: writes a training set made from a larger one (limited, temperature-,

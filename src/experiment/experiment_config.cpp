@@ -47,6 +47,12 @@ ReferenceSpec read_reference(ConfigSection section, const std::string& source) {
   spec.pool_files = read_file_list(section, "pool", source);
   spec.test_files = read_file_list(section, "test", source);
   const auto directory = section.get<std::string>("directory", "");
+  const auto labels = section.get<std::string>("labels", to_string(spec.labels));
+  try {
+    spec.labels = rmd17_labels_from_string(labels);
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: reference.labels: {}", source, e.what()));
+  }
   section.finish();
   for (auto* files : {&spec.pool_files, &spec.test_files}) {
     for (auto& file : *files) file = (std::filesystem::path(directory) / file).string();

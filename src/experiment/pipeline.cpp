@@ -18,6 +18,7 @@
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/core/random.h"
+#include "psm/data/force_check.h"
 #include "psm/data/subsets.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/eval/plots.h"
@@ -190,11 +191,11 @@ std::unordered_set<int64_t> frame_ids_of(const std::vector<std::string>& files) 
 /// When every file carries frame identities (rMD17 old_indices), a frame seen before and a frame
 /// in `excluded` are dropped; the provenance counts them.
 Dataset read_frame_files(const std::vector<std::string>& files,
-                         const std::unordered_set<int64_t>& excluded) {
+                         const std::unordered_set<int64_t>& excluded, Rmd17Labels labels) {
   std::vector<Dataset> parts;
   std::vector<torch::Tensor> ids;
   for (const auto& file : files) {
-    parts.push_back(load_dataset(file));
+    parts.push_back(load_dataset(file, {.rmd17_labels = labels}));
     ids.push_back(source_frame_ids(file));
     const Dataset& first = parts.front();
     const Dataset& part = parts.back();
@@ -543,7 +544,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
              : "[1/5] reference samples");
   const Dataset pool = cached_dataset(out / "reference" / "pool.npz", "training pool", [&] {
     if (!spec.pool_files.empty()) {
-      const Dataset frames = read_frame_files(spec.pool_files, {});
+      const Dataset frames = read_frame_files(spec.pool_files, {}, spec.labels);
       if (system) return matching_reference(frames, spec.pool_files, *system, spec.samples);
       // Without [system] the pool's frames define the system.
       return matching_reference(frames, spec.pool_files, system_from_data(frames), spec.samples);
@@ -555,12 +556,17 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   });
   if (!system) system = system_from_data(pool);
   if (!spec.pool_files.empty()) say(fmt::format("  pool from files{}", dropped_frames(pool)));
+  if (pool.has_forces()) {
+    say("  force check: " +
+        describe_force_check(virial_temperature(pool), pool.sampled_kT.value_or(pool.kT)));
+  }
   const Dataset test = cached_dataset(out / "reference" / "test.npz", "test set", [&] {
     if (!spec.test_files.empty()) {
       // The test set shares no frame with the pool files, so it is distinct from every training
       // set made from them.
-      return matching_reference(read_frame_files(spec.test_files, frame_ids_of(spec.pool_files)),
-                                spec.test_files, *system, spec.test_samples);
+      return matching_reference(
+          read_frame_files(spec.test_files, frame_ids_of(spec.pool_files), spec.labels),
+          spec.test_files, *system, spec.test_samples);
     }
     const uint64_t seed = derive_seed(derive_seed(experiment.seed, kTestStream), spec.test_seed);
     return simulated(

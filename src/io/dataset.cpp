@@ -197,12 +197,17 @@ Dataset md17_family_dataset(const std::string& source, const std::string& format
 }
 
 Dataset load_rmd17(const NpzReader& npz, const LoadOptions& options) {
-  require_keys(npz, "rMD17", {"nuclear_charges", "coords", "energies", "forces"});
+  const bool original = options.rmd17_labels == Rmd17Labels::original;
+  const char* energies = original ? "old_energies" : "energies";
+  const char* forces = original ? "old_forces" : "forces";
+  require_keys(npz, "rMD17", {"nuclear_charges", "coords", energies, forces});
   Dataset dataset = md17_family_dataset(npz.path().string(), "rMD17", "", options);
   dataset.species = read_species(npz, "nuclear_charges");
   dataset.positions = read_frames(npz, "coords");
-  dataset.energies = read_energies(npz, "energies");
-  dataset.forces = read_frames(npz, "forces");
+  dataset.energies = read_energies(npz, energies);
+  dataset.forces = read_frames(npz, forces);
+  dataset.provenance["labels"] =
+      fmt::format("{} ({}, {})", to_string(options.rmd17_labels), energies, forces);
   return dataset;
 }
 
@@ -329,6 +334,16 @@ Dataset Dataset::select(const torch::Tensor& indices) const {
   if (has_forces()) out.forces = forces.index_select(0, index);
   if (has_energies()) out.energies = energies.index_select(0, index);
   return out;
+}
+
+std::string to_string(Rmd17Labels labels) {
+  return labels == Rmd17Labels::original ? "original" : "recomputed";
+}
+
+Rmd17Labels rmd17_labels_from_string(const std::string& name) {
+  if (name == "recomputed") return Rmd17Labels::recomputed;
+  if (name == "original") return Rmd17Labels::original;
+  throw Error(fmt::format("unknown rMD17 labels '{}' (known: recomputed, original)", name));
 }
 
 Dataset load_dataset(const std::filesystem::path& path) { return load_dataset(path, {}); }

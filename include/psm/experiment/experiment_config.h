@@ -56,6 +56,7 @@
 #include "psm/core/units.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/eval/metrics.h"
+#include "psm/io/dataset.h"
 
 namespace psm {
 
@@ -75,6 +76,8 @@ struct ReferenceSpec {
   /// joined to reference.directory (default: none, so relative to the current directory).
   std::vector<std::string> pool_files{};
   std::vector<std::string> test_files{};  ///< datasets read as the evaluation set
+  /// Energies and forces read from rMD17 files: the recomputed ones or MD17's original ones.
+  Rmd17Labels labels = Rmd17Labels::recomputed;
 
   static constexpr int64_t default_samples = 20000;
   static constexpr int64_t default_test_samples = 10000;

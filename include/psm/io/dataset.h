@@ -41,10 +41,20 @@ struct Dataset {
   Dataset select(const torch::Tensor& indices) const;
 };
 
+/// Which energies and forces of an rMD17 file to read. rMD17 recomputed them (PBE/def2-SVP) on
+/// MD17's frames, which MD with another potential (PBE+vdW-TS) sampled: the recomputed forces are
+/// not those of the distribution the frames come from (virial_temperature shows it). The
+/// original MD17 labels (old_energies, old_forces) are that potential's, with MD17's numerical
+/// noise.
+enum class Rmd17Labels { recomputed, original };
+std::string to_string(Rmd17Labels labels);
+Rmd17Labels rmd17_labels_from_string(const std::string& name);
+
 struct LoadOptions {
   /// The temperature of the data in kelvin, replacing the one the file declares or the format's
   /// default (MD17/rMD17: 500 K). Sets kT = k_B T and temperature_kelvin; molecular data only.
   std::optional<double> temperature_kelvin;
+  Rmd17Labels rmd17_labels = Rmd17Labels::recomputed;  ///< rMD17 files only
 };
 
 /// Reads a dataset, recognising the format from the content: psm .npz (with a "metadata"
