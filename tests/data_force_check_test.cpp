@@ -42,6 +42,16 @@ TEST(ForceCheck, CatchesForcesOfAnotherPotential) {
             std::string::npos);
 }
 
+TEST(ForceCheck, IdenticalFramesWithZeroForcesAreFlagged) {
+  psm::Dataset data = harmonic_frames(1, 3, 1.0, 1.0, 4);
+  data.positions = data.positions.expand({3, 3, 3}).clone();
+  data.forces = torch::zeros_like(data.positions);
+  const psm::VirialTemperature virial = psm::virial_temperature(data);
+  EXPECT_EQ(virial.standard_error, 0.0);
+  EXPECT_EQ(virial.deviation(0.0), 0.0);
+  EXPECT_GT(virial.deviation(1.0), psm::kForceCheckSigmas);
+}
+
 TEST(ForceCheck, NeedsForcesAndTwoFrames) {
   psm::Dataset data = harmonic_frames(1, 3, 1.0, 1.0, 3);
   EXPECT_PSM_ERROR(psm::virial_temperature(data), "needs >= 2 frames");

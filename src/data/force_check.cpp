@@ -4,13 +4,16 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 
 #include "psm/core/error.h"
 
 namespace psm {
 
 double VirialTemperature::deviation(double expected_kT) const {
-  return std::abs(kT - expected_kT) / standard_error;
+  const double difference = std::abs(kT - expected_kT);
+  if (standard_error == 0) return difference == 0 ? 0 : std::numeric_limits<double>::infinity();
+  return difference / standard_error;
 }
 
 VirialTemperature virial_temperature(const Dataset& data) {

@@ -67,9 +67,9 @@ Relabelling relabel_onto_reference(const torch::Tensor& positions,
 /// @param bonds [K, 2] int64; @param species [N]; @return [T, 4] int64, T <= K
 torch::Tensor rotatable_torsions(const torch::Tensor& bonds, const std::vector<int64_t>& species);
 
-/// Torsion angles (degrees, [-180, 180)) that do not depend on which of several equivalent atoms
-/// carries which label. Where the end atom a of (a, b, c, d) has equivalent partners among b's
-/// other neighbours (same colour-refinement class of the bond graph: the three hydrogens of a
+/// Torsion angles (degrees, within [-180, 180]) that do not depend on which of several equivalent
+/// atoms carries which label. Where the end atom a of (a, b, c, d) has equivalent partners among
+/// b's other neighbours (same colour-refinement class of the bond graph: the three hydrogens of a
 /// methyl group), the angle is the smallest in [0, 360) over every choice of them, and likewise
 /// for d; for a symmetric k-fold rotor that folds it onto [0, 360/k). Other torsions are plain
 /// dihedral angles. Generated frames relabelled onto a reference get their equivalent hydrogens
