@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "enum_names.h"
+#include "../core/enum_names.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
 

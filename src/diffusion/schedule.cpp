@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "enum_names.h"
+#include "../core/enum_names.h"
 #include "psm/core/error.h"
 
 namespace psm {

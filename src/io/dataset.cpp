@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "../core/enum_names.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/io/npy.h"
@@ -336,14 +337,15 @@ Dataset Dataset::select(const torch::Tensor& indices) const {
   return out;
 }
 
+const detail::EnumNames<Rmd17Labels> rmd17_label_names = {{Rmd17Labels::recomputed, "recomputed"},
+                                                          {Rmd17Labels::original, "original"}};
+
 std::string to_string(Rmd17Labels labels) {
-  return labels == Rmd17Labels::original ? "original" : "recomputed";
+  return detail::enum_to_string(labels, rmd17_label_names);
 }
 
 Rmd17Labels rmd17_labels_from_string(const std::string& name) {
-  if (name == "recomputed") return Rmd17Labels::recomputed;
-  if (name == "original") return Rmd17Labels::original;
-  throw Error(fmt::format("unknown rMD17 labels '{}' (known: recomputed, original)", name));
+  return detail::enum_from_string(name, rmd17_label_names, "rMD17 labels");
 }
 
 Dataset load_dataset(const std::filesystem::path& path) { return load_dataset(path, {}); }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "../core/enum_names.h"
 #include "psm/core/error.h"
 
 namespace psm {
@@ -72,14 +73,15 @@ double learning_rate(const TrainerOptions& options, int64_t step) {
          (options.lr - options.lr_min) * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
 }
 
+const detail::EnumNames<OptimizerKind> optimizer_names = {{OptimizerKind::adam, "adam"},
+                                                          {OptimizerKind::adamw, "adamw"}};
+
 std::string to_string(OptimizerKind value) {
-  return value == OptimizerKind::adam ? "adam" : "adamw";
+  return detail::enum_to_string(value, optimizer_names);
 }
 
 OptimizerKind optimizer_from_string(const std::string& name) {
-  if (name == "adam") return OptimizerKind::adam;
-  if (name == "adamw") return OptimizerKind::adamw;
-  throw Error(fmt::format("unknown optimizer '{}' (known: adam, adamw)", name));
+  return detail::enum_from_string(name, optimizer_names, "optimizer");
 }
 
 nlohmann::json to_json(const TrainerOptions& o) {

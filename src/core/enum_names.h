@@ -1,5 +1,5 @@
 #pragma once
-// Name tables for the diffusion options' enums, shared by their to_string / *_from_string.
+// Name tables for enums, shared by their to_string / *_from_string.
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
