@@ -151,6 +151,28 @@ TEST_F(CliEval, MoleculesGetBondTorsionAndXtbMetrics) {
   EXPECT_NE(markdown.find("## Molecular metrics"), std::string::npos);
 }
 
+// Samples of a model trained on DFT frames carry no energies and no system: the structural
+// metrics still come out, the energy ones are marked missing.
+TEST_F(CliEval, MoleculesWithoutEnergiesGetStructuralMetrics) {
+  torch::Generator rng = psm::make_generator(5);
+  const psm::Dataset reference = ethanol_frames(20, rng);
+  psm::Dataset samples = reference;
+  samples.energies = torch::Tensor();
+  psm::save_dataset(dir_ / "ref.npz", reference);
+  psm::save_dataset(dir_ / "samples.npz", samples);
+  const auto [code, output] = run_psm(fmt::format(
+      "eval --samples {} --reference {} --out {} --no-plots --xtb-frames 0",
+      (dir_ / "samples.npz").string(), (dir_ / "ref.npz").string(), (dir_ / "out").string()));
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_NE(output.find("energy metrics skipped"), std::string::npos) << output;
+  EXPECT_NE(output.find("- (no energies)"), std::string::npos) << output;
+  EXPECT_NE(output.find("intact bond graph fraction               1\n"), std::string::npos)
+      << output;
+  const nlohmann::json model = read_json(dir_ / "out" / "metrics.json")["models"][0];
+  EXPECT_FALSE(model.contains("energy_w1") && !model["energy_w1"].is_null()) << model.dump();
+  EXPECT_DOUBLE_EQ(model["distance_tvd"].get<double>(), 0.0);
+}
+
 TEST_F(CliEval, MismatchedAtomCountsNameBothFiles) {
   torch::Generator rng = psm::make_generator(4);
   const psm::Dataset reference = ethanol_frames(5, rng);

@@ -36,19 +36,31 @@ struct EvalOptions {
   bool no_plots = false;
 };
 
+/// Molecular data: real elements in Å and kcal/mol (model particles have species 0).
+bool is_molecular(const Dataset& data) {
+  return data.units == Units::kcal_mol_angstrom && data.positions.size(2) == 3 &&
+         std::ranges::none_of(data.species, [](int64_t z) { return z == 0; });
+}
+
 /// Energies [F] of a dataset: its own, or computed with --system (or the file's system spec).
+/// Undefined for molecules with neither (samples of a model trained on DFT data): their
+/// structural metrics and xTB energies need none.
 torch::Tensor energies_of(const Dataset& data, const fs::path& file,
                           const SystemArguments& system_arguments) {
   if (data.has_energies()) return data.energies.to(torch::kFloat64);
   std::unique_ptr<System> system;
   if (!system_arguments.name.empty()) {
     system = choose_system(system_arguments).system;
+  } else if (data.system.is_object()) {
+    system = make_system(data.system);
   } else {
-    check(data.system.is_object(),
+    check(is_molecular(data),
           fmt::format("{}: no energies and no system in the file; pass --system NAME to compute "
                       "them",
                       file.string()));
-    system = make_system(data.system);
+    fmt::print(stderr, "psm eval: {}: no energies and no system: energy metrics skipped\n",
+               file.string());
+    return {};
   }
   ProgressBar progress(fmt::format("energies of {}", file.filename().string()), data.num_frames());
   const torch::Tensor energies =
@@ -62,6 +74,7 @@ struct LoadedSamples {
   Units units;
   std::vector<int64_t> species;
   nlohmann::json system;  ///< the file's system spec, may be null
+  bool molecular = false;
 };
 
 LoadedSamples load_samples(const fs::path& file, const EvalOptions& options) {
@@ -74,13 +87,8 @@ LoadedSamples load_samples(const fs::path& file, const EvalOptions& options) {
   return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system)},
           data.units,
           data.species,
-          data.system};
-}
-
-/// Molecular data: real elements in Å and kcal/mol (model particles have species 0).
-bool is_molecular(const LoadedSamples& loaded) {
-  return loaded.units == Units::kcal_mol_angstrom && loaded.samples.positions.size(2) == 3 &&
-         std::ranges::none_of(loaded.species, [](int64_t z) { return z == 0; });
+          data.system,
+          is_molecular(data)};
 }
 
 /// GFN2-xTB for the reference molecule: the reference file's own xtb system (with its charge and
@@ -149,7 +157,7 @@ class EvalCommand final : public Command {
                       options_.reference.string(), chemical_formula(loaded.species),
                       chemical_formula(loaded_reference.species)));
     std::optional<MolecularReportOptions> molecular;
-    if (is_molecular(loaded_reference)) {
+    if (loaded_reference.molecular) {
       molecular = MolecularReportOptions{.species = loaded_reference.species,
                                          .potential_frames = options_.xtb_frames};
       if (options_.xtb_frames > 0) molecular->potential = reference_xtb(loaded_reference);
@@ -187,14 +195,17 @@ class EvalCommand final : public Command {
     const auto row = [](const std::string& name, const std::string& value) {
       fmt::print("{:<40} {}\n", name, value);
     };
-    // Both files have energies here (energies_of computes missing ones), so every metric is set.
+    // Unset only for molecules without energies (energies_of).
+    const auto optional = [](const std::optional<double>& value) {
+      return value ? fmt::format("{:.6g}", *value) : std::string("- (no energies)");
+    };
     row("n_eval (samples / reference)", fmt::format("{} / {}", m.n_generated, m.n_reference));
-    row(fmt::format("energy W1 ({})", e), fmt::format("{:.6g}", *m.energy_w1));
-    row(fmt::format("energy W2 ({})", e), fmt::format("{:.6g}", *m.energy_w2));
-    row(fmt::format("energy W2^2 ({}^2)", e), fmt::format("{:.6g}", *m.energy_w2_squared));
+    row(fmt::format("energy W1 ({})", e), optional(m.energy_w1));
+    row(fmt::format("energy W2 ({})", e), optional(m.energy_w2));
+    row(fmt::format("energy W2^2 ({}^2)", e), optional(m.energy_w2_squared));
     row("distance TVD", fmt::format("{:.6g}", m.distance_tvd));
     row(fmt::format("distance W2 ({})", l), fmt::format("{:.6g}", m.distance_w2));
-    row("outlier fraction", fmt::format("{:.6g}", *m.outlier_fraction));
+    row("outlier fraction", optional(m.outlier_fraction));
     if (m.equivariant_w2) {
       row(fmt::format("equivariant W2 ({}), n = {}", l, m.equivariant_samples),
           fmt::format("{:.6g}", *m.equivariant_w2));
