@@ -556,7 +556,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   });
   if (!system) system = system_from_data(pool);
   if (!spec.pool_files.empty()) say(fmt::format("  pool from files{}", dropped_frames(pool)));
-  if (pool.has_forces()) {
+  if (pool.has_forces() && pool.num_frames() >= 2) {  // the check needs a spread of frames
     say("  force check: " +
         describe_force_check(virial_temperature(pool), pool.sampled_kT.value_or(pool.kT)));
   }
