@@ -36,6 +36,9 @@ void register_builtin_commands(CommandRegistry& registry) {
   registry.add("sample", "Draw samples from a trained checkpoint", make_sample_command);
   registry.add("eval", "Metrics, histograms and a report: samples against a reference",
                make_eval_command);
+  registry.add("score-check",
+               "A trained score against reference frames and forces at a small noise level",
+               make_score_check_command);
   registry.add("run", "Run an experiment: reference, training sets, DSM/PSM training, report",
                make_run_command);
 }

@@ -1,0 +1,91 @@
+// `psm score-check`: a trained score against reference frames (and their forces) at a small
+// noise level, before any sampling: how strong the score is compared with the frames' kT, and
+// how close kT times the score comes to the forces.
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "psm/cli/commands.h"
+#include "psm/core/error.h"
+#include "psm/eval/score_check.h"
+#include "psm/io/dataset.h"
+#include "psm/train/checkpoint.h"
+
+namespace psm::cli {
+
+namespace {
+
+class ScoreCheckCommand final : public Command {
+ public:
+  void configure(CLI::App& app) override {
+    app.add_option("--checkpoint", checkpoint_, "Checkpoint written by `psm train`")->required();
+    app.add_option("--frames", frames_,
+                   "Reference frames (psm .npz, rMD17, sGDML, extxyz), ideally not the "
+                   "training set; with forces for the force comparison")
+        ->required()
+        ->check(CLI::ExistingFile);
+    app.add_option("--sigma", sigma_, "Noise level (default: the checkpoint's sigma_min)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--n", count_, "Use the first N frames (0 = all)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--seed", options_.seed, "Seed of the noise")->capture_default_str();
+  }
+
+  int run(const GlobalOptions&) override {
+    const TrainedModel trained = load_trained_model(checkpoint_);
+    const CheckpointInfo& info = trained.info;
+    Dataset frames = load_dataset(frames_);
+    check(frames.species == info.species() && frames.dim() == info.dim(),
+          fmt::format("{}: its atoms ({} in {} dimensions) are not the checkpoint's ({} in {})",
+                      frames_.string(), frames.num_atoms(), frames.dim(), info.species().size(),
+                      info.dim()));
+    if (count_ > 0 && count_ < frames.num_frames()) {
+      frames = frames.select(torch::arange(count_, torch::kInt64));
+    }
+    options_.sigma = sigma_.value_or(info.loss.schedule.sigma_min);
+    options_.com_free = info.loss.com_free;
+    const ScoreCheck result = check_score(trained.score(), frames, options_);
+
+    const double kT = frames.sampled_kT.value_or(frames.kT);
+    const auto row = [](const std::string& name, const std::string& value) {
+      fmt::print("{:<14} {}\n", name, value);
+    };
+    row("frames", fmt::format("{} of {} (kT {:.5g})", frames.num_frames(), frames_.string(), kT));
+    row("sigma",
+        fmt::format("{:.4g}{}", options_.sigma, sigma_ ? "" : " (the checkpoint's sigma_min)"));
+    const VirialTemperature& virial = result.score_virial;
+    const double strength = virial.kT / kT;
+    row("score virial",
+        fmt::format("kT {:.4g} ± {:.2g}: the score is {:.4g} times as strong as the frames' "
+                    "(1 exact); a score c times too strong samples at about kT / c = {:.4g}",
+                    virial.kT, virial.standard_error, strength, kT / strength));
+    if (result.forces_virial) {
+      row("forces virial",
+          fmt::format("kT {:.4g} ± {:.2g} (the frames' own forces)", result.forces_virial->kT,
+                      result.forces_virial->standard_error));
+      row("forces", fmt::format("kT·score ≈ {:.4g} F (least squares); residual RMS {:.4g} of "
+                                "force RMS {:.4g} per component ({:.3g} %)",
+                                *result.slope, *result.residual_rms, *result.force_rms,
+                                100 * *result.residual_rms / *result.force_rms));
+    }
+    return 0;
+  }
+
+ private:
+  std::filesystem::path checkpoint_;
+  std::filesystem::path frames_;
+  std::optional<double> sigma_;
+  int64_t count_ = 0;
+  ScoreCheckOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_score_check_command() {
+  return std::make_unique<ScoreCheckCommand>();
+}
+
+}  // namespace psm::cli

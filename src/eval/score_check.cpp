@@ -1,0 +1,49 @@
+#include "psm/eval/score_check.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "psm/core/error.h"
+#include "psm/core/random.h"
+
+namespace psm {
+
+ScoreCheck check_score(const ScoreFn& score, const Dataset& frames,
+                       const ScoreCheckOptions& options) {
+  check(frames.num_frames() >= 2,
+        fmt::format("score check: needs >= 2 frames, got {}", frames.num_frames()));
+  check(options.sigma > 0, fmt::format("score check: sigma must be > 0, got {}", options.sigma));
+  const double kT = frames.sampled_kT.value_or(frames.kT);
+  torch::NoGradGuard no_grad;
+  torch::Generator rng = make_generator(options.seed);
+  const torch::Tensor x0 = frames.positions.to(torch::kFloat64);
+  const torch::Tensor noised =
+      x0 + options.sigma * gaussian_noise(x0.sizes(), rng, x0.options(), options.com_free);
+  std::vector<torch::Tensor> scores;
+  for (int64_t start = 0; start < noised.size(0); start += options.batch_size) {
+    const torch::Tensor x =
+        noised.narrow(0, start, std::min(options.batch_size, noised.size(0) - start));
+    scores.push_back(
+        score(x, torch::full({x.size(0)}, options.sigma, x.options())).to(torch::kFloat64));
+  }
+  const torch::Tensor model_forces = kT * torch::cat(scores);
+  check(torch::isfinite(model_forces).all().item<bool>(),
+        "score check: the model gives non-finite scores on these frames");
+
+  Dataset as_forces;
+  as_forces.positions = noised;
+  as_forces.species = frames.species;
+  as_forces.forces = model_forces;
+  ScoreCheck result{.score_virial = virial_temperature(as_forces)};
+  if (!frames.has_forces()) return result;
+  result.forces_virial = virial_temperature(frames);
+  const torch::Tensor forces = frames.forces.to(torch::kFloat64);
+  result.slope = ((model_forces * forces).sum() / forces.square().sum()).item<double>();
+  result.residual_rms = (model_forces - forces).square().mean().sqrt().item<double>();
+  result.force_rms = forces.square().mean().sqrt().item<double>();
+  return result;
+}
+
+}  // namespace psm
