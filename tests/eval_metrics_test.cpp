@@ -270,3 +270,36 @@ TEST(EvalMetrics, SetsWithoutEnergiesGiveNoEnergyMetrics) {
 }
 
 }  // namespace
+
+namespace {
+
+// Harmonic frames U = k/2 sum_i |x_i - x̄|^2 at kT, exactly sampled, with forces -k (x - x̄): the
+// virial kT of generated frames is theirs, frames with a non-finite force are left out.
+TEST(EvalMetrics, VirialTemperatureOfGeneratedFramesWithForces) {
+  torch::Generator rng = psm::make_generator(13);
+  const double k = 4.0, kT = 0.5;
+  torch::Tensor x = std::sqrt(kT / k) * torch::randn({3000, 5, 3}, rng, torch::kFloat64);
+  x = x - x.mean(1, /*keepdim=*/true);
+  torch::Tensor forces = -k * x;
+  const psm::Samples reference{x, torch::Tensor()};
+  const psm::Metrics exact = psm::compute_metrics({x, torch::Tensor(), forces}, reference);
+  ASSERT_TRUE(exact.virial.has_value());
+  EXPECT_EQ(exact.virial->frames, 3000);
+  EXPECT_LT(exact.virial->deviation(kT), 4.0);
+  EXPECT_NEAR(exact.to_json()["virial_kT"].get<double>(), exact.virial->kT, 1e-15);
+
+  // Twice the forces on the same frames imply twice the kT; a frame with an infinite force (a
+  // clash) is left out.
+  torch::Tensor stiff = 2.0 * forces;
+  stiff.index_put_({0, 0, 0}, std::numeric_limits<double>::infinity());
+  const psm::Metrics doubled = psm::compute_metrics({x, torch::Tensor(), stiff}, reference);
+  EXPECT_EQ(doubled.virial->frames, 2999);
+  EXPECT_NEAR(doubled.virial->kT, 2 * kT, 4 * doubled.virial->standard_error);
+
+  EXPECT_FALSE(psm::compute_metrics(reference, reference).virial.has_value());
+  EXPECT_TRUE(psm::compute_metrics(reference, reference).to_json()["virial_kT"].is_null());
+  const psm::Samples misshapen{x, torch::Tensor(), forces.slice(1, 0, 4)};
+  EXPECT_THROW(psm::compute_metrics(misshapen, reference), psm::Error);
+}
+
+}  // namespace

@@ -84,7 +84,8 @@ LoadedSamples load_samples(const fs::path& file, const EvalOptions& options) {
                                                       file.string(), data.num_frames()));
     data = data.select(torch::arange(options.n, torch::kInt64));
   }
-  return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system)},
+  return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system),
+           data.has_forces() ? data.forces.to(torch::kFloat64) : torch::Tensor()},
           data.units,
           data.species,
           data.system,
@@ -206,6 +207,10 @@ class EvalCommand final : public Command {
     row("distance TVD", fmt::format("{:.6g}", m.distance_tvd));
     row(fmt::format("distance W2 ({})", l), fmt::format("{:.6g}", m.distance_w2));
     row("outlier fraction", optional(m.outlier_fraction));
+    if (m.virial) {
+      row(fmt::format("virial kT ({}), from the forces", e),
+          fmt::format("{:.6g} ± {:.2g}", m.virial->kT, m.virial->standard_error));
+    }
     if (m.equivariant_w2) {
       row(fmt::format("equivariant W2 ({}), n = {}", l, m.equivariant_samples),
           fmt::format("{:.6g}", *m.equivariant_w2));

@@ -66,15 +66,19 @@ class RunCommand final : public Command {
   static void print_table(const std::vector<ExperimentRow>& rows) {
     const bool molecular = !rows.empty() && rows.front().molecular.has_value();
     if (!molecular) {
-      fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>12} {:>10} {:>9}\n", "set", "model", "energy W1",
-                 "energy W2", "energy W2^2", "dist TVD", "outliers");
+      fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>12} {:>10} {:>9} {:>9}\n", "set", "model",
+                 "energy W1", "energy W2", "energy W2^2", "dist TVD", "outliers", "virial kT");
       for (const auto& row : rows) {
         const Metrics& m = row.metrics;
-        fmt::print("{:<12} {:<8} {:>10} {:>10} {:>12} {:>10.4g} {:>9}\n", row.set, row.model,
+        fmt::print("{:<12} {:<8} {:>10} {:>10} {:>12} {:>10.4g} {:>9} {:>9}\n", row.set, row.model,
                    format_optional(m.energy_w1), format_optional(m.energy_w2),
                    format_optional(m.energy_w2_squared), m.distance_tvd,
-                   format_optional(m.outlier_fraction));
+                   format_optional(m.outlier_fraction),
+                   format_optional(m.virial ? std::optional(m.virial->kT) : std::nullopt));
       }
+      fmt::print(
+          "(virial kT: the temperature the samples' forces imply; the reference's kT for "
+          "Boltzmann samples)\n");
       return;
     }
     const bool xtb = std::ranges::any_of(

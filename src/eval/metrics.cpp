@@ -25,6 +25,19 @@ void check_configurations(const torch::Tensor& positions, const char* what) {
         fmt::format("{}: positions must have shape [B, N, D]", what));
 }
 
+/// virial_temperature over the frames whose forces are finite; none with fewer than two.
+std::optional<VirialTemperature> virial_of_finite_frames(const Samples& samples) {
+  if (!samples.forces.defined()) return std::nullopt;
+  check(samples.forces.sizes() == samples.positions.sizes(),
+        "compute_metrics: forces must have the shape of the positions");
+  const torch::Tensor finite = torch::isfinite(samples.forces).flatten(1).all(1);
+  if (finite.sum().item<int64_t>() < 2) return std::nullopt;
+  Dataset frames;
+  frames.positions = samples.positions.index({finite});
+  frames.forces = samples.forces.index({finite}).to(torch::kFloat64);
+  return virial_temperature(frames);
+}
+
 }  // namespace
 
 double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& b, double p) {
@@ -117,6 +130,9 @@ nlohmann::json Metrics::to_json() const {
     out["equivariant_w2"] = *equivariant_w2;
     out["equivariant_samples"] = equivariant_samples;
   }
+  out["virial_kT"] = virial ? nlohmann::json(virial->kT) : nlohmann::json();
+  out["virial_kT_standard_error"] =
+      virial ? nlohmann::json(virial->standard_error) : nlohmann::json();
   return out;
 }
 
@@ -170,6 +186,7 @@ Metrics compute_metrics(const Samples& generated, const Samples& reference,
                                             reference.positions.slice(0, 0, n).to(torch::kFloat64));
     metrics.equivariant_samples = n;
   }
+  metrics.virial = virial_of_finite_frames(generated);
   return metrics;
 }
 

@@ -31,6 +31,10 @@ nlohmann::json definitions(const ReportOptions& report) {
       {"outlier_fraction",
        "fraction of generated samples with energy above the reference maximum or without an "
        "energy (energy_failures: the potential failed on them; left out of energy_w)"},
+      {"virial_kT",
+       "kT the generated frames' forces imply, -<sum_i (x_i - x̄).F_i> / (d (N - 1)) over frames "
+       "with finite forces (Stein's identity): the reference's kT for Boltzmann samples; "
+       "dominated by close contacts, so it sees local structure that the energy W hardly does"},
       {"equivariant_w2",
        "W2 between configuration sets, cost = RMSD after Kabsch alignment "
        "(reflections allowed) and Hungarian matching of identical particles"},
@@ -189,8 +193,8 @@ std::string metrics_table(const std::vector<ModelMetrics>& rows, Units units) {
   for (const auto& row : rows) equivariant |= row.metrics.equivariant_w2.has_value();
   std::string table = fmt::format(
       "| samples | n | energy W1 ({e}) | energy W2 ({e}) | energy W2² ({e}²) | distance TVD | "
-      "distance W2 ({l}) | outlier fraction |{}\n"
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{}\n",
+      "distance W2 ({l}) | outlier fraction | virial kT ({e}) |{}\n"
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{}\n",
       equivariant ? fmt::format(" equivariant W2 ({}) |", l) : "", equivariant ? " ---: |" : "",
       fmt::arg("e", e), fmt::arg("l", l));
   for (const auto& row : rows) {
@@ -201,6 +205,8 @@ std::string metrics_table(const std::vector<ModelMetrics>& rows, Units units) {
         format_optional(m.energy_w2_squared), m.distance_tvd, m.distance_w2,
         format_optional(m.outlier_fraction) +
             (m.energy_failures > 0 ? fmt::format(" ({} without energy)", m.energy_failures) : ""));
+    table += m.virial ? fmt::format(" {:.4g} ± {:.2g} |", m.virial->kT, m.virial->standard_error)
+                      : std::string(" – |");
     if (equivariant) {
       table += m.equivariant_w2
                    ? fmt::format(" {:.4g} (n = {}) |", *m.equivariant_w2, m.equivariant_samples)

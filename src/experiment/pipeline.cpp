@@ -445,7 +445,8 @@ Samples samples_for_metrics(const Dataset& data, const ExperimentSystem& system)
                                  std::numeric_limits<double>::quiet_NaN());
   }
   return {data.positions.to(torch::kFloat64),
-          energies.defined() ? energies.to(torch::kFloat64) : energies};
+          energies.defined() ? energies.to(torch::kFloat64) : energies,
+          data.has_forces() ? data.forces.to(torch::kFloat64) : torch::Tensor()};
 }
 
 /// The reference potential of the molecular report: GFN2-xTB for a molecule read from files.

@@ -10,6 +10,8 @@
 #include <optional>
 #include <vector>
 
+#include "psm/data/force_check.h"
+
 namespace psm {
 
 /// 1-D Wasserstein-p distance between the empirical distributions of two samples (uniform
@@ -106,6 +108,9 @@ struct Samples {
   /// without a potential for the reference data's level of theory). In generated samples NaN
   /// marks a frame the potential could not evaluate (GFN2-xTB on clashing atoms).
   torch::Tensor energies;
+  /// [B, N, D] float64, energy/length; undefined when no potential gives them. Frames with a
+  /// non-finite force (clashes) are left out of the virial temperature.
+  torch::Tensor forces{};
 };
 
 struct MetricsOptions {
@@ -131,6 +136,10 @@ struct Metrics {
   int64_t energy_failures = 0;
   std::optional<double> equivariant_w2{};
   int64_t equivariant_samples = 0;  ///< samples per set behind equivariant_w2
+  /// The temperature the generated frames' forces imply (data/force_check.h): the reference's
+  /// kT for Boltzmann samples. Sensitive to the stiff, short-range structure that the energy
+  /// distribution hardly sees. Set when the generated set has forces on at least two frames.
+  std::optional<VirialTemperature> virial{};
 
   nlohmann::json to_json() const;
 };
