@@ -128,6 +128,36 @@ TEST(DiffusionSampler, ChunksAreSeededIndependentlyAndProgressIsReported) {
       psm::score_evaluations({.solver = psm::Solver::heun, .steps = 10, .corrector_steps = 2}), 41);
 }
 
+// corrector_sigma_min limits the corrector to the levels at or above it: above σ_max there are
+// none (the run equals one without a corrector), at 0 all of them.
+TEST(DiffusionSampler, CorrectorOnlyAboveItsSigmaMin) {
+  const psm::GaussianMixture gaussian = psm::GaussianMixture::isotropic(
+      torch::ones({1}, kF64), torch::zeros({1, 3, 2}, kF64), torch::tensor({0.5}, kF64), true);
+  psm::SamplerOptions options{.solver = psm::Solver::euler_maruyama,
+                              .steps = 10,
+                              .sigma_min = 0.01,
+                              .sigma_max = 5.0,
+                              .corrector_steps = 2,
+                              .seed = 8};
+  const torch::Tensor everywhere = psm::sample_diffusion(gaussian.score_fn(), 6, 3, 2, options);
+  EXPECT_EQ(psm::score_evaluations(options), 10 + 2 * 10 + 1);
+  options.corrector_sigma_min = 10.0;
+  const torch::Tensor nowhere = psm::sample_diffusion(gaussian.score_fn(), 6, 3, 2, options);
+  EXPECT_EQ(psm::score_evaluations(options), 10 + 1);
+  options.corrector_sigma_min = 0.0;
+  options.corrector_steps = 0;
+  EXPECT_TRUE(psm::sample_diffusion(gaussian.score_fn(), 6, 3, 2, options).equal(nowhere));
+  EXPECT_FALSE(everywhere.equal(nowhere));
+  // Levels of the EDM grid (ρ = 7) at or above 1: σ_max and the next few only.
+  options.corrector_steps = 2;
+  options.corrector_sigma_min = 1.0;
+  const torch::Tensor grid = psm::sigma_grid(psm::SigmaGrid::edm, 5.0, 0.01, 10, 7.0);
+  const int64_t above = (grid.slice(0, 1) >= 1.0).sum().item<int64_t>();
+  EXPECT_GT(above, 0);
+  EXPECT_LT(above, 10);
+  EXPECT_EQ(psm::score_evaluations(options), 10 + 2 * above + 1);
+}
+
 // A variance-preserving model of the same distribution, sampled through its VE view.
 TEST(DiffusionSampler, SamplesVariancePreservingModelThroughItsView) {
   const psm::GaussianMixture gaussian = psm::GaussianMixture::isotropic(
@@ -185,6 +215,8 @@ TEST(DiffusionSampler, RejectsBadOptions) {
   EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.corrector_steps = -1}),
                psm::Error);
   EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.snr = 0}), psm::Error);
+  EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.corrector_sigma_min = -1}),
+               psm::Error);
   EXPECT_EQ(psm::solver_from_string("ode"), psm::Solver::heun);
   EXPECT_THROW(psm::solver_from_string("rk4"), psm::Error);
 }

@@ -51,6 +51,10 @@ class SampleCommand final : public Command {
                    "Langevin corrector steps after each step (predictor-corrector)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    app.add_option("--corrector-sigma-min", options_.corrector_sigma_min,
+                   "Corrector steps only at noise levels at or above this (0: all)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     app.add_option("--snr", options_.snr, "Signal-to-noise ratio of the corrector steps")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
@@ -115,6 +119,7 @@ class SampleCommand final : public Command {
                           {"sigma_max", options_.sigma_max},
                           {"corrector_steps", options_.corrector_steps},
                           {"snr", options_.snr},
+                          {"corrector_sigma_min", options_.corrector_sigma_min},
                           {"seed", options_.seed},
                           {"training_data", info.data.value("source", "")}};
     if (!from_.empty()) samples.provenance["renoised_frames"] = from_.string();

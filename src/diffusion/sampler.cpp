@@ -29,11 +29,18 @@ void SamplerOptions::validate(const std::string& context) const {
   check(corrector_steps >= 0,
         fmt::format("{}: corrector_steps must be >= 0 (got {})", context, corrector_steps));
   check(snr > 0, fmt::format("{}: snr must be positive (got {})", context, snr));
+  check(corrector_sigma_min >= 0,
+        fmt::format("{}: corrector_sigma_min must be >= 0 (got {})", context, corrector_sigma_min));
 }
 
 int64_t score_evaluations(const SamplerOptions& options) {
   const int64_t per_step = options.solver == Solver::heun ? 2 : 1;
-  return (per_step + options.corrector_steps) * options.steps + (options.denoise_final ? 1 : 0);
+  const torch::Tensor grid =
+      sigma_grid(options.grid, options.sigma_max, options.sigma_min, options.steps, options.rho);
+  const int64_t corrected_levels =
+      (grid.slice(0, 1) >= options.corrector_sigma_min).sum().item<int64_t>();
+  return per_step * options.steps + options.corrector_steps * corrected_levels +
+         (options.denoise_final ? 1 : 0);
 }
 
 torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
@@ -69,7 +76,8 @@ torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
         break;
       }
     }
-    for (int64_t k = 0; k < options.corrector_steps; ++k) {
+    const int64_t corrector_steps = to >= options.corrector_sigma_min ? options.corrector_steps : 0;
+    for (int64_t k = 0; k < corrector_steps; ++k) {
       const torch::Tensor s = evaluate(x, to);
       const torch::Tensor z = gaussian_noise(x.sizes(), rng, x.options(), options.com_free);
       // One step size per batch from median norms: a per-configuration ratio explodes where

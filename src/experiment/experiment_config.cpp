@@ -138,6 +138,8 @@ void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
   sampler.rho = section.get<double>("rho", sampler.rho);
   sampler.corrector_steps = section.get<int64_t>("corrector_steps", sampler.corrector_steps);
   sampler.snr = section.get<double>("snr", sampler.snr);
+  sampler.corrector_sigma_min =
+      section.get<double>("corrector_sigma_min", sampler.corrector_sigma_min);
   sampler.batch_size = section.get<int64_t>("batch", sampler.batch_size);
   section.finish();
   check(experiment.sample_count > 0,

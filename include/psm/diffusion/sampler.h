@@ -12,7 +12,8 @@
 //
 //   x <- x + ε s(x, σ) + sqrt(2 ε) z,   ε = 2 (snr ||z|| / ||s(x, σ)||)²   (batch medians)
 //
-// which relaxes x towards the model's p_σ at fixed σ before the next step,
+// which relaxes x towards the model's p_σ at fixed σ before the next step (only at levels
+// σ >= corrector_sigma_min: at small σ the unadjusted Langevin step overheats stiff modes),
 // followed, when denoise_final, by one noise-free Euler step from σ_min to 0,
 // x <- x + σ_min² s(x, σ_min) (Tweedie's posterior mean; EDM's Euler last step). Noise z and the
 // start are CoM-free when com_free. A variance-preserving model is sampled through
@@ -38,14 +39,15 @@ struct SamplerOptions {
   Solver solver = Solver::heun;
   int64_t steps = 100;  ///< integration steps from σ_max to σ_min (grid of steps + 1 levels)
   SigmaGrid grid = SigmaGrid::edm;
-  double rho = 7.0;             ///< SigmaGrid::edm exponent
-  double sigma_min = 0.01;      ///< length units, as the training schedule
-  double sigma_max = 10.0;      ///< length units, as the training schedule
-  bool denoise_final = true;    ///< finish with the Euler step from σ_min to 0
-  int64_t corrector_steps = 0;  ///< Langevin corrector steps after each step (0: none)
-  double snr = 0.16;            ///< corrector signal-to-noise ratio (sets its step size)
-  int64_t batch_size = 256;     ///< configurations integrated together
-  uint64_t seed = 0;            ///< chunk c draws from make_generator(derive_seed(seed, S), c)
+  double rho = 7.0;                ///< SigmaGrid::edm exponent
+  double sigma_min = 0.01;         ///< length units, as the training schedule
+  double sigma_max = 10.0;         ///< length units, as the training schedule
+  bool denoise_final = true;       ///< finish with the Euler step from σ_min to 0
+  int64_t corrector_steps = 0;     ///< Langevin corrector steps after each step (0: none)
+  double snr = 0.16;               ///< corrector signal-to-noise ratio (sets its step size)
+  double corrector_sigma_min = 0;  ///< corrector steps only at levels σ >= this
+  int64_t batch_size = 256;        ///< configurations integrated together
+  uint64_t seed = 0;               ///< chunk c draws from make_generator(derive_seed(seed, S), c)
   bool com_free = true;
 
   /// Throws psm::Error naming `context` (a config section) on an impossible value.

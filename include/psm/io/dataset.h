@@ -53,7 +53,7 @@ Rmd17Labels rmd17_labels_from_string(const std::string& name);
 struct LoadOptions {
   /// The temperature of the data in kelvin, replacing the one the file declares or the format's
   /// default (MD17/rMD17: 500 K). Sets kT = k_B T and temperature_kelvin; molecular data only.
-  std::optional<double> temperature_kelvin;
+  std::optional<double> temperature_kelvin{};
   Rmd17Labels rmd17_labels = Rmd17Labels::recomputed;  ///< rMD17 files only
 };
 
