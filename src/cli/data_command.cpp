@@ -66,8 +66,7 @@ class DataInfoCommand final : public Command {
           fmt::format("min {:.6f}  max {:.6f}  rms {:.6f}", norm.min().item<double>(),
                       norm.max().item<double>(), norm.square().mean().sqrt().item<double>()));
       if (data.num_frames() >= 2) {
-        row("force check",
-            describe_force_check(virial_temperature(data), data.sampled_kT.value_or(data.kT)));
+        row("force check", describe_force_check(virial_temperature(data), data.frames_kT()));
       }
     } else {
       row("|F|", "none");

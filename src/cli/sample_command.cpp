@@ -156,10 +156,7 @@ class SampleCommand final : public Command {
     check(sigma_max_.has_value(),
           "psm sample: --from needs --sigma-max (the noise level to start from)");
     const Dataset frames = load_dataset(from_);
-    check(frames.species == info.species() && frames.dim() == info.dim(),
-          fmt::format("{}: its atoms ({} in {} dimensions) are not the checkpoint's ({} in {})",
-                      from_.string(), frames.num_atoms(), frames.dim(), info.species().size(),
-                      info.dim()));
+    info.check_frames(frames, from_.string());
     count_ = std::min(count_, frames.num_frames());
     return frames.positions.narrow(0, 0, count_).to(torch::kFloat64);
   }

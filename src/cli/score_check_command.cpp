@@ -9,7 +9,6 @@
 #include <optional>
 
 #include "psm/cli/commands.h"
-#include "psm/core/error.h"
 #include "psm/eval/score_check.h"
 #include "psm/io/dataset.h"
 #include "psm/train/checkpoint.h"
@@ -38,10 +37,7 @@ class ScoreCheckCommand final : public Command {
     const TrainedModel trained = load_trained_model(checkpoint_);
     const CheckpointInfo& info = trained.info;
     Dataset frames = load_dataset(frames_);
-    check(frames.species == info.species() && frames.dim() == info.dim(),
-          fmt::format("{}: its atoms ({} in {} dimensions) are not the checkpoint's ({} in {})",
-                      frames_.string(), frames.num_atoms(), frames.dim(), info.species().size(),
-                      info.dim()));
+    info.check_frames(frames, frames_.string());
     if (count_ > 0 && count_ < frames.num_frames()) {
       frames = frames.select(torch::arange(count_, torch::kInt64));
     }
@@ -49,7 +45,7 @@ class ScoreCheckCommand final : public Command {
     options_.com_free = info.loss.com_free;
     const ScoreCheck result = check_score(trained.score(), frames, options_);
 
-    const double kT = frames.sampled_kT.value_or(frames.kT);
+    const double kT = frames.frames_kT();
     const auto row = [](const std::string& name, const std::string& value) {
       fmt::print("{:<14} {}\n", name, value);
     };

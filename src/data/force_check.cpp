@@ -18,13 +18,18 @@ double VirialTemperature::deviation(double expected_kT) const {
 
 VirialTemperature virial_temperature(const Dataset& data) {
   check(data.has_forces(), "virial temperature: the dataset has no forces");
-  const int64_t frames = data.num_frames();
+  return virial_temperature(data.positions, data.forces);
+}
+
+VirialTemperature virial_temperature(const torch::Tensor& positions, const torch::Tensor& forces) {
+  check(positions.dim() == 3 && forces.sizes() == positions.sizes(),
+        "virial temperature: forces must have the shape [F, N, D] of the positions");
+  const int64_t frames = positions.size(0);
   check(frames >= 2, fmt::format("virial temperature: needs >= 2 frames, got {}", frames));
-  const torch::Tensor x = data.positions.to(torch::kFloat64);
+  const torch::Tensor x = positions.to(torch::kFloat64);
   const torch::Tensor centred = x - x.mean(1, /*keepdim=*/true);
-  const double dof = static_cast<double>(data.dim() * (data.num_atoms() - 1));
-  const torch::Tensor per_frame =
-      -(centred * data.forces.to(torch::kFloat64)).sum({1, 2}) / dof;  // [F]
+  const double dof = static_cast<double>(positions.size(2) * (positions.size(1) - 1));
+  const torch::Tensor per_frame = -(centred * forces.to(torch::kFloat64)).sum({1, 2}) / dof;  // [F]
   return {.kT = per_frame.mean().item<double>(),
           .standard_error = per_frame.std().item<double>() / std::sqrt(static_cast<double>(frames)),
           .frames = frames};

@@ -38,7 +38,7 @@ Dataset temperature_biased_subset(const Dataset& source, double target_kT,
         fmt::format("target kT must be positive, got {}", target_kT));
   Dataset subset =
       frames ? source.select(random_indices(source.num_frames(), *frames, seed)) : source;
-  subset.sampled_kT = source.sampled_kT.value_or(source.kT);
+  subset.sampled_kT = source.frames_kT();
   subset.kT = target_kT;
   if (source.temperature_kelvin) {
     subset.temperature_kelvin = *source.temperature_kelvin * target_kT / source.kT;

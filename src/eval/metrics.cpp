@@ -32,10 +32,7 @@ std::optional<VirialTemperature> virial_of_finite_frames(const Samples& samples)
         "compute_metrics: forces must have the shape of the positions");
   const torch::Tensor finite = torch::isfinite(samples.forces).flatten(1).all(1);
   if (finite.sum().item<int64_t>() < 2) return std::nullopt;
-  Dataset frames;
-  frames.positions = samples.positions.index({finite});
-  frames.forces = samples.forces.index({finite}).to(torch::kFloat64);
-  return virial_temperature(frames);
+  return virial_temperature(samples.positions.index({finite}), samples.forces.index({finite}));
 }
 
 }  // namespace

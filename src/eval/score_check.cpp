@@ -3,7 +3,8 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include <cmath>
+#include <algorithm>
+#include <vector>
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
@@ -15,7 +16,7 @@ ScoreCheck check_score(const ScoreFn& score, const Dataset& frames,
   check(frames.num_frames() >= 2,
         fmt::format("score check: needs >= 2 frames, got {}", frames.num_frames()));
   check(options.sigma > 0, fmt::format("score check: sigma must be > 0, got {}", options.sigma));
-  const double kT = frames.sampled_kT.value_or(frames.kT);
+  const double kT = frames.frames_kT();
   torch::NoGradGuard no_grad;
   torch::Generator rng = make_generator(options.seed);
   const torch::Tensor x0 = frames.positions.to(torch::kFloat64);
@@ -32,11 +33,7 @@ ScoreCheck check_score(const ScoreFn& score, const Dataset& frames,
   check(torch::isfinite(model_forces).all().item<bool>(),
         "score check: the model gives non-finite scores on these frames");
 
-  Dataset as_forces;
-  as_forces.positions = noised;
-  as_forces.species = frames.species;
-  as_forces.forces = model_forces;
-  ScoreCheck result{.score_virial = virial_temperature(as_forces)};
+  ScoreCheck result{.score_virial = virial_temperature(noised, model_forces)};
   if (!frames.has_forces()) return result;
   result.forces_virial = virial_temperature(frames);
   const torch::Tensor forces = frames.forces.to(torch::kFloat64);

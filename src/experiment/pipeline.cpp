@@ -268,9 +268,9 @@ Dataset matching_reference(const Dataset& data, const std::vector<std::string>& 
         fmt::format("{}: {} atoms ({}) in {}-D, but {} has {} in {}-D", file, data.num_atoms(),
                     chemical_formula(data.species), data.dim(), system.name, system.num_atoms(),
                     system.dim));
-  check(std::abs(data.sampled_kT.value_or(data.kT) - system.kT) <= 1e-9 * system.kT,
-        fmt::format("{}: sampled at kT = {:g}, the experiment's kT is {:g}", file,
-                    data.sampled_kT.value_or(data.kT), system.kT));
+  check(std::abs(data.frames_kT() - system.kT) <= 1e-9 * system.kT,
+        fmt::format("{}: sampled at kT = {:g}, the experiment's kT is {:g}", file, data.frames_kT(),
+                    system.kT));
   const int64_t kept = frames.value_or(data.num_frames());
   check(data.num_frames() >= kept, fmt::format("{}: {} distinct frames, the experiment asks for {}",
                                                file, data.num_frames(), kept));
@@ -559,8 +559,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
   if (!system) system = system_from_data(pool);
   if (!spec.pool_files.empty()) say(fmt::format("  pool from files{}", dropped_frames(pool)));
   if (pool.has_forces() && pool.num_frames() >= 2) {  // the check needs a spread of frames
-    say("  force check: " +
-        describe_force_check(virial_temperature(pool), pool.sampled_kT.value_or(pool.kT)));
+    say("  force check: " + describe_force_check(virial_temperature(pool), pool.frames_kT()));
   }
   const Dataset test = cached_dataset(out / "reference" / "test.npz", "test set", [&] {
     if (!spec.test_files.empty()) {

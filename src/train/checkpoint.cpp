@@ -28,6 +28,12 @@ Units CheckpointInfo::units() const { return units_from_string(data.at("units"))
 double CheckpointInfo::kT() const { return data.at("kT").get<double>(); }
 const nlohmann::json& CheckpointInfo::system() const { return data.at("system"); }
 
+void CheckpointInfo::check_frames(const Dataset& frames, const std::string& file) const {
+  check(frames.species == species() && frames.dim() == dim(),
+        fmt::format("{}: its atoms ({} in {} dimensions) are not the checkpoint's ({} in {})", file,
+                    frames.num_atoms(), frames.dim(), species().size(), dim()));
+}
+
 nlohmann::json to_json(const CheckpointInfo& info) {
   return {{"format", kFormat},
           {"version", kCheckpointVersion},

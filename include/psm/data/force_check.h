@@ -28,6 +28,10 @@ struct VirialTemperature {
 /// Throws psm::Error when the dataset has no forces or fewer than two frames.
 VirialTemperature virial_temperature(const Dataset& data);
 
+/// The same for positions [F, N, D] and forces (or kT times a score) of that shape, both in
+/// any floating dtype; throws psm::Error on mismatched shapes or fewer than two frames.
+VirialTemperature virial_temperature(const torch::Tensor& positions, const torch::Tensor& forces);
+
 /// Forces are called inconsistent with the frames beyond this many standard errors.
 inline constexpr double kForceCheckSigmas = 4.0;
 

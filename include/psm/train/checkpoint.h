@@ -22,6 +22,7 @@
 #include "psm/core/units.h"
 #include "psm/diffusion/loss.h"
 #include "psm/diffusion/score.h"
+#include "psm/io/dataset.h"
 #include "psm/model/score_model.h"
 #include "psm/train/options.h"
 
@@ -47,6 +48,9 @@ struct CheckpointInfo {
   Units units() const;
   double kT() const;
   const nlohmann::json& system() const;
+
+  /// Throws psm::Error naming `file` unless `frames` has this run's species and dimension.
+  void check_frames(const Dataset& frames, const std::string& file) const;
 };
 
 nlohmann::json to_json(const CheckpointInfo& info);
