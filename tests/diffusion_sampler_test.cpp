@@ -158,6 +158,44 @@ TEST(DiffusionSampler, CorrectorOnlyAboveItsSigmaMin) {
   EXPECT_EQ(psm::score_evaluations(options), 10 + 2 * above + 1);
 }
 
+// One stiff coordinate (variance 1e-4) among eleven soft ones (variance 1): the stiff mode
+// dominates ||s||, and the snr rule's step ε = 2 snr² d / ||s||² is long against it. Corrector
+// steps at a fixed σ_min = 0.01 from the exact p_σ then heat that mode to v / (1 - ε / 2v),
+// here by about 1.8 (the heated mode lengthens ||s|| and so shortens ε: the two settle
+// together). corrector_max_step = 0.2 caps ε at 0.2 σ², which heats it by 1 / (1 - 0.05)
+// (at most 1 / (1 - 0.1) for any mode, whose variance is at least σ²).
+TEST(DiffusionSampler, CorrectorMaxStepBoundsTheHeatingOfStiffModes) {
+  const torch::Tensor variances = torch::ones({1, 4, 3}, kF64);
+  variances.view(-1)[0] = 1e-4;
+  const psm::ScoreFn score = [&](const torch::Tensor& x, const torch::Tensor& sigma) {
+    return -x / (variances + sigma.square().view({-1, 1, 1}));
+  };
+  const double sigma_min = 0.01;
+  const psm::SamplerOptions options{.solver = psm::Solver::euler_maruyama,
+                                    .steps = 1,
+                                    .sigma_min = sigma_min,
+                                    .sigma_max = sigma_min * 1.0001,
+                                    .denoise_final = false,
+                                    .corrector_steps = 300,
+                                    .snr = 0.25,
+                                    .com_free = false};
+  const double stiff_variance = 1e-4 + sigma_min * sigma_min;
+  const auto stiff_heating = [&](const psm::SamplerOptions& sampler) {
+    torch::Generator rng = psm::make_generator(12);
+    const torch::Tensor start = psm::gaussian_noise({2000, 4, 3}, rng, kF64, false) *
+                                (variances + sigma_min * sigma_min).sqrt();
+    const torch::Tensor samples = psm::integrate_reverse(score, start, sampler, rng);
+    return samples.select(1, 0).select(1, 0).square().mean().item<double>() / stiff_variance;
+  };
+  EXPECT_GT(stiff_heating(options), 1.5);
+  psm::SamplerOptions capped = options;
+  capped.corrector_max_step = 0.2;
+  EXPECT_NEAR(stiff_heating(capped), 1 / (1 - 0.2 * sigma_min * sigma_min / (2 * stiff_variance)),
+              0.05);
+  capped.corrector_max_step = 0;
+  EXPECT_THROW(capped.validate("[sample]"), psm::Error);
+}
+
 // A variance-preserving model of the same distribution, sampled through its VE view.
 TEST(DiffusionSampler, SamplesVariancePreservingModelThroughItsView) {
   const psm::GaussianMixture gaussian = psm::GaussianMixture::isotropic(

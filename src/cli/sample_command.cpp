@@ -55,6 +55,10 @@ class SampleCommand final : public Command {
                    "Corrector steps only at noise levels at or above this (0: all)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    app.add_option("--corrector-max-step", options_.corrector_max_step,
+                   "Largest corrector step in units of sigma^2 (heats a mode by at most "
+                   "1/(1-c/2); default: no cap)")
+        ->check(CLI::PositiveNumber);
     app.add_option("--snr", options_.snr, "Signal-to-noise ratio of the corrector steps")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
@@ -120,6 +124,7 @@ class SampleCommand final : public Command {
                           {"corrector_steps", options_.corrector_steps},
                           {"snr", options_.snr},
                           {"corrector_sigma_min", options_.corrector_sigma_min},
+                          {"corrector_max_step", options_.corrector_max_step},
                           {"seed", options_.seed},
                           {"training_data", info.data.value("source", "")}};
     if (!from_.empty()) samples.provenance["renoised_frames"] = from_.string();

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -31,6 +32,8 @@ void SamplerOptions::validate(const std::string& context) const {
   check(snr > 0, fmt::format("{}: snr must be positive (got {})", context, snr));
   check(corrector_sigma_min >= 0,
         fmt::format("{}: corrector_sigma_min must be >= 0 (got {})", context, corrector_sigma_min));
+  check(corrector_max_step > 0, fmt::format("{}: corrector_max_step must be positive (got {})",
+                                            context, corrector_max_step));
 }
 
 int64_t score_evaluations(const SamplerOptions& options) {
@@ -86,7 +89,7 @@ torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
         return v.flatten(1).norm(2, 1).median().item<double>();
       };
       const double ratio = options.snr * median_norm(z) / std::max(median_norm(s), 1e-30);
-      const double step = 2 * ratio * ratio;
+      const double step = std::min(2 * ratio * ratio, options.corrector_max_step * to * to);
       x = x + step * s + std::sqrt(2 * step) * z;
     }
     if (on_step) on_step(i + 1);

@@ -140,6 +140,8 @@ void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
   sampler.snr = section.get<double>("snr", sampler.snr);
   sampler.corrector_sigma_min =
       section.get<double>("corrector_sigma_min", sampler.corrector_sigma_min);
+  sampler.corrector_max_step =
+      section.get<double>("corrector_max_step", sampler.corrector_max_step);
   sampler.batch_size = section.get<int64_t>("batch", sampler.batch_size);
   section.finish();
   check(experiment.sample_count > 0,

@@ -424,6 +424,7 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
                         {"corrector_steps", sampler.corrector_steps},
                         {"snr", sampler.snr},
                         {"corrector_sigma_min", sampler.corrector_sigma_min},
+                        {"corrector_max_step", sampler.corrector_max_step},
                         {"seed", seed}};
   if (!system.system) return samples;
   const int64_t failed = label_dataset(*system.system, samples);

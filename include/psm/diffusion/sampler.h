@@ -10,10 +10,14 @@
 // With corrector_steps > 0 each step is followed by that many Langevin corrector steps at the
 // new level (predictor-corrector sampling, Song et al. 2021):
 //
-//   x <- x + ε s(x, σ) + sqrt(2 ε) z,   ε = 2 (snr ||z|| / ||s(x, σ)||)²   (batch medians)
+//   x <- x + ε s(x, σ) + sqrt(2 ε) z,   ε = min(2 (snr ||z|| / ||s(x, σ)||)², c σ²)
 //
-// which relaxes x towards the model's p_σ at fixed σ before the next step (only at levels
-// σ >= corrector_sigma_min: at small σ the unadjusted Langevin step overheats stiff modes),
+// (norms are batch medians, c is corrector_max_step) which relaxes x towards the model's p_σ at
+// fixed σ before the next step, at levels σ >= corrector_sigma_min. The unadjusted step heats a
+// mode of variance v to v / (1 - ε / 2v); every mode of p_σ has v >= σ² (-∇² log p_σ <= I / σ²),
+// so the cap bounds that heating by 1 / (1 - c / 2) whatever the data's stiffness (the annealed
+// Langevin step of Song & Ermon 2019 is also proportional to σ²). The snr rule alone takes
+// steps of order snr² times the data's mean thermal length, too long for LJ's stiff pair modes.
 // followed, when denoise_final, by one noise-free Euler step from σ_min to 0,
 // x <- x + σ_min² s(x, σ_min) (Tweedie's posterior mean; EDM's Euler last step). Noise z and the
 // start are CoM-free when com_free. A variance-preserving model is sampled through
@@ -23,6 +27,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "psm/diffusion/schedule.h"
@@ -46,8 +51,10 @@ struct SamplerOptions {
   int64_t corrector_steps = 0;     ///< Langevin corrector steps after each step (0: none)
   double snr = 0.16;               ///< corrector signal-to-noise ratio (sets its step size)
   double corrector_sigma_min = 0;  ///< corrector steps only at levels σ >= this
-  int64_t batch_size = 256;        ///< configurations integrated together
-  uint64_t seed = 0;               ///< chunk c draws from make_generator(derive_seed(seed, S), c)
+  /// Largest corrector step in units of σ² (heats any mode by at most 1 / (1 - c / 2))
+  double corrector_max_step = std::numeric_limits<double>::infinity();
+  int64_t batch_size = 256;  ///< configurations integrated together
+  uint64_t seed = 0;         ///< chunk c draws from make_generator(derive_seed(seed, S), c)
   bool com_free = true;
 
   /// Throws psm::Error naming `context` (a config section) on an impossible value.

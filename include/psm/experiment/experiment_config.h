@@ -23,7 +23,8 @@
 //   [[sets]]     name = "basin", kind = "basin", frames = 1000
 //   [[sets]]     name = "cold_tail", kind = "energy", quantile = 0.3, frames = 1000
 //   [sample]     n = 10000, steps = 100, solver = "heun", grid = "edm", batch = 1000,
-//                corrector_steps = 0, snr = 0.16, corrector_sigma_min = 0
+//                corrector_steps = 0, snr = 0.16, corrector_sigma_min = 0,
+//                corrector_max_step = inf   # largest corrector step in units of σ²
 //   [eval]       equivariant_samples = 0, xtb_frames = 100 (molecules without [system])
 //   [model] [diffusion] [train]            # as in `psm train`
 //
