@@ -132,9 +132,11 @@ TEST_F(CliEval, MoleculesGetBondTorsionAndXtbMetrics) {
   EXPECT_EQ(molecular["bonds"], 8);
   EXPECT_EQ(molecular["torsions"], 2);
   EXPECT_DOUBLE_EQ(molecular["intact_fraction"].get<double>(), 0.9);
-  EXPECT_GT(molecular["bond_length_js"]["O2-H3"].get<double>(), 0.0);
-  EXPECT_DOUBLE_EQ(molecular["bond_length_js"]["C0-C1"].get<double>(), 0.0);
-  EXPECT_DOUBLE_EQ(molecular["torsion_js_max"].get<double>(), 0.0);  // H3 moved along O-H
+  // The stretched frames are not intact and are left out of the bond and torsion metrics: the
+  // 27 measured are reference frames, so every divergence is small.
+  EXPECT_LT(molecular["bond_length_js"]["O2-H3"].get<double>(), 0.05);
+  EXPECT_LT(molecular["bond_length_js_max"].get<double>(), 0.05);
+  EXPECT_LT(molecular["torsion_js_max"].get<double>(), 0.05);
 #ifdef PSM_WITH_XTB
   // Frames 0, 7, 14, 22, 29: frame 0 is stretched, the others are the reference's own frames.
   const nlohmann::json& xtb = molecular["potential_energy"];

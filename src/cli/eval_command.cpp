@@ -221,15 +221,17 @@ class EvalCommand final : public Command {
     const auto row = [](const std::string& name, const std::string& value) {
       fmt::print("{:<40} {}\n", name, value);
     };
-    const auto optional = [](const std::optional<double>& value) {
-      return value ? fmt::format("{:.6g}", *value) : std::string("none (no rotatable bond)");
+    // Bond and torsion metrics describe the intact samples; absent when none is.
+    const auto mean_and_max = [&](const std::optional<double>& mean,
+                                  const std::optional<double>& max) {
+      if (mean) return fmt::format("{:.6g} / {:.6g}", *mean, *max);
+      return std::string(m.intact_fraction == 0 ? "none (no intact sample)"
+                                                : "none (no rotatable bond)");
     };
     row(fmt::format("bond length JS mean / max (nats), {}", m.bonds.size(0)),
-        fmt::format("{:.6g} / {:.6g}", m.bond_length_js_mean, m.bond_length_js_max));
+        mean_and_max(m.bond_length_js_mean, m.bond_length_js_max));
     row(fmt::format("torsion JS mean / max (nats), {}", m.torsions.size(0)),
-        m.torsion_js_mean
-            ? fmt::format("{} / {}", optional(m.torsion_js_mean), optional(m.torsion_js_max))
-            : optional(m.torsion_js_mean));
+        mean_and_max(m.torsion_js_mean, m.torsion_js_max));
     row("h(r) MAE (1/Å)", fmt::format("{:.6g}", m.distance_density_mae));
     row("intact bond graph fraction", fmt::format("{:.6g}", m.intact_fraction));
     if (m.search_limited > 0) {

@@ -88,12 +88,12 @@ class RunCommand final : public Command {
                "h(r) MAE", "intact", xtb ? fmt::format(" {:>8}", "xTB W1") : "");
     for (const auto& row : rows) {
       const MolecularMetrics& m = *row.molecular;
-      fmt::print("{:<12} {:<8} {:>10} {:>10} {:>9} {:>9.4g} {:>9.4g} {:>10} {:>9.4g} {:>7.3g}",
+      fmt::print("{:<12} {:<8} {:>10} {:>10} {:>9} {:>9.4g} {:>9} {:>10} {:>9.4g} {:>7.3g}",
                  row.set, row.model, format_optional(row.metrics.energy_w1),
                  format_optional(row.metrics.energy_w2),
                  format_optional(row.metrics.outlier_fraction), row.metrics.distance_tvd,
-                 m.bond_length_js_mean, format_optional(m.torsion_js_mean), m.distance_density_mae,
-                 m.intact_fraction);
+                 format_optional(m.bond_length_js_mean), format_optional(m.torsion_js_mean),
+                 m.distance_density_mae, m.intact_fraction);
       if (xtb) {
         fmt::print(" {:>8}", m.potential_energy ? fmt::format("{:.4g}", m.potential_energy->w1)
                                                 : std::string("–"));

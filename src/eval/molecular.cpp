@@ -538,6 +538,9 @@ std::string atom_label(const std::vector<int64_t>& atoms, const std::vector<int6
 }
 
 nlohmann::json MolecularMetrics::to_json(const std::vector<int64_t>& species) const {
+  const auto optional_json = [](const std::optional<double>& value) {
+    return value ? nlohmann::json(*value) : nlohmann::json();
+  };
   const auto per_row = [&](const torch::Tensor& atoms, const std::vector<double>& values) {
     nlohmann::json out = nlohmann::json::object();
     const torch::Tensor rows = atoms.cpu().contiguous();
@@ -549,12 +552,12 @@ nlohmann::json MolecularMetrics::to_json(const std::vector<int64_t>& species) co
   };
   nlohmann::json out = {
       {"bonds", bonds.size(0)},
-      {"bond_length_js_mean", bond_length_js_mean},
-      {"bond_length_js_max", bond_length_js_max},
+      {"bond_length_js_mean", optional_json(bond_length_js_mean)},
+      {"bond_length_js_max", optional_json(bond_length_js_max)},
       {"bond_length_js", per_row(bonds, bond_length_js)},
       {"torsions", torsions.size(0)},
-      {"torsion_js_mean", torsion_js_mean ? nlohmann::json(*torsion_js_mean) : nlohmann::json()},
-      {"torsion_js_max", torsion_js_max ? nlohmann::json(*torsion_js_max) : nlohmann::json()},
+      {"torsion_js_mean", optional_json(torsion_js_mean)},
+      {"torsion_js_max", optional_json(torsion_js_max)},
       {"torsion_js", per_row(torsions, torsion_js)},
       {"distance_density_mae", distance_density_mae},
       {"intact_fraction", intact_fraction},
@@ -586,25 +589,34 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
         "molecular metrics: the reference frames have no covalent bond (not a molecule?)");
 
   // Generated frames have their identical atoms in any order (the model is permutation
-  // equivariant): bonds and torsions are measured on them relabelled onto the reference labels.
-  // The reference frames are measured as they are: MD never exchanges atoms, so their labels are
-  // right even in a frame whose bond graph momentarily differs, where a relabelling could only
-  // make them wrong (and elsewhere it would be the identity).
+  // equivariant): bonds and torsions are measured on the intact ones, relabelled onto the
+  // reference labels (a frame whose bond graph differs has no such labelling). The reference frames
+  // are measured as they are: MD never exchanges atoms, so their labels are right even in a frame
+  // whose bond graph momentarily differs, where a relabelling could only make them wrong (and
+  // elsewhere it would be the identity).
   const Relabelling relabelled = relabel_onto_reference(
       x, species, metrics.bonds, options.bond_scale, options.relabel_max_visits);
-  metrics.relabelled = relabelled.positions;
+  metrics.relabelled = relabelled.positions.index({relabelled.intact.to(x.device())});
   metrics.intact_fraction = relabelled.intact.to(torch::kFloat64).mean().item<double>();
   metrics.search_limited = relabelled.search_limited;
-
-  const auto [generated_bonds, reference_bonds] =
-      bond_length_histograms(bond_lengths(metrics.relabelled, metrics.bonds),
-                             bond_lengths(y, metrics.bonds), options.bond_bins);
-  const torch::Tensor bond_js = jensen_shannon_divergence(generated_bonds, reference_bonds);
-  metrics.bond_length_js = to_vector(bond_js);
-  std::tie(metrics.bond_length_js_mean, metrics.bond_length_js_max) = mean_and_max(bond_js);
-
   metrics.torsions = rotatable_torsions(metrics.bonds, species);
-  if (metrics.torsions.size(0) > 0) {
+  const bool measured = metrics.relabelled.size(0) > 0;
+  const auto not_measured = [](int64_t count) {
+    return std::vector<double>(count, std::numeric_limits<double>::quiet_NaN());
+  };
+
+  if (measured) {
+    const auto [generated_bonds, reference_bonds] =
+        bond_length_histograms(bond_lengths(metrics.relabelled, metrics.bonds),
+                               bond_lengths(y, metrics.bonds), options.bond_bins);
+    const torch::Tensor bond_js = jensen_shannon_divergence(generated_bonds, reference_bonds);
+    metrics.bond_length_js = to_vector(bond_js);
+    std::tie(metrics.bond_length_js_mean, metrics.bond_length_js_max) = mean_and_max(bond_js);
+  } else {
+    metrics.bond_length_js = not_measured(metrics.bonds.size(0));
+  }
+
+  if (metrics.torsions.size(0) > 0 && measured) {
     const torch::Tensor torsion_js = jensen_shannon_divergence(
         torsion_histograms(label_free_dihedral_angles(metrics.relabelled, metrics.torsions,
                                                       metrics.bonds, species),
@@ -612,9 +624,9 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
         torsion_histograms(label_free_dihedral_angles(y, metrics.torsions, metrics.bonds, species),
                            options.torsion_bins));
     metrics.torsion_js = to_vector(torsion_js);
-    const auto [mean, max] = mean_and_max(torsion_js);
-    metrics.torsion_js_mean = mean;
-    metrics.torsion_js_max = max;
+    std::tie(metrics.torsion_js_mean, metrics.torsion_js_max) = mean_and_max(torsion_js);
+  } else {
+    metrics.torsion_js = not_measured(metrics.torsions.size(0));
   }
 
   // h(r) is invariant to atom order.

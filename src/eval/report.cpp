@@ -49,16 +49,18 @@ nlohmann::json definitions(const ReportOptions& report) {
         {"relabelling",
          "generated frames have identical atoms in any order (the model is permutation "
          "equivariant): each frame whose covalent bond graph maps onto the reference graph by an "
-         "element-preserving isomorphism is relabelled by it onto the reference's atom labels "
-         "before bonds and torsions are measured; the others keep their labels"},
+         "element-preserving isomorphism is relabelled by it onto the reference's atom labels; "
+         "bonds and torsions are measured on those (the intact ones) only, since the atoms of "
+         "the others cannot be labelled"},
         {"bond_length_js",
-         fmt::format("Jensen-Shannon divergence (nats, max ln 2) per bond of the reference graph, "
-                     "generated frames relabelled: {} bins on the reference's range widened by a "
-                     "quarter each side, plus an underflow and an overflow bin",
-                     m.bond_bins)},
+         fmt::format(
+             "Jensen-Shannon divergence (nats, max ln 2) per bond of the reference graph, "
+             "intact generated frames relabelled: {} bins on the reference's range widened by a "
+             "quarter each side, plus an underflow and an overflow bin",
+             m.bond_bins)},
         {"torsion_js",
          fmt::format("Jensen-Shannon divergence (nats) per rotatable-bond dihedral, generated "
-                     "frames relabelled, {} periodic bins on [-180, 180) degrees",
+                     "intact frames relabelled, {} periodic bins on [-180, 180) degrees",
                      m.torsion_bins)},
         {"distance_density_mae",
          fmt::format("mean |h_gen(r) - h_ref(r)| (1/Å) of all interatomic distances, {} bins on "
@@ -157,8 +159,9 @@ std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples
                    molecular.species);
     std::vector<HistogramSeries> series = {{"reference", measure(reference.positions)}};
     for (size_t i = 0; i < models.size(); ++i) {
-      // The frames the metrics measured: relabelled onto the reference's atom labels.
-      series.push_back({models[i].name, measure(rows[i].molecular->relabelled)});
+      // The frames the metrics measured: the intact ones, relabelled onto the reference's atoms.
+      const torch::Tensor& measured = rows[i].molecular->relabelled;
+      if (measured.size(0) > 0) series.push_back({models[i].name, measure(measured)});
     }
     const std::string png = fmt::format("{}_{}.png", torsion ? "torsion" : "bond_length", label);
     plot_histograms(
@@ -234,9 +237,10 @@ std::string molecular_table(const std::vector<ModelMetrics>& rows) {
     if (!row.molecular) continue;
     const MolecularMetrics& m = *row.molecular;
     table +=
-        fmt::format("| {} | {:.4g} | {:.4g} | {} | {} | {:.4g} | {:.4g} |", row.name,
-                    m.bond_length_js_mean, m.bond_length_js_max, format_optional(m.torsion_js_mean),
-                    format_optional(m.torsion_js_max), m.distance_density_mae, m.intact_fraction);
+        fmt::format("| {} | {} | {} | {} | {} | {:.4g} | {:.4g} |", row.name,
+                    format_optional(m.bond_length_js_mean), format_optional(m.bond_length_js_max),
+                    format_optional(m.torsion_js_mean), format_optional(m.torsion_js_max),
+                    m.distance_density_mae, m.intact_fraction);
     if (!potential.empty()) {
       table += m.potential_energy
                    ? fmt::format(" {:.4g} | {} / {} ({}) |", m.potential_energy->w1,
@@ -312,8 +316,9 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
         "for disjoint distributions), over the {} bonds of the reference graph and one dihedral "
         "per rotatable bond; h(r): mean absolute difference of the interatomic-distance densities; "
         "intact: samples whose covalent bond graph equals the reference's up to a permutation of "
-        "identical atoms. Bonds and torsions are measured after relabelling each intact sample "
-        "onto the reference's atom labels (the model orders identical atoms arbitrarily); "
+        "identical atoms. Bonds and torsions are measured on the intact samples only, relabelled "
+        "onto the reference's atom labels (the model orders identical atoms arbitrarily, and a "
+        "sample with another bond graph has no such labelling; – where none is intact); "
         "definitions in metrics.json.\n\n{}\n",
         rows.front().molecular->bonds.size(0), molecular_table(rows));
   }

@@ -130,16 +130,20 @@ struct PotentialEnergyW1 {
 };
 
 /// The molecular metrics of one generated set against a reference. Bond and torsion metrics are
-/// of the generated frames relabelled onto the reference labels (relabel_onto_reference).
+/// of the intact generated frames relabelled onto the reference labels (relabel_onto_reference):
+/// the atoms of a frame whose bond graph differs cannot be labelled, and measuring them under
+/// the model's arbitrary order of identical atoms would be noise. The intact fraction says how
+/// many frames they describe.
 struct MolecularMetrics {
-  torch::Tensor bonds;                 ///< [K, 2] int64, the reference bond graph
-  torch::Tensor relabelled;            ///< [B, N, 3] float64, the generated frames as measured
-  std::vector<double> bond_length_js;  ///< [K] nats
-  double bond_length_js_mean = 0;
-  double bond_length_js_max = 0;
-  torch::Tensor torsions;                   ///< [T, 4] int64, one per rotatable bond
-  std::vector<double> torsion_js;           ///< [T] nats
-  std::optional<double> torsion_js_mean{};  ///< absent when the molecule has no rotatable bond
+  torch::Tensor bonds;       ///< [K, 2] int64, the reference bond graph
+  torch::Tensor relabelled;  ///< [I, N, 3] float64, the intact generated frames, relabelled
+  std::vector<double> bond_length_js;           ///< [K] nats; NaN when no frame is intact
+  std::optional<double> bond_length_js_mean{};  ///< absent when no frame is intact
+  std::optional<double> bond_length_js_max{};
+  torch::Tensor torsions;          ///< [T, 4] int64, one per rotatable bond
+  std::vector<double> torsion_js;  ///< [T] nats; NaN when no frame is intact
+  /// Absent when the molecule has no rotatable bond or no frame is intact
+  std::optional<double> torsion_js_mean{};
   std::optional<double> torsion_js_max{};
   double distance_density_mae = 0;  ///< h(r), 1/Å
   /// Generated frames whose bond graph is the reference's up to a permutation of identical atoms
@@ -156,8 +160,8 @@ std::string atom_label(const std::vector<int64_t>& atoms, const std::vector<int6
 
 /// Molecular metrics of `generated` against `reference` (no potential energies; see
 /// potential_energy_w1). The reference bond graph is majority_bonds of the reference frames; the
-/// generated frames are relabelled onto it (relabel_onto_reference) before bond lengths and
-/// torsions are measured, and the intact fraction is the fraction that could be. Throws
+/// generated frames are relabelled onto it (relabel_onto_reference); the bond lengths and
+/// torsions of those that could be (the intact fraction) are measured. Throws
 /// psm::Error on mismatched atom counts, non-3-D or NaN positions, or species outside 1..86.
 /// @param generated [B, N, 3], @param reference [M, N, 3] float64, Å; @param species [N]
 MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
