@@ -175,6 +175,30 @@ TEST_F(CliEval, MoleculesWithoutEnergiesGetStructuralMetrics) {
   EXPECT_DOUBLE_EQ(model["distance_tvd"].get<double>(), 0.0);
 }
 
+#ifdef PSM_WITH_XTB
+// Generated molecules without energies get them from the file's system (GFN2-xTB); a sample
+// with overlapping atoms, which xTB refuses, is a failure of the model: counted, not fatal.
+TEST_F(CliEval, SamplesThePotentialRejectsAreCountedNotFatal) {
+  torch::Generator rng = psm::make_generator(6);
+  const psm::Dataset reference = ethanol_frames(10, rng);
+  psm::Dataset samples = reference;
+  samples.energies = torch::Tensor();
+  samples.system = {{"name", "xtb"}, {"species", samples.species}};
+  samples.positions = samples.positions.clone();
+  samples.positions[0][5] = samples.positions[0][0] + 0.1;  // H5 0.17 Å from C0
+  psm::save_dataset(dir_ / "ref.npz", reference);
+  psm::save_dataset(dir_ / "samples.npz", samples);
+  const auto [code, output] = run_psm(fmt::format(
+      "--threads 1 eval --samples {} --reference {} --out {} --no-plots --xtb-frames 0",
+      (dir_ / "samples.npz").string(), (dir_ / "ref.npz").string(), (dir_ / "out").string()));
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_NE(output.find("the potential failed on 1 of 10 frames"), std::string::npos) << output;
+  const nlohmann::json model = read_json(dir_ / "out" / "metrics.json")["models"][0];
+  EXPECT_EQ(model["energy_failures"], 1);
+  EXPECT_EQ(model["n_generated"], 10);
+}
+#endif
+
 TEST_F(CliEval, MismatchedAtomCountsNameBothFiles) {
   torch::Generator rng = psm::make_generator(4);
   const psm::Dataset reference = ethanol_frames(5, rng);

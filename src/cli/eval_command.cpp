@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -45,8 +46,12 @@ bool is_molecular(const Dataset& data) {
 /// Energies [F] of a dataset: its own, or computed with --system (or the file's system spec).
 /// Undefined for molecules with neither (samples of a model trained on DFT data): their
 /// structural metrics and xTB energies need none.
+/// Which file of the comparison: a generated frame the potential cannot evaluate (GFN2-xTB on
+/// overlapping atoms) is a failure of the model, counted; in the reference it is an error.
+enum class Role { samples, reference };
+
 torch::Tensor energies_of(const Dataset& data, const fs::path& file,
-                          const SystemArguments& system_arguments) {
+                          const SystemArguments& system_arguments, Role role) {
   if (data.has_energies()) return data.energies.to(torch::kFloat64);
   std::unique_ptr<System> system;
   if (!system_arguments.name.empty()) {
@@ -61,6 +66,20 @@ torch::Tensor energies_of(const Dataset& data, const fs::path& file,
     fmt::print(stderr, "psm eval: {}: no energies and no system: energy metrics skipped\n",
                file.string());
     return {};
+  }
+  if (role == Role::samples) {
+    // NaN for frames the potential rejects; infinite energies (overlapping particles) become the
+    // largest double, so they count against the model, as in `psm run`.
+    const torch::Tensor energies = torch::nan_to_num(energies_or_nan(*system, data.positions),
+                                                     std::numeric_limits<double>::quiet_NaN());
+    const int64_t failed = torch::isnan(energies).sum().item<int64_t>();
+    if (failed > 0) {
+      fmt::print(stderr,
+                 "psm eval: {}: the potential failed on {} of {} frames (counted as "
+                 "outliers, left out of energy W)\n",
+                 file.string(), failed, data.num_frames());
+    }
+    return energies;
   }
   ProgressBar progress(fmt::format("energies of {}", file.filename().string()), data.num_frames());
   const torch::Tensor energies =
@@ -77,14 +96,14 @@ struct LoadedSamples {
   bool molecular = false;
 };
 
-LoadedSamples load_samples(const fs::path& file, const EvalOptions& options) {
+LoadedSamples load_samples(const fs::path& file, const EvalOptions& options, Role role) {
   Dataset data = load_dataset(file);
   if (options.n > 0) {
     check(options.n <= data.num_frames(), fmt::format("--n {}: {} has only {} frames", options.n,
                                                       file.string(), data.num_frames()));
     data = data.select(torch::arange(options.n, torch::kInt64));
   }
-  return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system),
+  return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system, role),
            data.has_forces() ? data.forces.to(torch::kFloat64) : torch::Tensor()},
           data.units,
           data.species,
@@ -141,8 +160,9 @@ class EvalCommand final : public Command {
   }
 
   int run(const GlobalOptions&) override {
-    const LoadedSamples loaded = load_samples(options_.samples, options_);
-    const LoadedSamples loaded_reference = load_samples(options_.reference, options_);
+    const LoadedSamples loaded = load_samples(options_.samples, options_, Role::samples);
+    const LoadedSamples loaded_reference =
+        load_samples(options_.reference, options_, Role::reference);
     const Samples& samples = loaded.samples;
     const Samples& reference = loaded_reference.samples;
     const Units units = loaded.units;
