@@ -43,13 +43,13 @@ bool is_molecular(const Dataset& data) {
          std::ranges::none_of(data.species, [](int64_t z) { return z == 0; });
 }
 
-/// Energies [F] of a dataset: its own, or computed with --system (or the file's system spec).
-/// Undefined for molecules with neither (samples of a model trained on DFT data): their
-/// structural metrics and xTB energies need none.
 /// Which file of the comparison: a generated frame the potential cannot evaluate (GFN2-xTB on
 /// overlapping atoms) is a failure of the model, counted; in the reference it is an error.
 enum class Role { samples, reference };
 
+/// Energies [F] of a dataset: its own, or computed with --system (or the file's system spec).
+/// Undefined for molecules with neither (samples of a model trained on DFT data): their
+/// structural metrics and xTB energies need none.
 torch::Tensor energies_of(const Dataset& data, const fs::path& file,
                           const SystemArguments& system_arguments, Role role) {
   if (data.has_energies()) return data.energies.to(torch::kFloat64);

@@ -16,9 +16,9 @@
 // fixed σ before the next step, at levels σ >= corrector_sigma_min. The unadjusted step heats a
 // mode of variance v to v / (1 - ε / 2v); every mode of p_σ has v >= σ² (-∇² log p_σ <= I / σ²),
 // so the cap bounds that heating by 1 / (1 - c / 2) whatever the data's stiffness (the annealed
-// Langevin step of Song & Ermon 2019 is also proportional to σ²). The snr rule alone takes
-// steps of order snr² times the data's mean thermal length, too long for LJ's stiff pair modes.
-// followed, when denoise_final, by one noise-free Euler step from σ_min to 0,
+// Langevin step of Song & Ermon 2019 is also proportional to σ²). The snr rule alone does not
+// bound it: its step follows the mean stiffness of the data, not the largest.
+// When denoise_final, the last level is followed by one noise-free Euler step from σ_min to 0,
 // x <- x + σ_min² s(x, σ_min) (Tweedie's posterior mean; EDM's Euler last step). Noise z and the
 // start are CoM-free when com_free. A variance-preserving model is sampled through
 // as_variance_exploding() (schedule.h).
