@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <optional>
 
@@ -68,10 +67,8 @@ torch::Tensor energies_of(const Dataset& data, const fs::path& file,
     return {};
   }
   if (role == Role::samples) {
-    // NaN for frames the potential rejects; infinite energies (overlapping particles) become the
-    // largest double, so they count against the model, as in `psm run`.
-    const torch::Tensor energies = torch::nan_to_num(energies_or_nan(*system, data.positions),
-                                                     std::numeric_limits<double>::quiet_NaN());
+    // NaN for frames the potential rejects, as in `psm run`.
+    const torch::Tensor energies = energies_or_nan(*system, data.positions);
     const int64_t failed = torch::isnan(energies).sum().item<int64_t>();
     if (failed > 0) {
       fmt::print(stderr,

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <limits>
 #include <memory>
 #include <sstream>
 #include <unordered_set>
@@ -443,8 +442,7 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
 Samples samples_for_metrics(const Dataset& data, const ExperimentSystem& system) {
   torch::Tensor energies = data.energies;
   if (!data.has_energies() && system.system) {
-    energies = torch::nan_to_num(energies_or_nan(*system.system, data.positions),
-                                 std::numeric_limits<double>::quiet_NaN());
+    energies = energies_or_nan(*system.system, data.positions);
   }
   return {data.positions.to(torch::kFloat64),
           energies.defined() ? energies.to(torch::kFloat64) : energies,

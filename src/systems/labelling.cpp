@@ -57,7 +57,7 @@ torch::Tensor energies_or_nan(const System& system, const torch::Tensor& positio
         evaluate_or_nan(system, positions.slice(0, start, start + batch), {.forces = false})
             .energy);
   }
-  return torch::cat(energies);
+  return torch::nan_to_num(torch::cat(energies), std::numeric_limits<double>::quiet_NaN());
 }
 
 int64_t label_dataset(const System& system, Dataset& dataset, int64_t batch) {

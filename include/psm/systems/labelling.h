@@ -17,7 +17,9 @@ torch::Tensor batched_energies(const System& system, const torch::Tensor& positi
 
 /// Energies [F] like batched_energies, except that a frame the potential cannot evaluate (it
 /// throws psm::Error: GFN2-xTB on clashing atoms or an unconverged SCF) gets NaN instead of
-/// failing the call. For generated samples, where such frames are failures of the model.
+/// failing the call, and an infinite energy (overlapping particles) becomes the largest finite
+/// double, so that it counts against the model in energy W1 and W2 rather than making them
+/// infinite. For generated samples, where such frames are failures of the model.
 /// Throws psm::Error on positions of the wrong shape.
 torch::Tensor energies_or_nan(const System& system, const torch::Tensor& positions,
                               int64_t batch = 1024);
