@@ -201,6 +201,41 @@ TEST(MolecularMetrics, IdenticalSetsScoreZeroAndIntact) {
   EXPECT_TRUE(json["torsion_js"].contains("C0-C1-O2-H3"));
 }
 
+TEST(MolecularMetrics, WrongBondsCountBrokenAndMovedBondsByElementPair) {
+  const torch::Tensor reference = ethanol_frames(20, 0.02, 7);
+  const torch::Tensor bonds = psm::majority_bonds(reference, ethanol_species);
+  torch::Tensor frames = shuffle_identical_atoms(ethanol_frames(3, 0.02, 8), 9);
+  // Frame 1: the hydroxyl H3 pulled 1.5 Å away from O2: one O-H bond missing. Frames are
+  // shuffled, so find it as the hydrogen nearest the oxygen.
+  const auto nearest_hydrogen = [&](int64_t frame, int64_t atom) {
+    const torch::Tensor hydrogens = frames[frame].slice(0, 3, 9);
+    return 3 + (hydrogens - frames[frame][atom]).norm(2, -1).argmin().item<int64_t>();
+  };
+  const int64_t h_on_o = nearest_hydrogen(1, 2);
+  const torch::Tensor oh = frames[1][h_on_o] - frames[1][2];
+  frames[1][h_on_o] += 1.5 * oh / oh.norm();
+  // Frame 2: the same hydrogen moved onto C1's far side, 1.1 Å out: an O-H missing and a C-H
+  // extra, 2 wrong bonds.
+  const int64_t h_on_o2 = nearest_hydrogen(2, 2);
+  const int64_t carbon = (frames[2][0] - frames[2][2]).norm().item<double>() <
+                                 (frames[2][1] - frames[2][2]).norm().item<double>()
+                             ? 0
+                             : 1;  // the carbon bonded to O2
+  const torch::Tensor away = frames[2][carbon] - frames[2][2];
+  frames[2][h_on_o2] = frames[2][carbon] + 1.1 * away / away.norm();
+  const torch::Tensor counts = psm::wrong_bond_counts(frames, ethanol_species, bonds);
+  EXPECT_EQ(counts[0].item<int64_t>(), 0);
+  EXPECT_EQ(counts[1].item<int64_t>(), 1);
+  EXPECT_EQ(counts[2].item<int64_t>(), 2);
+  const psm::MolecularMetrics m =
+      psm::compute_molecular_metrics(frames, reference, ethanol_species);
+  EXPECT_NEAR(m.intact_fraction, 1.0 / 3, 1e-12);
+  EXPECT_NEAR(m.wrong_bonds_mean, 1.0, 1e-12);
+  EXPECT_DOUBLE_EQ(m.to_json(ethanol_species)["wrong_bonds_mean"].get<double>(), 1.0);
+  EXPECT_PSM_ERROR(psm::wrong_bond_counts(frames, ethanol_species, bonds + 20), "wrong_bond_counts",
+                   "out of range");
+}
+
 TEST(MolecularMetrics, StretchedBondBreaksTheGraph) {
   // The reference holds 20 frames twice, so that either half has exactly its distribution.
   const torch::Tensor twenty = ethanol_frames(20, 0.02, 3);

@@ -255,6 +255,7 @@ class EvalCommand final : public Command {
       row("of the others, isomorphism search gave up",
           fmt::format("{} samples (counted not intact)", m.search_limited));
     }
+    row("wrong bonds per sample (by element pair)", fmt::format("{:.4g}", m.wrong_bonds_mean));
     if (m.potential_energy) {
       const PotentialEnergyW1& e = *m.potential_energy;
       row(fmt::format("{} energy W1 (kcal/mol)", e.potential), fmt::format("{:.6g}", e.w1));

@@ -83,17 +83,18 @@ class RunCommand final : public Command {
     }
     const bool xtb = std::ranges::any_of(
         rows, [](const auto& row) { return row.molecular->potential_energy.has_value(); });
-    fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7}{}\n", "set",
+    fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>7}{}\n", "set",
                "model", "energy W1", "energy W2", "outliers", "dist TVD", "bond JS", "torsion JS",
-               "h(r) MAE", "intact", xtb ? fmt::format(" {:>8}", "xTB W1") : "");
+               "h(r) MAE", "intact", "wrong b", xtb ? fmt::format(" {:>8}", "xTB W1") : "");
     for (const auto& row : rows) {
       const MolecularMetrics& m = *row.molecular;
-      fmt::print("{:<12} {:<8} {:>10} {:>10} {:>9} {:>9.4g} {:>9} {:>10} {:>9.4g} {:>7.3g}",
-                 row.set, row.model, format_optional(row.metrics.energy_w1),
-                 format_optional(row.metrics.energy_w2),
-                 format_optional(row.metrics.outlier_fraction), row.metrics.distance_tvd,
-                 format_optional(m.bond_length_js_mean), format_optional(m.torsion_js_mean),
-                 m.distance_density_mae, m.intact_fraction);
+      fmt::print(
+          "{:<12} {:<8} {:>10} {:>10} {:>9} {:>9.4g} {:>9} {:>10} {:>9.4g} {:>7.3g} {:>7.3g}",
+          row.set, row.model, format_optional(row.metrics.energy_w1),
+          format_optional(row.metrics.energy_w2), format_optional(row.metrics.outlier_fraction),
+          row.metrics.distance_tvd, format_optional(m.bond_length_js_mean),
+          format_optional(m.torsion_js_mean), m.distance_density_mae, m.intact_fraction,
+          m.wrong_bonds_mean);
       if (xtb) {
         fmt::print(" {:>8}", m.potential_energy ? fmt::format("{:.4g}", m.potential_energy->w1)
                                                 : std::string("–"));
@@ -101,7 +102,8 @@ class RunCommand final : public Command {
       fmt::print("\n");
     }
     fmt::print(
-        "(energy W1 and W2 in {}; JS in nats, mean over bonds and torsions; h(r) MAE in 1/Å)\n",
+        "(energy W1 and W2 in {}; JS in nats, mean over bonds and torsions; h(r) MAE in 1/Å; "
+        "wrong b: bonds too many or too few per sample)\n",
         energy_unit(Units::kcal_mol_angstrom));
   }
 

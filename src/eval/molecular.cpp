@@ -379,6 +379,32 @@ torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<i
   return torch::triu(majority, 1).nonzero();
 }
 
+torch::Tensor wrong_bond_counts(const torch::Tensor& positions, const std::vector<int64_t>& species,
+                                const torch::Tensor& bonds, double scale) {
+  const int64_t num_atoms = static_cast<int64_t>(species.size());
+  std::vector<uint8_t> reference =
+      adjacency_matrix(neighbour_lists(bonds, num_atoms, "wrong_bond_counts"));
+  const auto [elements, element_index] =
+      torch::_unique(torch::tensor(species, torch::kInt64), true, true);
+  const torch::Tensor one_hot =
+      torch::one_hot(element_index, elements.size(0)).to(positions.device(), torch::kFloat64);
+  // Bonds between element classes e and f: (one_hot^T A one_hot)_ef, each bond counted once in
+  // e-f and once in f-e (twice in e-e), so half the summed absolute differences counts each
+  // surplus or missing bond once.
+  const auto pair_counts = [&](const torch::Tensor& adjacency) {
+    return torch::matmul(torch::matmul(one_hot.t(), adjacency.to(torch::kFloat64)), one_hot);
+  };
+  const torch::Tensor reference_counts =
+      pair_counts(torch::from_blob(reference.data(), {num_atoms, num_atoms}, torch::kUInt8)
+                      .to(positions.device()));
+  std::vector<torch::Tensor> chunks;
+  for (const torch::Tensor& frames : positions.split(frames_per_chunk(num_atoms))) {
+    const torch::Tensor counts = pair_counts(covalent_adjacency(frames, species, scale));
+    chunks.push_back(((counts - reference_counts).abs().sum({1, 2}) / 2).round().to(torch::kInt64));
+  }
+  return torch::cat(chunks);
+}
+
 torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds) {
   const torch::Tensor pairs = bonds.to(torch::kInt64).to(positions.device());
   return torch::linalg_vector_norm(
@@ -561,6 +587,7 @@ nlohmann::json MolecularMetrics::to_json(const std::vector<int64_t>& species) co
       {"torsion_js", per_row(torsions, torsion_js)},
       {"distance_density_mae", distance_density_mae},
       {"intact_fraction", intact_fraction},
+      {"wrong_bonds_mean", wrong_bonds_mean},
       {"search_limited", search_limited},
   };
   if (potential_energy) {
@@ -599,6 +626,10 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
   metrics.relabelled = relabelled.positions.index({relabelled.intact.to(x.device())});
   metrics.intact_fraction = relabelled.intact.to(torch::kFloat64).mean().item<double>();
   metrics.search_limited = relabelled.search_limited;
+  metrics.wrong_bonds_mean = wrong_bond_counts(x, species, metrics.bonds, options.bond_scale)
+                                 .to(torch::kFloat64)
+                                 .mean()
+                                 .item<double>();
   metrics.torsions = rotatable_torsions(metrics.bonds, species);
   const bool measured = metrics.relabelled.size(0) > 0;
   const auto not_measured = [](int64_t count) {

@@ -38,6 +38,17 @@ torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<i
 /// @param positions [B, N, 3], @param bonds [K, 2] int64; @return [B, K] bond lengths, Å
 torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds);
 
+/// Bonds each frame has too many or too few against a reference bond graph, counted by element
+/// pair: the sum over element pairs (C-H, C-O, ...) of |the frame's covalent bonds of that pair -
+/// the reference graph's|. A broken bond counts 1; a hydrogen moved from a carbon to an oxygen
+/// counts 2 (a C-H missing, an O-H extra). It needs no atom labels, so it measures frames whose
+/// graph differs, which the relabelled metrics cannot: 0 for an intact frame, and in general a
+/// lower bound on the bonds to break and make to reach the reference graph.
+/// @param positions [B, N, 3] Å; @param species [N]; @param bonds [K, 2] int64
+/// @return [B] int64
+torch::Tensor wrong_bond_counts(const torch::Tensor& positions, const std::vector<int64_t>& species,
+                                const torch::Tensor& bonds, double scale = 1.2);
+
 /// Generated frames relabelled onto a reference bond graph; see relabel_onto_reference.
 struct Relabelling {
   torch::Tensor positions;  ///< [B, N, 3]: atom i of a frame plays the role of reference atom i
@@ -148,7 +159,8 @@ struct MolecularMetrics {
   double distance_density_mae = 0;  ///< h(r), 1/Å
   /// Generated frames whose bond graph is the reference's up to a permutation of identical atoms
   double intact_fraction = 0;
-  int64_t search_limited = 0;  ///< generated frames not intact because the search gave up
+  int64_t search_limited = 0;   ///< generated frames not intact because the search gave up
+  double wrong_bonds_mean = 0;  ///< wrong_bond_counts per generated frame, mean over frames
   std::optional<PotentialEnergyW1> potential_energy{};
 
   /// Summary numbers, and the per-bond and per-torsion JS keyed by atom labels ("C0-C1").
