@@ -15,7 +15,10 @@ class CliData : public psm::test::ScratchDir {};
 
 TEST_F(CliData, InfoSummarisesADataset) {
   psm::Dataset data;
-  data.positions = torch::zeros({2, 9, 3}, torch::kFloat64);
+  // Two ethanol frames: the file's geometry and a copy 0.01 Å along x.
+  const psm::Dataset molecule =
+      psm::load_dataset(psm::test::data_path("ethanol.xyz"), {.temperature_kelvin = 500.0});
+  data.positions = torch::cat({molecule.positions, molecule.positions + 0.01});
   data.forces = torch::zeros({2, 9, 3}, torch::kFloat64);
   data.forces[0][0][0] = 3.0;
   data.forces[1][4] = torch::tensor({0.0, 3.0, 4.0}, torch::kFloat64);  // |F| = 5
@@ -34,7 +37,8 @@ TEST_F(CliData, InfoSummarisesADataset) {
         "units       kcal/mol,angstrom\n", "kT          0.993602 (500 K)\n",
         "energy      min -2.000000  mean 1.000000  max 4.000000\n",
         "|F|         min 0.000000  max 5.000000  rms 1.374369\n",  // sqrt((9 + 25) / 18)
-        "provenance  {\"seed\":11}\n"}) {
+        "provenance  {\"seed\":11}\n", "bond kT     C-C ", "            C-H ", "            C-O ",
+        "            H-O "}) {
     EXPECT_NE(result.output.find(line), std::string::npos) << line << "\n" << result.output;
   }
 }

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <utility>
+
 #include "psm/core/random.h"
 #include "psm/data/force_check.h"
 #include "test_util.h"
@@ -40,6 +43,87 @@ TEST(ForceCheck, CatchesForcesOfAnotherPotential) {
   EXPECT_GT(virial.deviation(0.7), psm::kForceCheckSigmas);
   EXPECT_NE(psm::describe_force_check(virial, 0.7).find("PSM learns the forces' distribution"),
             std::string::npos);
+}
+
+/// `frames` exact samples of a bond length r with density proportional to r² exp(-k (r - r0)² /
+/// 2 kT), the radial law of a 3-D harmonic bond: Gaussian proposals accepted with (r / r_max)².
+torch::Tensor harmonic_bond_lengths(int64_t frames, double k, double r0, double kT,
+                                    torch::Generator& rng) {
+  const double width = std::sqrt(kT / k), r_max = r0 + 8 * width;
+  const torch::Tensor r = r0 + width * torch::randn({8 * frames}, rng, torch::kFloat64);
+  const torch::Tensor keep = torch::rand({8 * frames}, rng, torch::kFloat64) < (r / r_max).square();
+  return r.index({keep & (r > 0)}).slice(0, 0, frames);
+}
+
+/// Random unit vectors [frames, 3].
+torch::Tensor random_directions(int64_t frames, torch::Generator& rng) {
+  const torch::Tensor v = torch::randn({frames, 3}, rng, torch::kFloat64);
+  return v / v.norm(2, -1, true);
+}
+
+/// A bent triatomic A-B-C with independent harmonic bonds (k 600 at 1.1 Å for A-B, k 300 at
+/// 1.5 Å for B-C), exactly sampled at kT: the bond vectors are independent with the radial law
+/// above. Returns positions [F, 3, 3] and the forces of bonds whose constants are
+/// `force_scale_ab` and 1 times the sampling ones.
+std::pair<torch::Tensor, torch::Tensor> triatomic_frames(int64_t frames, double kT,
+                                                         double force_scale_ab, uint64_t seed) {
+  torch::Generator rng = psm::make_generator(seed);
+  const torch::Tensor r_ab = harmonic_bond_lengths(frames, 600.0, 1.1, kT, rng).unsqueeze(-1);
+  const torch::Tensor r_bc = harmonic_bond_lengths(frames, 300.0, 1.5, kT, rng).unsqueeze(-1);
+  const torch::Tensor u_ab = random_directions(frames, rng), u_bc = random_directions(frames, rng);
+  const torch::Tensor b = torch::randn({frames, 3}, rng, torch::kFloat64);
+  const torch::Tensor a = b + r_ab * u_ab, c = b + r_bc * u_bc;
+  // F on A from its bond: -k (r - r0) u, u from B to A; B feels the opposite of both.
+  const torch::Tensor f_a = -force_scale_ab * 600.0 * (r_ab - 1.1) * u_ab;
+  const torch::Tensor f_c = -300.0 * (r_bc - 1.5) * u_bc;
+  return {torch::stack({a, b, c}, 1), torch::stack({f_a, -f_a - f_c, f_c}, 1)};
+}
+
+TEST(ForceCheck, BondVirialTemperatureOfHarmonicBondsIsTheirKt) {
+  const auto [positions, forces] = triatomic_frames(20000, 0.6, 1.0, 5);
+  ASSERT_EQ(positions.size(0), 20000);
+  const torch::Tensor ab = torch::tensor({{0, 1}}, torch::kInt64);
+  const torch::Tensor bc = torch::tensor({{2, 1}}, torch::kInt64);  // either order
+  for (const torch::Tensor& bonds : {ab, bc, torch::cat({ab, bc})}) {
+    const psm::VirialTemperature bond = psm::bond_virial_temperature(positions, forces, bonds);
+    EXPECT_EQ(bond.frames, 20000);
+    EXPECT_GT(bond.standard_error, 0.0);
+    EXPECT_LT(bond.deviation(0.6), 4.0) << bond.kT << " ± " << bond.standard_error;
+  }
+}
+
+TEST(ForceCheck, BondVirialTemperatureFindsTheOneBondWhoseForcesDisagree) {
+  // A-B's forces are 1.3 times as stiff as the spring that sampled it: along A-B the frames look
+  // 1.3 times hotter than kT, B-C stays right.
+  const auto [positions, forces] = triatomic_frames(20000, 0.6, 1.3, 6);
+  const psm::VirialTemperature ab =
+      psm::bond_virial_temperature(positions, forces, torch::tensor({{0, 1}}, torch::kInt64));
+  EXPECT_NEAR(ab.kT, 1.3 * 0.6, 4 * ab.standard_error);
+  EXPECT_GT(ab.deviation(0.6), psm::kForceCheckSigmas);
+  const psm::VirialTemperature bc =
+      psm::bond_virial_temperature(positions, forces, torch::tensor({{1, 2}}, torch::kInt64));
+  EXPECT_LT(bc.deviation(0.6), 4.0);
+}
+
+TEST(ForceCheck, BondVirialTemperatureRejectsBadBonds) {
+  const auto [positions, forces] = triatomic_frames(10, 0.6, 1.0, 7);
+  EXPECT_PSM_ERROR(
+      psm::bond_virial_temperature(positions, forces, torch::tensor({{0, 3}}, torch::kInt64)),
+      "out of range for 3 atoms");
+  EXPECT_PSM_ERROR(
+      psm::bond_virial_temperature(positions, forces, torch::tensor({{1, 1}}, torch::kInt64)),
+      "out of range");
+  EXPECT_PSM_ERROR(
+      psm::bond_virial_temperature(positions, forces, torch::zeros({0, 2}, torch::kInt64)),
+      "[K, 2], K >= 1");
+  EXPECT_PSM_ERROR(psm::bond_virial_temperature(positions.slice(2, 0, 2), forces.slice(2, 0, 2),
+                                                torch::tensor({{0, 1}}, torch::kInt64)),
+                   "[F, N, 3]");
+  torch::Tensor overlapping = positions.clone();
+  overlapping[3][0] = overlapping[3][1];
+  EXPECT_PSM_ERROR(
+      psm::bond_virial_temperature(overlapping, forces, torch::tensor({{0, 1}}, torch::kInt64)),
+      "bonded atoms coincide");
 }
 
 TEST(ForceCheck, IdenticalFramesWithZeroForcesAreFlagged) {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "psm/core/elements.h"
 #include "psm/data/force_check.h"
 #include "psm/data/subsets.h"
+#include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
 #include "psm/io/smiles.h"
 #include "psm/io/xyz.h"
@@ -22,6 +24,43 @@
 namespace psm::cli {
 
 namespace {
+
+/// Sorts elements in Hill order: carbon, then hydrogen, then the rest alphabetically.
+std::string hill_key(int64_t z) {
+  if (z == 6) return "0";
+  if (z == 1) return "1";
+  return "2" + std::string(element_symbol(z));
+}
+
+/// One line per bond type (element pair, "C-H") of the frames' majority bond graph: the
+/// temperature its forces imply along those bonds (bond_virial_temperature).
+std::vector<std::string> bond_temperature_lines(const Dataset& data) {
+  const torch::Tensor bonds = majority_bonds(data.positions, data.species);
+  struct BondType {
+    std::string label;
+    std::vector<int64_t> rows;
+  };
+  std::map<std::string, BondType> types;  // keyed in Hill order
+  for (int64_t k = 0; k < bonds.size(0); ++k) {
+    int64_t a = data.species[bonds[k][0].item<int64_t>()];
+    int64_t b = data.species[bonds[k][1].item<int64_t>()];
+    if (hill_key(b) < hill_key(a)) std::swap(a, b);
+    BondType& type = types[hill_key(a) + "-" + hill_key(b)];
+    type.label = fmt::format("{}-{}", element_symbol(a), element_symbol(b));
+    type.rows.push_back(k);
+  }
+  std::vector<std::string> lines;
+  for (const auto& [key, type] : types) {
+    const VirialTemperature t =
+        bond_virial_temperature(data.positions, data.forces,
+                                bonds.index_select(0, torch::tensor(type.rows, torch::kInt64)));
+    lines.push_back(
+        fmt::format("{:<5} {:.4g} ± {:.2g} ({} bond{}, {:.1f} standard errors from the frames' kT)",
+                    type.label, t.kT, t.standard_error, type.rows.size(),
+                    type.rows.size() == 1 ? "" : "s", t.deviation(data.frames_kT())));
+  }
+  return lines;
+}
 
 /// `psm data info FILE`: what a dataset holds, in one screen.
 class DataInfoCommand final : public Command {
@@ -67,6 +106,20 @@ class DataInfoCommand final : public Command {
                       norm.max().item<double>(), norm.square().mean().sqrt().item<double>()));
       if (data.num_frames() >= 2) {
         row("force check", describe_force_check(virial_temperature(data), data.frames_kT()));
+        if (data.is_molecular()) {
+          // Stiff stretches the whole-frame virial averages away: PSM follows the forces, so
+          // bonds hotter or colder than the forces imply come out narrower or wider than the
+          // frames'.
+          try {
+            const std::vector<std::string> lines = bond_temperature_lines(data);
+            for (size_t k = 0; k < lines.size(); ++k) row(k == 0 ? "bond kT" : "", lines[k]);
+            row("",
+                "(standard errors for independent frames: in MD a stiff stretch exchanges "
+                "energy slowly, and its true error is larger)");
+          } catch (const Error& error) {
+            row("bond kT", fmt::format("not computed: {}", error.what()));
+          }
+        }
       }
     } else {
       row("|F|", "none");

@@ -36,12 +36,6 @@ struct EvalOptions {
   bool no_plots = false;
 };
 
-/// Molecular data: real elements in Å and kcal/mol (model particles have species 0).
-bool is_molecular(const Dataset& data) {
-  return data.units == Units::kcal_mol_angstrom && data.positions.size(2) == 3 &&
-         std::ranges::none_of(data.species, [](int64_t z) { return z == 0; });
-}
-
 /// Which file of the comparison: a generated frame the potential cannot evaluate (GFN2-xTB on
 /// overlapping atoms) is a failure of the model, counted; in the reference it is an error.
 enum class Role { samples, reference };
@@ -58,7 +52,7 @@ torch::Tensor energies_of(const Dataset& data, const fs::path& file,
   } else if (data.system.is_object()) {
     system = make_system(data.system);
   } else {
-    check(is_molecular(data),
+    check(data.is_molecular(),
           fmt::format("{}: no energies and no system in the file; pass --system NAME to compute "
                       "them",
                       file.string()));
@@ -105,7 +99,7 @@ LoadedSamples load_samples(const fs::path& file, const EvalOptions& options, Rol
           data.units,
           data.species,
           data.system,
-          is_molecular(data)};
+          data.is_molecular()};
 }
 
 /// GFN2-xTB for the reference molecule: the reference file's own xtb system (with its charge and

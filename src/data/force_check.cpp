@@ -35,6 +35,34 @@ VirialTemperature virial_temperature(const torch::Tensor& positions, const torch
           .frames = frames};
 }
 
+VirialTemperature bond_virial_temperature(const torch::Tensor& positions,
+                                          const torch::Tensor& forces, const torch::Tensor& bonds) {
+  check(positions.dim() == 3 && positions.size(2) == 3 && forces.sizes() == positions.sizes(),
+        "bond virial temperature: positions and forces must have the shape [F, N, 3]");
+  const int64_t frames = positions.size(0), atoms = positions.size(1);
+  check(frames >= 2, fmt::format("bond virial temperature: needs >= 2 frames, got {}", frames));
+  check(bonds.dim() == 2 && bonds.size(1) == 2 && bonds.size(0) >= 1,
+        "bond virial temperature: bonds must have the shape [K, 2], K >= 1");
+  const torch::Tensor pairs = bonds.to(torch::kInt64).to(positions.device());
+  check((pairs >= 0).all().item<bool>() && (pairs < atoms).all().item<bool>() &&
+            (pairs.select(1, 0) != pairs.select(1, 1)).all().item<bool>(),
+        fmt::format("bond virial temperature: a bond is out of range for {} atoms", atoms));
+  const torch::Tensor x = positions.to(torch::kFloat64), f = forces.to(torch::kFloat64);
+  const torch::Tensor i = pairs.select(1, 0), j = pairs.select(1, 1);
+  const torch::Tensor separation = x.index_select(1, i) - x.index_select(1, j);  // [F, K, 3]
+  const torch::Tensor r = separation.norm(2, -1);                                // [F, K]
+  check((r > 0).all().item<bool>(), "bond virial temperature: bonded atoms coincide in a frame");
+  const torch::Tensor stretch_force =  // (F_j - F_i) . u: the force pulling the bond shorter
+      ((f.index_select(1, j) - f.index_select(1, i)) * separation / r.unsqueeze(-1)).sum(-1);
+  const torch::Tensor dr = r - r.mean(0);
+  const torch::Tensor lhs = (dr * stretch_force).sum(1), rhs = (2 + 4 * dr / r).sum(1);  // [F]
+  const double kT = (lhs.mean() / rhs.mean()).item<double>();
+  // Delta method for the ratio of means.
+  const double standard_error =
+      ((lhs - kT * rhs).std() / rhs.mean()).item<double>() / std::sqrt(static_cast<double>(frames));
+  return {.kT = kT, .standard_error = standard_error, .frames = frames};
+}
+
 std::string describe_force_check(const VirialTemperature& virial, double frames_kT) {
   const double sigmas = virial.deviation(frames_kT);
   const std::string numbers =

@@ -269,6 +269,11 @@ bool is_extxyz_path(const std::filesystem::path& path) {
 
 }  // namespace
 
+bool Dataset::is_molecular() const {
+  return units == Units::kcal_mol_angstrom && dim() == 3 &&
+         std::ranges::none_of(species, [](int64_t z) { return z == 0; });
+}
+
 void Dataset::validate(const std::string& source) const {
   if (!positions.defined()) fail(source, "no positions");
   if (positions.dim() != 3) {

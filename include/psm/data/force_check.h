@@ -32,6 +32,17 @@ VirialTemperature virial_temperature(const Dataset& data);
 /// any floating dtype; throws psm::Error on mismatched shapes or fewer than two frames.
 VirialTemperature virial_temperature(const torch::Tensor& positions, const torch::Tensor& forces);
 
+/// The temperature the forces imply along a set of bonds, by Stein's identity with the test
+/// function (r - r̄) ∇r of each bond length r = |x_i - x_j|, r̄ its mean over the frames:
+/// <(r - r̄) (F_j - F_i) . u> = kT <2 + 4 (r - r̄) / r> in 3-D, u = (x_i - x_j) / r, summed over
+/// the bonds. It tests the stiff stretches that the whole-frame virial averages away: MD whose
+/// thermostat leaves them hotter or colder than its stated temperature shows here, and PSM,
+/// which follows the forces, then makes bonds narrower or wider than the frames'. The standard
+/// error assumes independent frames, as virial_temperature's does.
+/// @param positions, forces [F, N, 3], F >= 2; @param bonds [K, 2] int64 atom pairs, K >= 1
+VirialTemperature bond_virial_temperature(const torch::Tensor& positions,
+                                          const torch::Tensor& forces, const torch::Tensor& bonds);
+
 /// Forces are called inconsistent with the frames beyond this many standard errors.
 inline constexpr double kForceCheckSigmas = 4.0;
 

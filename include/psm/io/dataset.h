@@ -32,6 +32,8 @@ struct Dataset {
   int64_t dim() const { return positions.size(2); }
   bool has_forces() const { return forces.defined(); }
   bool has_energies() const { return energies.defined(); }
+  /// Real elements in 3-D, Å and kcal/mol: a molecule (model particles have species 0).
+  bool is_molecular() const;
   /// k_B T the frames were drawn at: sampled_kT, else kT.
   double frames_kT() const { return sampled_kT.value_or(kT); }
 
