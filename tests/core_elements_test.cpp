@@ -46,4 +46,14 @@ TEST(Elements, HillFormula) {
   EXPECT_EQ(psm::chemical_formula(std::vector<int64_t>(13, 0)), "X13");
 }
 
+TEST(Elements, BondTypesInHillOrder) {
+  EXPECT_EQ(psm::bond_type(1, 6), "C-H");
+  EXPECT_EQ(psm::bond_type(6, 1), "C-H");
+  EXPECT_EQ(psm::bond_type(8, 6), "C-O");
+  EXPECT_EQ(psm::bond_type(6, 6), "C-C");
+  EXPECT_EQ(psm::bond_type(8, 1), "H-O");
+  EXPECT_EQ(psm::bond_type(17, 1), "Cl-H");
+  EXPECT_THROW(psm::bond_type(6, 99), psm::Error);
+}
+
 }  // namespace

@@ -201,6 +201,20 @@ TEST(MolecularMetrics, IdenticalSetsScoreZeroAndIntact) {
   EXPECT_TRUE(json["torsion_js"].contains("C0-C1-O2-H3"));
 }
 
+TEST(MolecularMetrics, BondWidthRatioSeesBondsTooNarrow) {
+  // The same geometry with half the noise: every bond length varies about half as much.
+  const torch::Tensor reference = ethanol_frames(2000, 0.02, 10);
+  const torch::Tensor narrow = shuffle_identical_atoms(ethanol_frames(2000, 0.01, 11), 12);
+  const psm::MolecularMetrics m =
+      psm::compute_molecular_metrics(narrow, reference, ethanol_species);
+  ASSERT_EQ(m.bond_width_ratio.size(), 4u);  // C-C, C-H, C-O, H-O
+  for (const auto& [type, ratio] : m.bond_width_ratio) EXPECT_NEAR(ratio, 0.5, 0.05) << type;
+  EXPECT_EQ(m.to_json(ethanol_species)["bond_width_ratio"].size(), 4u);
+  const psm::MolecularMetrics same =
+      psm::compute_molecular_metrics(reference, reference, ethanol_species);
+  for (const auto& [type, ratio] : same.bond_width_ratio) EXPECT_DOUBLE_EQ(ratio, 1.0) << type;
+}
+
 TEST(MolecularMetrics, WrongBondsCountBrokenAndMovedBondsByElementPair) {
   const torch::Tensor reference = ethanol_frames(20, 0.02, 7);
   const torch::Tensor bonds = psm::majority_bonds(reference, ethanol_species);

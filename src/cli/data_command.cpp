@@ -25,39 +25,23 @@ namespace psm::cli {
 
 namespace {
 
-/// Sorts elements in Hill order: carbon, then hydrogen, then the rest alphabetically.
-std::string hill_key(int64_t z) {
-  if (z == 6) return "0";
-  if (z == 1) return "1";
-  return "2" + std::string(element_symbol(z));
-}
-
-/// One line per bond type (element pair, "C-H") of the frames' majority bond graph: the
-/// temperature its forces imply along those bonds (bond_virial_temperature).
+/// One line per bond type ("C-H") of the frames' majority bond graph: the temperature its forces
+/// imply along those bonds (bond_virial_temperature).
 std::vector<std::string> bond_temperature_lines(const Dataset& data) {
   const torch::Tensor bonds = majority_bonds(data.positions, data.species);
-  struct BondType {
-    std::string label;
-    std::vector<int64_t> rows;
-  };
-  std::map<std::string, BondType> types;  // keyed in Hill order
+  std::map<std::string, std::vector<int64_t>> bonds_by_type;
   for (int64_t k = 0; k < bonds.size(0); ++k) {
-    int64_t a = data.species[bonds[k][0].item<int64_t>()];
-    int64_t b = data.species[bonds[k][1].item<int64_t>()];
-    if (hill_key(b) < hill_key(a)) std::swap(a, b);
-    BondType& type = types[hill_key(a) + "-" + hill_key(b)];
-    type.label = fmt::format("{}-{}", element_symbol(a), element_symbol(b));
-    type.rows.push_back(k);
+    bonds_by_type[bond_type(data.species[bonds[k][0].item<int64_t>()],
+                            data.species[bonds[k][1].item<int64_t>()])]
+        .push_back(k);
   }
   std::vector<std::string> lines;
-  for (const auto& [key, type] : types) {
-    const VirialTemperature t =
-        bond_virial_temperature(data.positions, data.forces,
-                                bonds.index_select(0, torch::tensor(type.rows, torch::kInt64)));
-    lines.push_back(
-        fmt::format("{:<5} {:.4g} ± {:.2g} ({} bond{}, {:.1f} standard errors from the frames' kT)",
-                    type.label, t.kT, t.standard_error, type.rows.size(),
-                    type.rows.size() == 1 ? "" : "s", t.deviation(data.frames_kT())));
+  for (const auto& [type, rows] : bonds_by_type) {
+    const VirialTemperature t = bond_virial_temperature(
+        data.positions, data.forces, bonds.index_select(0, torch::tensor(rows, torch::kInt64)));
+    lines.push_back(fmt::format(
+        "{:<5} {:.4g} ± {:.2g} ({} bond{}, {:.1f} standard errors from the frames' kT)", type, t.kT,
+        t.standard_error, rows.size(), rows.size() == 1 ? "" : "s", t.deviation(data.frames_kT())));
   }
   return lines;
 }

@@ -1,6 +1,7 @@
 // `psm eval`: metrics, histograms and a report for one sample file against a reference file.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -250,6 +251,13 @@ class EvalCommand final : public Command {
           fmt::format("{} samples (counted not intact)", m.search_limited));
     }
     row("wrong bonds per sample (by element pair)", fmt::format("{:.4g}", m.wrong_bonds_mean));
+    if (!m.bond_width_ratio.empty()) {
+      std::vector<std::string> ratios;
+      for (const auto& [type, ratio] : m.bond_width_ratio) {
+        ratios.push_back(fmt::format("{} {:.3g}", type, ratio));
+      }
+      row("bond width / reference's, by bond type", fmt::format("{}", fmt::join(ratios, ", ")));
+    }
     if (m.potential_energy) {
       const PotentialEnergyW1& e = *m.potential_energy;
       row(fmt::format("{} energy W1 (kcal/mol)", e.potential), fmt::format("{:.6g}", e.w1));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <utility>
 
 #include "psm/core/error.h"
 
@@ -89,6 +90,13 @@ std::string chemical_formula(const std::vector<int64_t>& species) {
     if (counts[symbol] > 1) formula += std::to_string(counts[symbol]);
   }
   return formula;
+}
+
+std::string bond_type(int64_t atomic_number_a, int64_t atomic_number_b) {
+  std::string_view first = element_symbol(atomic_number_a);
+  std::string_view second = element_symbol(atomic_number_b);
+  if (second == "C" || (first != "C" && second < first)) std::swap(first, second);
+  return fmt::format("{}-{}", first, second);
 }
 
 }  // namespace psm

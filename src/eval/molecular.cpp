@@ -79,6 +79,28 @@ std::pair<double, double> mean_and_max(const torch::Tensor& values) {
   return {values.mean().item<double>(), values.max().item<double>()};
 }
 
+/// Per bond type ("C-H"): the bond-length standard deviation of the generated frames over the
+/// reference's, averaged over the type's bonds. @param generated [B, K], reference [M, K] lengths
+std::map<std::string, double> bond_width_ratios(const torch::Tensor& generated,
+                                                const torch::Tensor& reference,
+                                                const torch::Tensor& bonds,
+                                                const std::vector<int64_t>& species) {
+  const torch::Tensor ratio = (generated.std(0) / reference.std(0)).cpu().contiguous();  // [K]
+  const torch::Tensor pairs = bonds.cpu().contiguous();
+  std::map<std::string, std::pair<double, int64_t>> sums;  // type -> (sum of ratios, bonds)
+  for (int64_t k = 0; k < pairs.size(0); ++k) {
+    auto& [sum, count] =
+        sums[bond_type(species[pairs[k][0].item<int64_t>()], species[pairs[k][1].item<int64_t>()])];
+    sum += ratio[k].item<double>();
+    ++count;
+  }
+  std::map<std::string, double> means;
+  for (const auto& [type, sum_count] : sums) {
+    means[type] = sum_count.first / static_cast<double>(sum_count.second);
+  }
+  return means;
+}
+
 std::vector<double> to_vector(const torch::Tensor& values) {
   const torch::Tensor contiguous = values.to(torch::kFloat64).cpu().contiguous();
   return std::vector<double>(contiguous.data_ptr<double>(),
@@ -588,6 +610,7 @@ nlohmann::json MolecularMetrics::to_json(const std::vector<int64_t>& species) co
       {"distance_density_mae", distance_density_mae},
       {"intact_fraction", intact_fraction},
       {"wrong_bonds_mean", wrong_bonds_mean},
+      {"bond_width_ratio", bond_width_ratio},
       {"search_limited", search_limited},
   };
   if (potential_energy) {
@@ -637,12 +660,17 @@ MolecularMetrics compute_molecular_metrics(const torch::Tensor& generated,
   };
 
   if (measured) {
+    const torch::Tensor generated_lengths = bond_lengths(metrics.relabelled, metrics.bonds);
+    const torch::Tensor reference_lengths = bond_lengths(y, metrics.bonds);
     const auto [generated_bonds, reference_bonds] =
-        bond_length_histograms(bond_lengths(metrics.relabelled, metrics.bonds),
-                               bond_lengths(y, metrics.bonds), options.bond_bins);
+        bond_length_histograms(generated_lengths, reference_lengths, options.bond_bins);
     const torch::Tensor bond_js = jensen_shannon_divergence(generated_bonds, reference_bonds);
     metrics.bond_length_js = to_vector(bond_js);
     std::tie(metrics.bond_length_js_mean, metrics.bond_length_js_max) = mean_and_max(bond_js);
+    if (metrics.relabelled.size(0) >= 2) {
+      metrics.bond_width_ratio =
+          bond_width_ratios(generated_lengths, reference_lengths, metrics.bonds, species);
+    }
   } else {
     metrics.bond_length_js = not_measured(metrics.bonds.size(0));
   }

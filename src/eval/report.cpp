@@ -74,6 +74,10 @@ nlohmann::json definitions(const ReportOptions& report) {
          "counted by element pair (sum over pairs of |count - reference count|; a broken bond is "
          "1, a hydrogen moved from C to O is 2), mean over all generated frames: needs no atom "
          "labels, so it also measures the frames that are not intact"},
+        {"bond_width_ratio",
+         "per bond type (C-H, ...): standard deviation of the intact generated frames' bond "
+         "lengths over the reference's, mean over the type's bonds; below 1 the bonds are too "
+         "narrow"},
         {"search_limited",
          fmt::format("generated frames whose isomorphism search gave up after {} partial "
                      "mappings, counted not intact",

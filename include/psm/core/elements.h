@@ -34,4 +34,7 @@ int64_t atomic_number(std::string_view symbol);
 /// without carbon all alphabetically. Model particles count as "X" ("X13").
 std::string chemical_formula(const std::vector<int64_t>& species);
 
+/// A bond's two elements in Hill order, "C-H", "C-O", "H-O": carbon first, else alphabetically.
+std::string bond_type(int64_t atomic_number_a, int64_t atomic_number_b);
+
 }  // namespace psm

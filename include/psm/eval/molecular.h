@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -148,7 +149,11 @@ struct PotentialEnergyW1 {
 struct MolecularMetrics {
   torch::Tensor bonds;       ///< [K, 2] int64, the reference bond graph
   torch::Tensor relabelled;  ///< [I, N, 3] float64, the intact generated frames, relabelled
-  std::vector<double> bond_length_js;           ///< [K] nats; NaN when no frame is intact
+  std::vector<double> bond_length_js;  ///< [K] nats; NaN when no frame is intact
+  /// Per bond type ("C-H"): the intact frames' bond-length standard deviation over the
+  /// reference's, mean over the type's bonds. Below 1: bonds too narrow (too cold or too stiff),
+  /// above: too wide. Empty with fewer than two intact frames.
+  std::map<std::string, double> bond_width_ratio;
   std::optional<double> bond_length_js_mean{};  ///< absent when no frame is intact
   std::optional<double> bond_length_js_max{};
   torch::Tensor torsions;          ///< [T, 4] int64, one per rotatable bond
