@@ -15,7 +15,7 @@ class CliData : public psm::test::ScratchDir {};
 
 TEST_F(CliData, InfoSummarisesADataset) {
   psm::Dataset data;
-  // Two ethanol frames: the file's geometry and a copy 0.01 Å along x.
+  // Two ethanol frames: the file's geometry and a copy shifted by 0.01 Å.
   const psm::Dataset molecule =
       psm::load_dataset(psm::test::data_path("ethanol.xyz"), {.temperature_kelvin = 500.0});
   data.positions = torch::cat({molecule.positions, molecule.positions + 0.01});

@@ -238,9 +238,8 @@ std::string molecular_table(const std::vector<ModelMetrics>& rows) {
   }
   std::string table = fmt::format(
       "| samples | bond JS mean | bond JS max | torsion JS mean | torsion JS max | h(r) MAE (1/Å) "
-      "| intact fraction | wrong bonds / frame |{}\n| --- | ---: | ---: | ---: | ---: | ---: | "
-      "---: "
-      "| ---: |{}\n",
+      "| intact fraction | wrong bonds / frame |{}\n"
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{}\n",
       potential.empty() ? ""
                         : fmt::format(" {} energy W1 (kcal/mol) | frames (failed) |", potential),
       potential.empty() ? "" : " ---: | ---: |");
