@@ -29,14 +29,8 @@ namespace {
 /// imply along those bonds (bond_virial_temperature).
 std::vector<std::string> bond_temperature_lines(const Dataset& data) {
   const torch::Tensor bonds = majority_bonds(data.positions, data.species);
-  std::map<std::string, std::vector<int64_t>> bonds_by_type;
-  for (int64_t k = 0; k < bonds.size(0); ++k) {
-    bonds_by_type[bond_type(data.species[bonds[k][0].item<int64_t>()],
-                            data.species[bonds[k][1].item<int64_t>()])]
-        .push_back(k);
-  }
   std::vector<std::string> lines;
-  for (const auto& [type, rows] : bonds_by_type) {
+  for (const auto& [type, rows] : bonds_by_type(bonds, data.species)) {
     const VirialTemperature t = bond_virial_temperature(
         data.positions, data.forces, bonds.index_select(0, torch::tensor(rows, torch::kInt64)));
     lines.push_back(fmt::format(

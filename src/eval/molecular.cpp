@@ -85,18 +85,12 @@ std::map<std::string, double> bond_width_ratios(const torch::Tensor& generated,
                                                 const torch::Tensor& reference,
                                                 const torch::Tensor& bonds,
                                                 const std::vector<int64_t>& species) {
-  const torch::Tensor ratio = (generated.std(0) / reference.std(0)).cpu().contiguous();  // [K]
-  const torch::Tensor pairs = bonds.cpu().contiguous();
-  std::map<std::string, std::pair<double, int64_t>> sums;  // type -> (sum of ratios, bonds)
-  for (int64_t k = 0; k < pairs.size(0); ++k) {
-    auto& [sum, count] =
-        sums[bond_type(species[pairs[k][0].item<int64_t>()], species[pairs[k][1].item<int64_t>()])];
-    sum += ratio[k].item<double>();
-    ++count;
-  }
+  const torch::Tensor ratio = generated.std(0) / reference.std(0);  // [K]
   std::map<std::string, double> means;
-  for (const auto& [type, sum_count] : sums) {
-    means[type] = sum_count.first / static_cast<double>(sum_count.second);
+  for (const auto& [type, rows] : bonds_by_type(bonds, species)) {
+    means[type] = ratio.index_select(0, torch::tensor(rows, torch::kInt64).to(ratio.device()))
+                      .mean()
+                      .item<double>();
   }
   return means;
 }
@@ -425,6 +419,17 @@ torch::Tensor wrong_bond_counts(const torch::Tensor& positions, const std::vecto
     chunks.push_back(((counts - reference_counts).abs().sum({1, 2}) / 2).round().to(torch::kInt64));
   }
   return torch::cat(chunks);
+}
+
+std::map<std::string, std::vector<int64_t>> bonds_by_type(const torch::Tensor& bonds,
+                                                          const std::vector<int64_t>& species) {
+  const torch::Tensor pairs = bonds.to(torch::kInt64).cpu().contiguous();
+  const int64_t* pair = pairs.data_ptr<int64_t>();
+  std::map<std::string, std::vector<int64_t>> rows;
+  for (int64_t k = 0; k < pairs.size(0); ++k) {
+    rows[bond_type(species.at(pair[2 * k]), species.at(pair[2 * k + 1]))].push_back(k);
+  }
+  return rows;
 }
 
 torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds) {

@@ -115,10 +115,7 @@ struct ExperimentSystem {
 
   int64_t num_atoms() const { return static_cast<int64_t>(species.size()); }
   /// Real elements in Å and kcal/mol: the molecular metrics apply.
-  bool molecular() const {
-    return units == Units::kcal_mol_angstrom && dim == 3 &&
-           std::ranges::none_of(species, [](int64_t z) { return z == 0; });
-  }
+  bool molecular() const { return is_molecular(units, dim, species); }
 };
 
 ExperimentSystem system_from_spec(const nlohmann::json& spec, const Temperature& temperature) {

@@ -269,10 +269,12 @@ bool is_extxyz_path(const std::filesystem::path& path) {
 
 }  // namespace
 
-bool Dataset::is_molecular() const {
-  return units == Units::kcal_mol_angstrom && dim() == 3 &&
+bool is_molecular(Units units, int64_t dim, const std::vector<int64_t>& species) {
+  return units == Units::kcal_mol_angstrom && dim == 3 &&
          std::ranges::none_of(species, [](int64_t z) { return z == 0; });
 }
+
+bool Dataset::is_molecular() const { return psm::is_molecular(units, dim(), species); }
 
 void Dataset::validate(const std::string& source) const {
   if (!positions.defined()) fail(source, "no positions");

@@ -32,7 +32,7 @@ struct Dataset {
   int64_t dim() const { return positions.size(2); }
   bool has_forces() const { return forces.defined(); }
   bool has_energies() const { return energies.defined(); }
-  /// Real elements in 3-D, Å and kcal/mol: a molecule (model particles have species 0).
+  /// Real elements in 3-D, Å and kcal/mol: a molecule (see is_molecular below).
   bool is_molecular() const;
   /// k_B T the frames were drawn at: sampled_kT, else kT.
   double frames_kT() const { return sampled_kT.value_or(kT); }
@@ -44,6 +44,10 @@ struct Dataset {
   /// The frames at `indices` (int64 [K]), with all metadata kept.
   Dataset select(const torch::Tensor& indices) const;
 };
+
+/// Real elements (no model particle, species 0) in 3-D, Å and kcal/mol: the molecular metrics
+/// apply.
+bool is_molecular(Units units, int64_t dim, const std::vector<int64_t>& species);
 
 /// Which energies and forces of an rMD17 file to read. rMD17 recomputed them (PBE/def2-SVP) on
 /// MD17's frames, which MD with another potential (PBE+vdW-TS) sampled: the recomputed forces are
