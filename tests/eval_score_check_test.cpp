@@ -66,6 +66,22 @@ TEST(ScoreCheck, ScaledScoreShowsItsStrengthInBothNumbers) {
   EXPECT_NEAR(*result.residual_rms / *result.force_rms, 0.21, 0.02);
 }
 
+TEST(ScoreCheck, AScorePointingOutwardsGetsNoStrengthOrTemperature) {
+  const psm::GaussianMixture system = harmonic_system();
+  const psm::Dataset frames = harmonic_frames(system, 1000);
+  const psm::ScoreFn exact = system.score_fn();
+  const psm::ScoreFn reversed = [&](const torch::Tensor& x, const torch::Tensor& sigma) {
+    return -exact(x, sigma);
+  };
+  const psm::ScoreCheck result = psm::check_score(reversed, frames, {.sigma = 0.01});
+  ASSERT_LT(result.score_virial.kT, 0.0);
+  EXPECT_NE(psm::describe_score_strength(result.score_virial.kT, kT).find("not positive"),
+            std::string::npos);
+  EXPECT_NE(psm::describe_score_strength(0.5 * kT, kT).find("0.5 times as strong"),
+            std::string::npos);
+  EXPECT_NE(psm::describe_score_strength(0.5 * kT, kT).find("kT / c = 1.6"), std::string::npos);
+}
+
 TEST(ScoreCheck, FramesWithoutForcesGetTheVirialOnly) {
   const psm::GaussianMixture system = harmonic_system();
   psm::Dataset frames = harmonic_frames(system, 50);

@@ -53,19 +53,8 @@ class ScoreCheckCommand final : public Command {
     row("sigma",
         fmt::format("{:.4g}{}", options_.sigma, sigma_ ? "" : " (the checkpoint's sigma_min)"));
     const VirialTemperature& virial = result.score_virial;
-    const double strength = virial.kT / kT;
-    // Every normalisable density's score points inwards on average, so a virial kT <= 0 has no
-    // strength or temperature to quote.
-    const std::string reading =
-        strength > 0 ? fmt::format(
-                           "the score is {:.4g} times as strong as the frames' (1 exact); a score "
-                           "c times too strong samples at about kT / c = {:.4g}",
-                           strength, kT / strength)
-                     : std::string(
-                           "not positive: on average the score points away from the centre, "
-                           "which no Boltzmann distribution's score does");
-    row("score virial",
-        fmt::format("kT {:.4g} ± {:.2g}: {}", virial.kT, virial.standard_error, reading));
+    row("score virial", fmt::format("kT {:.4g} ± {:.2g}: {}", virial.kT, virial.standard_error,
+                                    describe_score_strength(virial.kT, kT)));
     if (result.forces_virial) {
       row("forces virial",
           fmt::format("kT {:.4g} ± {:.2g} (the frames' own forces)", result.forces_virial->kT,

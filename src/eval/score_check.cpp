@@ -43,4 +43,16 @@ ScoreCheck check_score(const ScoreFn& score, const Dataset& frames,
   return result;
 }
 
+std::string describe_score_strength(double score_virial_kT, double frames_kT) {
+  const double strength = score_virial_kT / frames_kT;
+  if (!(strength > 0)) {
+    return "not positive: on average the score points away from the centre, which no Boltzmann "
+           "distribution's score does";
+  }
+  return fmt::format(
+      "the score is {:.4g} times as strong as the frames' (1 exact); a score c "
+      "times too strong samples at about kT / c = {:.4g}",
+      strength, frames_kT / strength);
+}
+
 }  // namespace psm

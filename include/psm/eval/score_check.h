@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "psm/data/force_check.h"
 #include "psm/diffusion/score.h"
@@ -37,5 +38,10 @@ struct ScoreCheck {
 /// psm::Error for fewer than two frames or non-finite scores.
 ScoreCheck check_score(const ScoreFn& score, const Dataset& frames,
                        const ScoreCheckOptions& options);
+
+/// What a score virial kT says against the frames' kT, in words: the score's strength c and the
+/// kT / c it samples at, or, for a virial kT <= 0, that no Boltzmann distribution's score gives
+/// it (every normalisable density's score points inwards on average).
+std::string describe_score_strength(double score_virial_kT, double frames_kT);
 
 }  // namespace psm
