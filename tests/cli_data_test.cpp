@@ -56,6 +56,9 @@ TEST_F(CliData, BadOptionAndMissingFileFailWithOneLine) {
 }
 
 TEST_F(CliData, MoleculeFromSmilesFeedsSimulate) {
+#ifndef PSM_WITH_RDKIT
+  GTEST_SKIP() << "built without RDKit";
+#endif
   const RunResult made =
       run_psm("data molecule --smiles CCO --seed 3 --out " + path("ethanol.xyz").string());
   ASSERT_EQ(made.exit_code, 0) << made.output;

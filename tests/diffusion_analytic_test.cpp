@@ -84,7 +84,7 @@ TEST(DiffusionAnalytic, HarmonicCovarianceIsKTTimesPseudoInverse) {
   const torch::Tensor covariance = samples.t().matmul(samples) / samples.size(0);
   const torch::Tensor p =
       torch::eye(6, kF64) - torch::kron(torch::full({3, 3}, 1.0 / 3, kF64), torch::eye(2, kF64));
-  const torch::Tensor expected = kT * torch::linalg::pinv(p.matmul(stiffness).matmul(p));
+  const torch::Tensor expected = kT * torch::linalg_pinv(p.matmul(stiffness).matmul(p));
   const double scale = expected.abs().max().item<double>();
   EXPECT_LT((covariance - expected).abs().max().item<double>(), 0.02 * scale);
   EXPECT_LT(samples.view({-1, 3, 2}).sum(1).abs().max().item<double>(), 1e-12);

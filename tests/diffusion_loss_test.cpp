@@ -37,7 +37,7 @@ struct Harmonic {
   }
   /// Eigenvalues of the configurational covariance kT K⁺ on the space (d_eff of them).
   torch::Tensor covariance_eigenvalues() const {
-    const torch::Tensor all = torch::linalg::eigvalsh(kT * torch::linalg::pinv(stiffness), "L");
+    const torch::Tensor all = torch::linalg_eigvalsh(kT * torch::linalg_pinv(stiffness), "L");
     return all.slice(0, com_free ? 2 : 0);
   }
   bool com_free;

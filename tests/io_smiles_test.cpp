@@ -12,6 +12,9 @@ double distance(const psm::Dataset& molecule, int64_t i, int64_t j) {
 }
 
 TEST(MoleculeFromSmiles, EthanolEmbedsWithChemicalBondLengths) {
+#ifndef PSM_WITH_RDKIT
+  GTEST_SKIP() << "built without RDKit";
+#endif
   const psm::Dataset ethanol = psm::molecule_from_smiles("CCO", {.seed = 1});
   // Heavy atoms as written, then hydrogens: 3 on C0, 2 on C1, 1 on O2.
   EXPECT_EQ(ethanol.species, (std::vector<int64_t>{6, 6, 8, 1, 1, 1, 1, 1, 1}));
@@ -32,6 +35,9 @@ TEST(MoleculeFromSmiles, EthanolEmbedsWithChemicalBondLengths) {
 }
 
 TEST(MoleculeFromSmiles, BadSmilesNamesTheInput) {
+#ifndef PSM_WITH_RDKIT
+  GTEST_SKIP() << "built without RDKit";
+#endif
   EXPECT_PSM_ERROR(psm::molecule_from_smiles("C1CC"), "SMILES 'C1CC'", "not a valid molecule");
   EXPECT_PSM_ERROR(psm::molecule_from_smiles("C(C)(C)(C)(C)C"), "SMILES 'C(C)(C)(C)(C)C'");
   EXPECT_PSM_ERROR(psm::molecule_from_smiles(""), "SMILES ''");

@@ -88,7 +88,7 @@ TEST(LennardJones, EnergyIsInvariantUnderRotationTranslationAndPermutation) {
   const psm::LennardJones lj({});
   const auto x = jittered_grid(2, 13, 3, 1.1, 0.1, 11);
   auto generator = psm::make_generator(5);
-  const auto [q, r] = torch::linalg::qr(
+  const auto [q, r] = torch::linalg_qr(
       torch::randn({3, 3}, generator, torch::TensorOptions().dtype(torch::kFloat64)));
   const auto moved = torch::matmul(x, q.t()) + torch::tensor({0.3, -1.0, 2.0}, torch::kFloat64);
   const auto permuted = moved.index_select(1, torch::randperm(13, generator, torch::kLong));

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   GlobalOptions global;
   app.add_option("--threads", global.threads, "CPU threads for tensor work (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--device", global.device,
+                 "Where training, sampling and simulation run: cpu, cuda or cuda:N")
+      ->capture_default_str();
   app.add_flag("-v,--verbose", global.verbose, "More output; source locations on errors");
 
   CommandRegistry registry("command");

@@ -12,6 +12,7 @@
 
 #include "psm/cli/commands.h"
 #include "psm/core/config.h"
+#include "psm/core/device.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 #include "psm/experiment/experiment_config.h"
@@ -39,6 +40,7 @@ class RunCommand final : public Command {
   }
 
   int run(const GlobalOptions& global) override {
+    const torch::Device device = parse_device(global.device);
     Config config =
         config_path_.empty() ? default_experiment_config() : Config::from_toml_file(config_path_);
     for (const auto& assignment : overrides_) config.set(assignment);
@@ -53,7 +55,8 @@ class RunCommand final : public Command {
                      .fresh = fresh_,
                      .progress = progress_,
                      .plots = plots,
-                     .only = only_});
+                     .only = only_,
+                     .device = device});
     print_table(result.rows);
     fmt::print("\nreport: {}\n", result.report.string());
     return 0;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "psm/cli/commands.h"
+#include "psm/core/device.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/diffusion/sampler.h"
@@ -75,8 +76,9 @@ class SampleCommand final : public Command {
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
   }
 
-  int run(const GlobalOptions&) override {
-    const TrainedModel trained = load_trained_model(checkpoint_);
+  int run(const GlobalOptions& global) override {
+    const torch::Device device = parse_device(global.device);
+    const TrainedModel trained = load_trained_model(checkpoint_, device);
     const CheckpointInfo& info = trained.info;
     options_.solver = solver_from_string(solver_);
     options_.grid = sigma_grid_from_string(grid_);
@@ -93,10 +95,10 @@ class SampleCommand final : public Command {
     };
     const auto start = std::chrono::steady_clock::now();
     const torch::Tensor positions =
-        from_.empty()
-            ? sample_diffusion(trained.score(), count_, atoms, info.dim(), options_,
-                               torch::kFloat64, progress)
-            : renoise_and_integrate(trained.score(), frames_to_renoise(info), options_, progress);
+        from_.empty() ? sample_diffusion(trained.score(), count_, atoms, info.dim(), options_,
+                                         torch::dtype(torch::kFloat64).device(device), progress)
+                      : renoise_and_integrate(trained.score(), frames_to_renoise(info).to(device),
+                                              options_, progress);
     if (bar) bar->finish();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -106,7 +108,7 @@ class SampleCommand final : public Command {
                       checkpoint_.string()));
 
     Dataset samples;
-    samples.positions = positions;
+    samples.positions = positions.cpu();
     samples.species = info.species();
     samples.units = info.units();
     samples.kT = info.kT();

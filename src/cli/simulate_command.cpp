@@ -10,6 +10,7 @@
 
 #include "psm/cli/commands.h"
 #include "psm/cli/system_options.h"
+#include "psm/core/device.h"
 #include "psm/core/error.h"
 #include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
@@ -59,7 +60,8 @@ class SimulateCommand final : public Command {
     app.add_flag("--progress,!--no-progress", settings_.progress, "Progress bar on stderr");
   }
 
-  int run(const GlobalOptions&) override {
+  int run(const GlobalOptions& global) override {
+    settings_.device = parse_device(global.device);
     const SystemWithStart choice = choose_system(system_);
     const auto& system = choice.system;
     const Temperature temperature = resolve_temperature(*system, temperature_);

@@ -15,6 +15,7 @@
 #include "psm/cli/commands.h"
 #include "psm/core/atomic_file.h"
 #include "psm/core/config.h"
+#include "psm/core/device.h"
 #include "psm/core/error.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/io/dataset.h"
@@ -103,6 +104,7 @@ class TrainCommand final : public Command {
     for (const auto& assignment : overrides_) config.set(assignment);
     const RunConfig run = read_run_config(config);
     if (global.threads == 0 && run.threads > 0) torch::set_num_threads(run.threads);
+    const torch::Device device = parse_device(global.device);
 
     const std::filesystem::path out =
         out_.empty() ? std::filesystem::path("runs") / config_path_.stem() : out_;
@@ -116,7 +118,7 @@ class TrainCommand final : public Command {
                         checkpoint.string()));
     }
 
-    const Dataset data = load_dataset(run.train_data);
+    const Dataset data = load_dataset(run.train_data).to(device);
     const std::string config_text = config.to_toml();
     Trainer trainer(data, run.network, run.loss, run.trainer,
                     {.config_toml = config_text, .data_source = run.train_data.string()});

@@ -62,7 +62,7 @@ GaussianMixture::GaussianMixture(torch::Tensor weights, torch::Tensor means,
   // Σ and I - P commute, so Σ - (I - P) has Σ's eigenvalues on the space and -1 on the
   // centre-of-mass directions: in ascending order the last d_eff eigenvectors span the space.
   const auto [eigenvalues, eigenvectors] =
-      torch::linalg::eigh(covariances - (torch::eye(d, p.options()) - p), "L");
+      torch::linalg_eigh(covariances - (torch::eye(d, p.options()) - p), "L");
   const int64_t outside = d - effective_dim();
   check((eigenvalues.slice(1, 0, outside) < -0.5).all().item<bool>() &&
             (eigenvalues.slice(1, outside) > 0).all().item<bool>(),
@@ -93,7 +93,7 @@ GaussianMixture GaussianMixture::harmonic(const torch::Tensor& stiffness,
   const torch::Tensor outside = torch::eye(d, p.options()) - p;
   // (P K P + (I - P))⁻¹ = K⁺ + (I - P), K⁺ the inverse of K on the space.
   const torch::Tensor k_space = p.matmul(stiffness.to(torch::kFloat64)).matmul(p);
-  torch::Tensor covariance = kT * (torch::linalg::inv(k_space + outside) - outside);
+  torch::Tensor covariance = kT * (torch::linalg_inv(k_space + outside) - outside);
   covariance = 0.5 * (covariance + covariance.t());
   return GaussianMixture(torch::ones({1}, p.options()), minimum.unsqueeze(0),
                          covariance.unsqueeze(0), com_free);

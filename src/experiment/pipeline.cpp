@@ -282,7 +282,7 @@ Dataset matching_reference(const Dataset& data, const std::vector<std::string>& 
 }
 
 SimulationSettings reference_settings(const ExperimentConfig& experiment, double kT,
-                                      int64_t samples, uint64_t seed, bool progress) {
+                                      int64_t samples, uint64_t seed, const RunOptions& options) {
   const ReferenceSpec& spec = experiment.reference;
   SimulationSettings settings;
   settings.kT = kT;
@@ -294,7 +294,8 @@ SimulationSettings reference_settings(const ExperimentConfig& experiment, double
   // A molecule starts from its file's geometry (lattice placements of its atoms would be no
   // molecule); other systems from the sampler's default.
   settings.initial_positions = experiment.start;
-  settings.progress = progress;
+  settings.progress = options.progress;
+  settings.device = options.device;
   return settings;
 }
 
@@ -302,7 +303,7 @@ SimulationSettings reference_settings(const ExperimentConfig& experiment, double
 /// with a [system], whose potential they use.
 Dataset make_training_set(const ExperimentConfig& experiment, const TrainingSetSpec& set,
                           size_t index, const ExperimentSystem& system, const Dataset& pool,
-                          bool progress) {
+                          const RunOptions& options) {
   const uint64_t seed = derive_seed(derive_seed(experiment.seed, kSetStream), index);
   if (set.kind == "limited") {
     check(set.frames <= pool.num_frames(),
@@ -312,7 +313,7 @@ Dataset make_training_set(const ExperimentConfig& experiment, const TrainingSetS
   }
   if (set.kind == "temperature") {
     const Dataset hot =
-        simulated(system, reference_settings(experiment, *set.kT_data, set.frames, seed, progress));
+        simulated(system, reference_settings(experiment, *set.kT_data, set.frames, seed, options));
     return temperature_biased_subset(hot, system.kT, std::nullopt, seed);
   }
   if (set.kind == "basin") {
@@ -359,7 +360,7 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
   fs::create_directories(dir);
   const std::string config_text = config.to_toml();
   write_text_atomically(dir / "config.toml", config_text);
-  const Dataset data = load_dataset(set_file);
+  const Dataset data = load_dataset(set_file).to(options.device);
   // diffusion.sigma_max has a fixed default; say so when it does not cover the data, as psm train.
   const double extent = suggest_sigma_max(data.positions, run.loss.com_free);
   if (run.loss.schedule.sigma_max < extent) {
@@ -387,8 +388,8 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
 /// Without a potential (no [system]) the samples have positions only.
 Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpoint,
                      const ExperimentSystem& system, uint64_t seed, const std::string& what,
-                     bool progress) {
-  const TrainedModel trained = load_trained_model(checkpoint);
+                     const RunOptions& options) {
+  const TrainedModel trained = load_trained_model(checkpoint, options.device);
   SamplerOptions sampler = experiment.sampler;
   sampler.sigma_min = trained.info.loss.schedule.sigma_min;
   sampler.sigma_max = trained.info.loss.schedule.sigma_max;
@@ -398,12 +399,15 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
   Dataset samples;
   samples.positions =
       sample_diffusion(trained.score(), experiment.sample_count, system.num_atoms(), system.dim,
-                       sampler, torch::kFloat64, [&](int64_t done, int64_t total) {
+                       sampler, torch::dtype(torch::kFloat64).device(options.device),
+                       [&](int64_t done, int64_t total) {
                          if (!bar) {
-                           bar = std::make_unique<ProgressBar>("sample " + what, total, progress);
+                           bar = std::make_unique<ProgressBar>("sample " + what, total,
+                                                               options.progress);
                          }
                          bar->update(done);
-                       });
+                       })
+          .cpu();
   if (bar) bar->finish();
   check(torch::isfinite(samples.positions).all().item<bool>(),
         fmt::format("{}: sampling produced non-finite positions (try more sample.steps)",
@@ -547,10 +551,10 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
       // Without [system] the pool's frames define the system.
       return matching_reference(frames, spec.pool_files, system_from_data(frames), spec.samples);
     }
-    return simulated(
-        *system, reference_settings(experiment, system->kT,
-                                    spec.samples.value_or(ReferenceSpec::default_samples),
-                                    derive_seed(experiment.seed, kPoolStream), options.progress));
+    return simulated(*system,
+                     reference_settings(experiment, system->kT,
+                                        spec.samples.value_or(ReferenceSpec::default_samples),
+                                        derive_seed(experiment.seed, kPoolStream), options));
   });
   if (!system) system = system_from_data(pool);
   if (!spec.pool_files.empty()) say(fmt::format("  pool from files{}", dropped_frames(pool)));
@@ -569,7 +573,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     return simulated(
         *system, reference_settings(experiment, system->kT,
                                     spec.test_samples.value_or(ReferenceSpec::default_test_samples),
-                                    seed, options.progress));
+                                    seed, options));
   });
   if (!spec.test_files.empty()) say(fmt::format("  test set from files{}", dropped_frames(test)));
 
@@ -584,8 +588,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
       continue;
     }
     set_frames.push_back(cached_dataset(set_files.back(), set.name + " (" + set.kind + ")", [&] {
-                           return make_training_set(experiment, set, i, *system, pool,
-                                                    options.progress);
+                           return make_training_set(experiment, set, i, *system, pool, options);
                          }).num_frames());
   }
 
@@ -620,7 +623,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
       }
       const uint64_t seed = derive_seed(derive_seed(experiment.seed, kSampleStream), i * 1000 + v);
       generated[i].push_back(cached_dataset(file, what, [&] {
-        return sample_model(experiment, *checkpoints[i][v], *system, seed, what, options.progress);
+        return sample_model(experiment, *checkpoints[i][v], *system, seed, what, options);
       }));
     }
   }

@@ -344,6 +344,14 @@ Dataset Dataset::select(const torch::Tensor& indices) const {
   return out;
 }
 
+Dataset Dataset::to(torch::Device device) const {
+  Dataset out = *this;
+  out.positions = positions.to(device);
+  if (has_forces()) out.forces = forces.to(device);
+  if (has_energies()) out.energies = energies.to(device);
+  return out;
+}
+
 const detail::EnumNames<Rmd17Labels> rmd17_label_names = {{Rmd17Labels::recomputed, "recomputed"},
                                                           {Rmd17Labels::original, "original"}};
 

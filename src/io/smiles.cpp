@@ -1,5 +1,10 @@
 #include "psm/io/smiles.h"
 
+#include <fmt/format.h>
+
+#include "psm/core/error.h"
+
+#ifdef PSM_WITH_RDKIT
 #include <GraphMol/Conformer.h>
 #include <GraphMol/DistGeomHelpers/Embedder.h>
 #include <GraphMol/ForceFieldHelpers/MMFF/MMFF.h>
@@ -8,18 +13,18 @@
 #include <GraphMol/RWMol.h>
 #include <GraphMol/SmilesParse/SmilesParse.h>
 #include <RDGeneral/RDLog.h>
-#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <memory>
 #include <vector>
 
 #include "psm/core/elements.h"
-#include "psm/core/error.h"
 #include "psm/core/units.h"
+#endif
 
 namespace psm {
 
+#ifdef PSM_WITH_RDKIT
 namespace {
 
 /// Parses `smiles` without RDKit's log lines on stderr; null when RDKit rejects it.
@@ -82,5 +87,17 @@ Dataset molecule_from_smiles(const std::string& smiles, const SmilesOptions& opt
   dataset.validate(fmt::format("SMILES '{}'", smiles));
   return dataset;
 }
+
+#else  // !PSM_WITH_RDKIT
+
+Dataset molecule_from_smiles(const std::string& smiles, const SmilesOptions&) {
+  throw Error(
+      fmt::format("SMILES '{}': psm was built without RDKit (reconfigure with "
+                  "-DPSM_WITH_RDKIT=ON and librdkit-dev), so it reads molecules from .xyz "
+                  "files only",
+                  smiles));
+}
+
+#endif  // PSM_WITH_RDKIT
 
 }  // namespace psm

@@ -346,7 +346,8 @@ torch::Tensor EgnnImpl::forward(const torch::Tensor& x, const torch::Tensor& c_n
         "model: c_noise and length_scale must be [B] with the batch size of the positions");
   const auto dtype = options.dtype();
   auto inputs = std::vector<torch::Tensor>{x.to(dtype), c_noise.to(dtype), length_scale.to(dtype)};
-  const int64_t chunk = options.chunk_size();
+  // Chunks spread a batch over CPU threads; a GPU gets the whole batch in each kernel instead.
+  const int64_t chunk = x.device().is_cpu() ? options.chunk_size() : 0;
   if (chunk == 0 || batch <= chunk) return forward_chunk(inputs[0], inputs[1], inputs[2]);
   const bool record = torch::GradMode::is_enabled() &&
                       (inputs[0].requires_grad() || parameters().front().requires_grad());

@@ -191,9 +191,9 @@ void LangevinSampler::save(const std::filesystem::path& path, const LangevinStat
   save_state_file(path, file);
 }
 
-LangevinState LangevinSampler::load(const std::filesystem::path& path) const {
+LangevinState LangevinSampler::load(const std::filesystem::path& path, torch::Device device) const {
   const std::string source = path.string();
-  const StateFile file = load_state_file(path);
+  const StateFile file = load_state_file(path, device);
   check_state_matches(file.header, fingerprint(), source);
   LangevinState state;
   state.positions = file.tensor("positions", source);
@@ -202,7 +202,7 @@ LangevinState LangevinSampler::load(const std::filesystem::path& path) const {
   state.energies = file.tensor("energies", source);
   state.step = file.header.value("step", int64_t{0});
   state.generator = make_generator(options_.seed, langevin_stream);
-  state.generator.set_state(file.tensor("generator", source));
+  state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
   state.kept = file.take_record();
   if (file.tensors.contains("kept_kinetic")) {
     for (const auto& round : file.tensors.at("kept_kinetic").unbind(0)) {

@@ -174,9 +174,10 @@ void MetropolisSampler::save(const std::filesystem::path& path,
   save_state_file(path, file);
 }
 
-MetropolisState MetropolisSampler::load(const std::filesystem::path& path) const {
+MetropolisState MetropolisSampler::load(const std::filesystem::path& path,
+                                        torch::Device device) const {
   const std::string source = path.string();
-  const StateFile file = load_state_file(path);
+  const StateFile file = load_state_file(path, device);
   check_state_matches(file.header, fingerprint(), source);
   MetropolisState state;
   state.positions = file.tensor("positions", source);
@@ -185,7 +186,7 @@ MetropolisState MetropolisSampler::load(const std::filesystem::path& path) const
   state.accepted = file.tensor("accepted", source);
   state.step = file.header.value("step", int64_t{0});
   state.generator = make_generator(options_.seed, metropolis_stream);
-  state.generator.set_state(file.tensor("generator", source));
+  state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
   state.kept = file.take_record();
   return state;
 }

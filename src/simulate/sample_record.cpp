@@ -77,13 +77,13 @@ void save_state_file(const std::filesystem::path& path, const StateFile& state) 
   write_atomically(path, [&](const std::filesystem::path& tmp) { archive.save_to(tmp.string()); });
 }
 
-StateFile load_state_file(const std::filesystem::path& path) {
+StateFile load_state_file(const std::filesystem::path& path, torch::Device device) {
   const std::string source = path.string();
   check(std::filesystem::is_regular_file(path), fmt::format("{}: no such state file", source));
   StateFile state;
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(source);
+    archive.load_from(source, device);
     c10::IValue header;
     archive.read("header", header);
     state.header = nlohmann::json::parse(header.toStringRef());

@@ -39,7 +39,7 @@ torch::Tensor starting_positions(const System& system, const SimulationSettings&
                                  const SamplerPreset& preset, int64_t chains) {
   if (!settings.initial_positions.defined()) {
     auto generator = make_generator(settings.seed, start_stream);
-    return lattice_configurations(system, chains, preset.spacing, generator);
+    return lattice_configurations(system, chains, preset.spacing, generator).to(settings.device);
   }
   const auto& frames = settings.initial_positions;
   check(frames.dim() == 3 && frames.size(0) > 0 && frames.size(1) == system.num_atoms() &&
@@ -47,7 +47,7 @@ torch::Tensor starting_positions(const System& system, const SimulationSettings&
         fmt::format("simulate: starting configurations must have shape [F, {}, {}], got [{}]",
                     system.num_atoms(), system.dim(), fmt::join(frames.sizes(), ", ")));
   const auto index = torch::arange(chains, torch::kInt64).remainder(frames.size(0));
-  return frames.to(torch::kFloat64).index_select(0, index.to(frames.device()));
+  return frames.to(settings.device, torch::kFloat64).index_select(0, index.to(settings.device));
 }
 
 template <class Sampler, class State>
@@ -56,7 +56,7 @@ State start_or_resume(const Sampler& sampler, const System& system,
                       int64_t chains) {
   if (settings.resume) {
     check(!settings.checkpoint.empty(), "simulate: --resume needs a --checkpoint file");
-    return sampler.load(settings.checkpoint);
+    return sampler.load(settings.checkpoint, settings.device);
   }
   return sampler.start(starting_positions(system, settings, preset, chains));
 }
@@ -131,6 +131,8 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
     outcome.acceptance = std::nan("");
     outcome.kinetic_temperature = sampler.kinetic_temperature(state);
   }
+  outcome.dataset = outcome.dataset.to(torch::kCPU);
+  outcome.energy_series = outcome.energy_series.cpu();
   return outcome;
 }
 

@@ -85,12 +85,13 @@ ScoreFn TrainedModel::score() const {
   return score;
 }
 
-torch::serialize::InputArchive open_checkpoint_archive(const std::filesystem::path& path) {
+torch::serialize::InputArchive open_checkpoint_archive(const std::filesystem::path& path,
+                                                       torch::Device device) {
   check(std::filesystem::is_regular_file(path),
         fmt::format("{}: no such checkpoint file", path.string()));
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path.string());
+    archive.load_from(path.string(), device);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: not a psm checkpoint ({})", path.string(), first_line(e)));
   }
@@ -128,10 +129,11 @@ CheckpointInfo read_checkpoint_info(const std::filesystem::path& path) {
   return checkpoint_info_from_archive(archive, path);
 }
 
-TrainedModel load_trained_model(const std::filesystem::path& path) {
-  torch::serialize::InputArchive archive = open_checkpoint_archive(path);
+TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device) {
+  torch::serialize::InputArchive archive = open_checkpoint_archive(path, device);
   CheckpointInfo info = checkpoint_info_from_archive(archive, path);
   ScoreModel model(ScoreModelOptions(info.network, info.sigma_data));
+  model->to(device);
   read_module(archive, checkpoint_keys::kEma, *model, path);
   model->eval();
   for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);

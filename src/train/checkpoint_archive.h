@@ -20,8 +20,10 @@ inline const std::string kOptimizer = "optimizer";
 inline const std::string kRngState = "rng_state";
 }  // namespace checkpoint_keys
 
-/// Opens `path`; throws psm::Error naming it when it is missing or not a LibTorch archive.
-torch::serialize::InputArchive open_checkpoint_archive(const std::filesystem::path& path);
+/// Opens `path` with its tensors on `device`, wherever they were saved from; throws psm::Error
+/// naming it when it is missing or not a LibTorch archive.
+torch::serialize::InputArchive open_checkpoint_archive(const std::filesystem::path& path,
+                                                       torch::Device device = torch::kCPU);
 
 /// Parses the metadata entry; throws psm::Error naming `path` when it is absent, malformed or
 /// of another format version.

@@ -208,7 +208,8 @@ void Trainer::save_checkpoint(const std::filesystem::path& path) const {
 }
 
 void Trainer::resume(const std::filesystem::path& path) {
-  torch::serialize::InputArchive archive = open_checkpoint_archive(path);
+  // The weights and optimizer state land on the device the run trains on; set_ keeps them there.
+  torch::serialize::InputArchive archive = open_checkpoint_archive(path, train_.positions.device());
   const CheckpointInfo saved = checkpoint_info_from_archive(archive, path);
   const nlohmann::json mine = to_json(info());
   const nlohmann::json theirs = to_json(saved);
@@ -242,7 +243,7 @@ void Trainer::resume(const std::filesystem::path& path) {
   optimizer_->load(optimizer_archive);
   torch::Tensor rng_state;
   archive.read(checkpoint_keys::kRngState, rng_state);
-  rng_.set_state(rng_state);
+  rng_.set_state(rng_state.cpu());  // the minibatch generator is a CPU one
   step_ = saved.step;
 }
 

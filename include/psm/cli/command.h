@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <memory>
+#include <string>
 
 #include "psm/core/registry.h"
 
@@ -12,6 +13,8 @@ namespace psm::cli {
 /// Options shared by every subcommand, set on the top-level `psm` program.
 struct GlobalOptions {
   int threads = 0;  ///< intra-op threads; 0 = all cores
+  /// Device of training, sampling and simulation: "cpu", "cuda" or "cuda:N" (psm::parse_device)
+  std::string device = "cpu";
   bool verbose = false;
 };
 

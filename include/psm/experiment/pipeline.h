@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <torch/types.h>
+
 #include "psm/eval/metrics.h"
 #include "psm/eval/molecular.h"
 #include "psm/experiment/experiment_config.h"
@@ -36,6 +38,9 @@ struct RunOptions {
   /// report then shows every model whose samples exist, so that an experiment can be run in
   /// pieces (one set per machine or per day) into one run directory.
   std::vector<std::string> only{};
+  /// Where simulation, training and sampling run. Files hold CPU tensors, so a run started on
+  /// one device resumes on another.
+  torch::Device device = torch::kCPU;
 };
 
 /// One row of the result: a model (or the independent reference) on one training set.

@@ -43,6 +43,9 @@ struct Dataset {
 
   /// The frames at `indices` (int64 [K]), with all metadata kept.
   Dataset select(const torch::Tensor& indices) const;
+
+  /// The same frames with their tensors on `device` (files are written from any device).
+  Dataset to(torch::Device device) const;
 };
 
 /// Real elements (no model particle, species 0) in 3-D, Å and kcal/mol: the molecular metrics

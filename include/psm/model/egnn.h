@@ -57,7 +57,7 @@ struct EgnnOptions {
   /// Samples per chunk: a batch is split into chunks that run in parallel on the intra-op
   /// threads (torch::set_num_threads), forward and backward, one fork/join per pass instead of
   /// one per tensor operation. 0: the whole batch at once. For a given chunk_size the results
-  /// do not depend on the thread count.
+  /// do not depend on the thread count. CPU only: on a GPU the whole batch runs at once.
   TORCH_ARG(int64_t, chunk_size) = 64;
   /// reset_parameters() draws every initial weight from make_generator(seed, kInitStream).
   TORCH_ARG(uint64_t, seed) = 0;

@@ -91,7 +91,8 @@ class LangevinSampler {
   void save(const std::filesystem::path& path, const LangevinState& state) const;
   /// Reads a state written by save(); throws psm::Error naming the file when it is unreadable
   /// or was made with other options (samples may differ).
-  LangevinState load(const std::filesystem::path& path) const;
+  /// Its tensors are put on `device`, wherever the state was saved from.
+  LangevinState load(const std::filesystem::path& path, torch::Device device = torch::kCPU) const;
 
  private:
   /// One BAOAB step for all trajectories.

@@ -81,7 +81,8 @@ class MetropolisSampler {
   void save(const std::filesystem::path& path, const MetropolisState& state) const;
   /// Reads a state written by save(); throws psm::Error naming the file when it is unreadable
   /// or was made with other options (kT, chains, burn_in, thin, seed, ...; samples may differ).
-  MetropolisState load(const std::filesystem::path& path) const;
+  /// Its tensors are put on `device`, wherever the state was saved from.
+  MetropolisState load(const std::filesystem::path& path, torch::Device device = torch::kCPU) const;
 
  private:
   /// One Metropolis step for all chains; adapts step sizes while state.step < burn_in.

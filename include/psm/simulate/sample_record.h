@@ -53,8 +53,8 @@ struct StateFile {
 void save_state_file(const std::filesystem::path& path, const StateFile& state);
 
 /// Reads a file written by save_state_file. Throws psm::Error naming the file when it is
-/// missing or unreadable.
-StateFile load_state_file(const std::filesystem::path& path);
+/// missing or unreadable. Its tensors are put on `device`.
+StateFile load_state_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
 
 /// Throws psm::Error naming `source` when a key of `expected` has a different value in `saved`
 /// (a state file resumed with options it was not made with).

@@ -35,6 +35,8 @@ struct SimulationSettings {
   /// lattice placements (preset spacing), centred at the origin.
   torch::Tensor initial_positions{};
   bool progress = false;
+  /// Where the chains run; the returned dataset is on the CPU either way.
+  torch::Device device = torch::kCPU;
 };
 
 struct SimulationOutcome {

@@ -74,7 +74,9 @@ struct TrainedModel {
 /// psm checkpoint or of an unknown version.
 CheckpointInfo read_checkpoint_info(const std::filesystem::path& path);
 
-/// Loads the EMA weights of a checkpoint into a freshly built model (on the CPU).
-TrainedModel load_trained_model(const std::filesystem::path& path);
+/// Loads the EMA weights of a checkpoint, saved from any device, into a freshly built model on
+/// `device`.
+TrainedModel load_trained_model(const std::filesystem::path& path,
+                                torch::Device device = torch::kCPU);
 
 }  // namespace psm
