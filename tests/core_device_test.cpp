@@ -21,16 +21,8 @@ using CudaCheckpoint = psm::test::ScratchDir;
 
 bool have_cuda() { return torch::cuda::device_count() > 0; }
 
-psm::EgnnOptions small_network() {
-  return psm::EgnnOptions(0, torch::Tensor()).layers(2).hidden(16).noise_features(8);
-}
-
-psm::LossOptions triangle_loss() {
-  psm::LossOptions loss;
-  loss.schedule.sigma_min = 0.01;
-  loss.schedule.sigma_max = 3.0;
-  return loss;
-}
+using psm::test::small_network;
+using psm::test::triangle_loss;
 
 psm::TrainerOptions quick_options(int64_t steps) {
   return {.steps = steps, .batch_size = 32, .lr = 3e-3, .warmup_steps = 2, .seed = 11};

@@ -10,7 +10,9 @@
 #include <numbers>
 
 #include "psm/core/random.h"
+#include "psm/diffusion/loss.h"
 #include "psm/io/dataset.h"
+#include "psm/model/egnn.h"
 
 namespace psm::test {
 
@@ -47,6 +49,19 @@ inline Dataset spring_triangle(int64_t frames, uint64_t seed) {
   data.system = nullptr;
   data.provenance = {{"generator", "spring triangle (test)"}, {"seed", seed}};
   return data;
+}
+
+/// A small EGNN for the spring triangle: 2 layers, 16 wide.
+inline EgnnOptions small_network() {
+  return EgnnOptions(0, torch::Tensor()).layers(2).hidden(16).noise_features(8);
+}
+
+/// Noise levels from below the thermal displacement (0.1) to above the triangle's size.
+inline LossOptions triangle_loss() {
+  LossOptions loss;
+  loss.schedule.sigma_min = 0.01;
+  loss.schedule.sigma_max = 3.0;
+  return loss;
 }
 
 }  // namespace psm::test

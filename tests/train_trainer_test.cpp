@@ -32,16 +32,8 @@ struct OneThread {
   int previous;
 };
 
-psm::EgnnOptions small_network() {
-  return psm::EgnnOptions(0, torch::Tensor()).layers(2).hidden(16).noise_features(8);
-}
-
-psm::LossOptions triangle_loss() {
-  psm::LossOptions loss;
-  loss.schedule.sigma_min = 0.01;
-  loss.schedule.sigma_max = 3.0;
-  return loss;
-}
+using psm::test::small_network;
+using psm::test::triangle_loss;
 
 psm::TrainerOptions quick_options(int64_t steps) {
   return {.steps = steps,
