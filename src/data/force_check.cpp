@@ -70,9 +70,10 @@ std::string describe_force_check(const VirialTemperature& virial, double frames_
                   virial.standard_error, frames_kT);
   if (sigmas <= kForceCheckSigmas) return numbers + ": consistent";
   return fmt::format(
-      "{}: {:.0f} standard errors apart. The forces are not those of a Boltzmann distribution "
-      "of these frames at this kT (other potential, level of theory or units): PSM learns the "
-      "forces' distribution, not the frames'",
+      "{}: {:.0f} standard errors apart. Either the forces come from another potential, level "
+      "of theory or units than the frames (then PSM learns the forces' distribution, not the "
+      "frames'), or the frames are not at this kT (generated samples whose close contacts run "
+      "hot or cold)",
       numbers, sigmas);
 }
 
