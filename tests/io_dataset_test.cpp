@@ -188,6 +188,9 @@ TEST_F(DatasetFiles, MissingKeys) {
   EXPECT_PSM_ERROR(psm::load_dataset(path("nometa.npz")), "nometa.npz", "missing key 'metadata'");
   psm::write_npz(path("other.npz"), {{"x", coords}});
   EXPECT_PSM_ERROR(psm::load_dataset(path("other.npz")), "other.npz", "not a dataset", "keys x");
+  torch::save(coords, path("checkpoint.pt").string());  // a zip archive, but no .npy inside
+  EXPECT_PSM_ERROR(psm::load_dataset(path("checkpoint.pt")), "checkpoint.pt", "not a dataset",
+                   "a psm checkpoint?");
 }
 
 TEST_F(DatasetFiles, WrongShapes) {

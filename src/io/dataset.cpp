@@ -256,6 +256,11 @@ Dataset load_npz_dataset(const std::filesystem::path& path, const LoadOptions& o
   if (npz.contains("positions")) {
     fail(path.string(), "missing key 'metadata' (a psm dataset says its units and kT there)");
   }
+  if (npz.keys().empty()) {
+    fail(path.string(),
+         "not a dataset: a zip archive without NumPy arrays (a psm checkpoint? psm sample and "
+         "psm score-check read those with --checkpoint)");
+  }
   fail(path.string(),
        fmt::format("not a dataset: keys {} match neither psm (positions, species, metadata), "
                    "rMD17 (nuclear_charges, coords, energies, forces) nor sGDML (z, R, E, F)",
