@@ -35,7 +35,7 @@ TEST_F(CliData, InfoSummarisesADataset) {
   for (const std::string line :
        {"frames      2\n", "atoms       9\n", "dim         3\n", "species     C2H6O\n",
         "units       kcal/mol,angstrom\n", "kT          0.993602 (500 K)\n",
-        "energy      min -2.000000  mean 1.000000  max 4.000000\n",
+        "energy      min -2.000000  mean 1.000000  std 3.000000  max 4.000000\n",
         "|F|         min 0.000000  max 5.000000  rms 1.374369\n",  // sqrt((9 + 25) / 18)
         "provenance  {\"seed\":11}\n", "bond kT     C-C ", "            C-H ", "            C-O ",
         "            H-O "}) {
