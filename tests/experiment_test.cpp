@@ -499,6 +499,28 @@ TEST_F(ExperimentPipeline, RunsInPiecesWithOnly) {
   EXPECT_PSM_ERROR(run_experiment(experiment, options), "no set named 'cold'", "limited, hot");
 }
 
+TEST_F(ExperimentPipeline, DataOnlyStopsAfterTheTrainingSets) {
+  const ExperimentConfig experiment = read_experiment_config(tiny_config());
+  RunOptions options{.out = path("run"), .progress = false, .plots = false};
+  options.only = {"hot"};
+  options.data_only = true;
+  const ExperimentResult data = run_experiment(experiment, options);
+  EXPECT_TRUE(data.rows.empty());
+  EXPECT_TRUE(data.report.empty());
+  for (const char* file : {"reference/pool.npz", "reference/test.npz", "sets/hot.npz"}) {
+    EXPECT_TRUE(fs::exists(path("run") / file)) << file;
+  }
+  EXPECT_FALSE(fs::exists(path("run/sets/limited.npz")));  // not selected
+  EXPECT_FALSE(fs::exists(path("run/models")));
+  EXPECT_FALSE(fs::exists(path("run/report.md")));
+
+  // The same run directory then trains from those files.
+  options.data_only = false;
+  const ExperimentResult models = run_experiment(experiment, options);
+  EXPECT_EQ(models.rows.size(), 4u);  // limited: mcmc; hot: mcmc, dsm, psm
+  EXPECT_TRUE(fs::exists(path("run/models/hot/psm/checkpoint.pt")));
+}
+
 TEST_F(ExperimentPipeline, RefusesADirectoryItDidNotMake) {
   fs::create_directories(path("mine"));
   std::ofstream(path("mine/notes.txt")) << "keep me\n";

@@ -35,6 +35,9 @@ class RunCommand final : public Command {
     app.add_option("--only", only_,
                    "Make only these models: SET or SET/VARIANT (repeatable); the report shows "
                    "every model with samples, so an experiment can be run in pieces");
+    app.add_flag("--data-only", data_only_,
+                 "Make the reference and the training sets, then stop (on a CPU, say, before "
+                 "training on a GPU in the same run directory)");
     app.add_flag("--progress,!--no-progress", progress_, "Progress bars on stderr");
     app.add_flag("--plots,!--no-plots", plots_, "PNG plots through gnuplot");
   }
@@ -56,7 +59,9 @@ class RunCommand final : public Command {
                      .progress = progress_,
                      .plots = plots,
                      .only = only_,
+                     .data_only = data_only_,
                      .device = device});
+    if (data_only_) return 0;
     print_table(result.rows);
     fmt::print("\nreport: {}\n", result.report.string());
     return 0;
@@ -115,6 +120,7 @@ class RunCommand final : public Command {
   std::filesystem::path out_;
   std::vector<std::string> only_;
   bool fresh_ = false;
+  bool data_only_ = false;
   bool progress_ = true;
   bool plots_ = true;
 };

@@ -592,6 +592,11 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
                          }).num_frames());
   }
 
+  if (options.data_only) {
+    say(fmt::format("stopped after the training sets (data only): {}", out.string()));
+    return {};
+  }
+
   say("[3/5] training");
   // A model this run does not make still gets its checkpoint (for the loss plot) and its samples
   // into the report when an earlier run made them.

@@ -38,6 +38,9 @@ struct RunOptions {
   /// report then shows every model whose samples exist, so that an experiment can be run in
   /// pieces (one set per machine or per day) into one run directory.
   std::vector<std::string> only{};
+  /// Stops after the reference and the (selected) training sets: the data can be made on a CPU
+  /// and the models trained elsewhere, on a GPU say, in the same run directory.
+  bool data_only = false;
   /// Where simulation, training and sampling run. Files hold CPU tensors, so a run started on
   /// one device resumes on another.
   torch::Device device = torch::kCPU;
@@ -56,7 +59,7 @@ struct ExperimentRow {
 
 struct ExperimentResult {
   std::vector<ExperimentRow> rows;
-  std::filesystem::path report;  ///< report.md
+  std::filesystem::path report;  ///< report.md; empty when the run stopped before it (data_only)
 };
 
 /// Runs (or resumes) every stage. Throws psm::Error on a failed stage, naming it; the files of
