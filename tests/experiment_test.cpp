@@ -1,7 +1,7 @@
 // The `psm run` pipeline: its configuration checks, a tiny DW4 experiment end to end (every
-// stage's files, the noise-floor row, stages skipped on a rerun, --fresh, --only), a tiny
-// molecular one read from overlapping rMD17-layout files (duplicates and pool frames dropped from
-// the test set, molecular metrics in the reports), and a tiny GFN2-xTB one (a molecule file,
+// stage's files, the noise-floor row, stages skipped on a rerun, --fresh, --only, --data-only), a
+// tiny molecular one read from overlapping rMD17-layout files (duplicates and pool frames dropped
+// from the test set, molecular metrics in the reports), and a tiny GFN2-xTB one (a molecule file,
 // temperatures in kelvin, exact energies of the generated samples).
 
 #include <gtest/gtest.h>
