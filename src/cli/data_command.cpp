@@ -72,11 +72,9 @@ class DataInfoCommand final : public Command {
     if (data.sampled_kT) row("sampled kT", fmt::format("{:.6g}", *data.sampled_kT));
     if (data.has_energies()) {
       const torch::Tensor e = data.energies;
-      const torch::Tensor mean = e.mean();
-      row("energy",
-          fmt::format("min {:.6f}  mean {:.6f}  std {:.6f}  max {:.6f}", e.min().item<double>(),
-                      mean.item<double>(), (e - mean).square().mean().sqrt().item<double>(),
-                      e.max().item<double>()));
+      row("energy", fmt::format("min {:.6f}  mean {:.6f}  std {:.6f}  max {:.6f}",
+                                e.min().item<double>(), e.mean().item<double>(),
+                                e.std(/*unbiased=*/false).item<double>(), e.max().item<double>()));
     } else {
       row("energy", "none");
     }
