@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "psm/core/random.h"
+#include "psm/core/remove_tree.h"
 #include "psm/eval/metrics.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
@@ -41,10 +42,10 @@ class CliEval : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / fmt::format("psm_cli_eval_{}", ::getpid());
-    fs::remove_all(dir_);
+    psm::remove_tree(dir_);
     fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { psm::remove_tree(dir_); }
   fs::path dir_;
 };
 

@@ -77,15 +77,8 @@ psm::Trainer trained_on_the_gpu(const psm::Dataset& data, const std::filesystem:
   return trainer;
 }
 
-// Saving and reading back are separate tests: with LibTorch 2.11 the two tests below crash
-// (SIGSEGV) while the CLI loads GPU-written checkpoints on either device, and these tell the
-// next GPU run which step fails.
-TEST_F(CudaCheckpoint, SavesOnTheGpu) {
-  if (!have_cuda()) GTEST_SKIP() << "no GPU";
-  trained_on_the_gpu(psm::test::spring_triangle(64, 4), dir_ / "c.pt");
-  EXPECT_GT(std::filesystem::file_size(dir_ / "c.pt"), 0u);
-}
-
+// With PyTorch's LibTorch 2.11 these tests crashed (SIGSEGV) in their scratch directory's
+// std::filesystem::remove_all (psm/core/remove_tree.h says why); it now goes through remove_tree.
 TEST_F(CudaCheckpoint, SavedOnTheGpuHasItsStep) {
   if (!have_cuda()) GTEST_SKIP() << "no GPU";
   trained_on_the_gpu(psm::test::spring_triangle(64, 4), dir_ / "c.pt");

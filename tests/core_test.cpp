@@ -1,4 +1,6 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -7,7 +9,9 @@
 #include "psm/core/error.h"
 #include "psm/core/random.h"
 #include "psm/core/registry.h"
+#include "psm/core/remove_tree.h"
 #include "psm/core/units.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -39,7 +43,7 @@ TEST(Registry, CreatesByNameAndListsNamesOnUnknown) {
 
 TEST(AtomicFile, FailedWriteLeavesTargetUntouched) {
   const fs::path dir = fs::temp_directory_path() / "psm_atomic_test";
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
   const fs::path target = dir / "out.txt";
   psm::write_atomically(target, [](const fs::path& tmp) { std::ofstream(tmp) << "first"; });
   EXPECT_THROW(psm::write_atomically(target,
@@ -53,7 +57,26 @@ TEST(AtomicFile, FailedWriteLeavesTargetUntouched) {
   in >> content;
   EXPECT_EQ(content, "first");
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}), 1);
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
+}
+
+TEST(RemoveTree, RemovesNestedDirectoriesAndTheirFiles) {
+  const fs::path root = fs::temp_directory_path() / fmt::format("psm_remove_tree_{}", ::getpid());
+  fs::create_directories(root / "a" / "b");
+  std::ofstream(root / "top.txt") << "x";
+  std::ofstream(root / "a" / "b" / "deep.txt") << "y";
+  fs::create_symlink(root / "a", root / "link");
+  psm::remove_tree(root);
+  EXPECT_FALSE(fs::exists(root));
+  EXPECT_NO_THROW(psm::remove_tree(root));  // already gone
+}
+
+TEST(RemoveTree, SaysWhyAPathCannotBeRemoved) {
+  const fs::path file = fs::temp_directory_path() / fmt::format("psm_remove_file_{}", ::getpid());
+  std::ofstream(file) << "x";
+  EXPECT_PSM_ERROR(psm::remove_tree(file / "below"), "cannot remove", "Not a directory");
+  psm::remove_tree(file);
+  EXPECT_FALSE(fs::exists(file));
 }
 
 TEST(Random, StreamsAndRanksAreDistinctAndRepeatable) {

@@ -8,6 +8,7 @@
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
+#include "psm/core/remove_tree.h"
 #include "psm/eval/plots.h"
 
 namespace fs = std::filesystem;
@@ -16,7 +17,7 @@ namespace {
 
 fs::path fresh_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / fmt::format("psm_{}_{}", name, ::getpid());
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
   fs::create_directories(dir);
   return dir;
 }
@@ -45,7 +46,7 @@ TEST(EvalPlots, HistogramWritesPngDataAndScript) {
   EXPECT_TRUE(fs::exists(dir / "energy.gp"));
   // Nothing but the three outputs is left behind (no temporary image or log).
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 3);
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
 }
 
 TEST(EvalPlots, LogScaleLinePlot) {
@@ -58,7 +59,7 @@ TEST(EvalPlots, LogScaleLinePlot) {
   EXPECT_TRUE(is_png(dir / "loss.png"));
   psm::LineSeries broken{"bad", {0, 1}, {1.0}};
   EXPECT_THROW(psm::plot_lines(dir / "bad.png", {broken}, {}), psm::Error);
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
 }
 
 TEST(EvalPlots, MissingGnuplotIsAClearError) {
@@ -73,7 +74,7 @@ TEST(EvalPlots, MissingGnuplotIsAClearError) {
   }
   ::setenv("PATH", saved.c_str(), 1);
   EXPECT_FALSE(fs::exists(dir / "loss.png"));
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "psm/core/random.h"
+#include "psm/core/remove_tree.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 
@@ -23,7 +24,7 @@ std::string read(const fs::path& path) {
 TEST(EvalReport, WritesMetricsJsonMarkdownAndPlots) {
   const bool plots = psm::find_gnuplot().has_value();
   const fs::path dir = fs::temp_directory_path() / fmt::format("psm_report_{}", ::getpid());
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
   torch::Generator rng = psm::make_generator(1);
   const psm::Samples reference{torch::randn({300, 4, 3}, rng, torch::kFloat64),
                                torch::randn({300}, rng, torch::kFloat64)};
@@ -50,7 +51,7 @@ TEST(EvalReport, WritesMetricsJsonMarkdownAndPlots) {
     EXPECT_GT(fs::file_size(dir / "energy_histogram.png"), 0u);
     EXPECT_GT(fs::file_size(dir / "distance_histogram.png"), 0u);
   }
-  fs::remove_all(dir);
+  psm::remove_tree(dir);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "psm/core/error.h"
+#include "psm/core/remove_tree.h"
 
 namespace psm::test {
 
@@ -28,10 +29,10 @@ class ScratchDir : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() /
            (std::string("psm_") + info->test_suite_name() + "_" + info->name() + "_" +
             std::to_string(::getpid()));
-    std::filesystem::remove_all(dir_);
+    psm::remove_tree(dir_);
     std::filesystem::create_directories(dir_);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override { psm::remove_tree(dir_); }
   std::filesystem::path path(const std::string& name) const { return dir_ / name; }
   int64_t file_count() const {
     return std::distance(std::filesystem::directory_iterator(dir_),

@@ -17,6 +17,7 @@
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/core/random.h"
+#include "psm/core/remove_tree.h"
 #include "psm/data/force_check.h"
 #include "psm/data/subsets.h"
 #include "psm/diffusion/schedule.h"
@@ -71,7 +72,7 @@ void prepare_directory(const ExperimentConfig& experiment, const RunOptions& opt
                       options.out.string()));
     if (options.fresh) {
       for (const char* stage : {"reference", "sets", "models", "samples", "report"}) {
-        fs::remove_all(options.out / stage);
+        remove_tree(options.out / stage);
       }
       for (const char* file : {"report.md", "metrics.json"}) fs::remove(options.out / file);
     } else {
