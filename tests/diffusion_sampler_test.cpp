@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
@@ -99,6 +100,16 @@ TEST(DiffusionSampler, ReproducesAnisotropicGaussian) {
         << sample_covariance << "\n"
         << covariance;
   }
+}
+
+TEST(DiffusionSampler, FiniteSamplesLeavesOutTheDivergedOnes) {
+  const double inf = std::numeric_limits<double>::infinity();
+  torch::Tensor samples = torch::arange(12, torch::kFloat64).reshape({4, 3});
+  samples.index_put_({1, 2}, std::nan(""));
+  samples.index_put_({3, 0}, -inf);
+  const torch::Tensor kept = psm::finite_samples(samples.reshape({4, 1, 3}));
+  ASSERT_EQ(kept.sizes(), (std::vector<int64_t>{2, 1, 3}));
+  EXPECT_TRUE(kept.reshape({2, 3}).equal(samples.index({torch::tensor({0, 2})})));
 }
 
 TEST(DiffusionSampler, ChunksAreSeededIndependentlyAndProgressIsReported) {

@@ -159,6 +159,10 @@ torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& f
       });
 }
 
+torch::Tensor finite_samples(const torch::Tensor& samples) {
+  return samples.index({torch::isfinite(samples).flatten(1).all(1)});
+}
+
 std::string to_string(Solver value) { return detail::enum_to_string(value, kSolverNames); }
 Solver solver_from_string(const std::string& name) {
   return detail::enum_from_string(name, kSolverNames, "solver");

@@ -410,9 +410,18 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
                        })
           .cpu();
   if (bar) bar->finish();
-  check(torch::isfinite(samples.positions).all().item<bool>(),
-        fmt::format("{}: sampling produced non-finite positions (try more sample.steps)",
+  const int64_t drawn = samples.positions.size(0);
+  samples.positions = finite_samples(samples.positions);
+  const int64_t diverged = drawn - samples.positions.size(0);
+  check(diverged < drawn,
+        fmt::format("{}: every sample diverged (non-finite positions): try more sample.steps",
                     checkpoint.string()));
+  if (diverged > 0) {
+    say(
+        fmt::format("  note: {} of {} samples of {} diverged (non-finite positions) and are left "
+                    "out; the report counts the rest (try more sample.steps)",
+                    diverged, drawn, what));
+  }
   samples.species = system.species;
   samples.units = system.units;
   samples.kT = system.kT;
@@ -426,7 +435,8 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
                         {"snr", sampler.snr},
                         {"corrector_sigma_min", sampler.corrector_sigma_min},
                         {"corrector_max_step", sampler.corrector_max_step},
-                        {"seed", seed}};
+                        {"seed", seed},
+                        {"diverged", diverged}};
   if (!system.system) return samples;
   const int64_t failed = label_dataset(*system.system, samples);
   if (failed > 0) {

@@ -90,6 +90,10 @@ torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& f
                                     const SamplerOptions& options,
                                     const SamplerProgress& progress = {});
 
+/// The samples [B, ...] whose values are all finite, in order. A sample that diverged (an
+/// overflow where a learned score is wild) is left out rather than spoiling every metric.
+torch::Tensor finite_samples(const torch::Tensor& samples);
+
 std::string to_string(Solver value);
 /// "euler_maruyama" (or "sde") and "heun" (or "ode"); throws psm::Error listing them.
 Solver solver_from_string(const std::string& name);
