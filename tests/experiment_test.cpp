@@ -521,6 +521,26 @@ TEST_F(ExperimentPipeline, DataOnlyStopsAfterTheTrainingSets) {
   EXPECT_TRUE(fs::exists(path("run/models/hot/psm/checkpoint.pt")));
 }
 
+TEST_F(ExperimentPipeline, ReportsAModelWhoseSamplingFailedAndGoesOn) {
+  const ExperimentConfig experiment = read_experiment_config(tiny_config());
+  RunOptions options{.out = path("run"), .progress = false, .plots = false};
+  options.only = {"hot"};
+  run_experiment(experiment, options);
+  // As the run leaves it when every sample of hot/psm diverges.
+  fs::remove(path("run/samples/hot_psm.npz"));
+  std::ofstream(path("run/samples/hot_psm.failed")) << "every sample diverged";
+
+  const ExperimentResult rerun = run_experiment(experiment, options);
+  for (const auto& row : rerun.rows) EXPECT_FALSE(row.set == "hot" && row.model == "psm");
+  EXPECT_EQ(rerun.rows.size(), 3u);                           // limited: mcmc; hot: mcmc, dsm
+  EXPECT_FALSE(fs::exists(path("run/samples/hot_psm.npz")));  // not sampled again
+  std::ifstream in(path("run/report.md"));
+  const std::string report((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(report.find("Sampling failed, no row: hot/psm (every sample diverged)"),
+            std::string::npos)
+      << report;
+}
+
 TEST_F(ExperimentPipeline, RefusesADirectoryItDidNotMake) {
   fs::create_directories(path("mine"));
   std::ofstream(path("mine/notes.txt")) << "keep me\n";

@@ -385,6 +385,17 @@ fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_fil
   return checkpoint;
 }
 
+/// Every sample of a model diverged: the run reports the model as failed and goes on.
+class SamplesDiverged : public Error {
+  using Error::Error;
+};
+
+/// Beside a model's samples file: why its sampling failed, so that reruns report the failure
+/// rather than sample again (--fresh clears it).
+fs::path failure_marker(const fs::path& samples_file) {
+  return fs::path(samples_file).replace_extension(".failed");
+}
+
 /// Samples a trained model into `file`, labelled with the system's energies and forces.
 /// Without a potential (no [system]) the samples have positions only.
 Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpoint,
@@ -413,9 +424,10 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
   const int64_t drawn = samples.positions.size(0);
   samples.positions = finite_samples(samples.positions);
   const int64_t diverged = drawn - samples.positions.size(0);
-  check(diverged < drawn,
-        fmt::format("{}: every sample diverged (non-finite positions): try more sample.steps",
-                    checkpoint.string()));
+  if (diverged == drawn) {
+    throw SamplesDiverged(fmt::format(
+        "every sample diverged (non-finite positions): try more sample.steps, or retrain"));
+  }
   if (diverged > 0) {
     say(
         fmt::format("  note: {} of {} samples of {} diverged (non-finite positions) and are left "
@@ -629,18 +641,33 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
 
   say("[4/5] sampling");
   std::vector<std::vector<std::optional<Dataset>>> generated(experiment.sets.size());
+  // Why a model's sampling failed; empty where it did not.
+  std::vector<std::vector<std::string>> why_failed(
+      experiment.sets.size(), std::vector<std::string>(experiment.variants.size()));
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
       const std::string what = experiment.sets[i].name + "_" + experiment.variants[v];
       const fs::path file = out / "samples" / (what + ".npz");
-      if (!selected[i][v] && !fs::exists(file)) {
-        generated[i].push_back(std::nullopt);
+      generated[i].push_back(std::nullopt);
+      if (fs::exists(failure_marker(file))) {
+        why_failed[i][v] = read_text(failure_marker(file));
+        if (selected[i][v]) {
+          say(fmt::format("  {:<28} failed before: {} ({})", what, why_failed[i][v],
+                          failure_marker(file).string()));
+        }
         continue;
       }
+      if (!selected[i][v] && !fs::exists(file)) continue;
       const uint64_t seed = derive_seed(derive_seed(experiment.seed, kSampleStream), i * 1000 + v);
-      generated[i].push_back(cached_dataset(file, what, [&] {
-        return sample_model(experiment, *checkpoints[i][v], *system, seed, what, options);
-      }));
+      try {
+        generated[i].back() = cached_dataset(file, what, [&] {
+          return sample_model(experiment, *checkpoints[i][v], *system, seed, what, options);
+        });
+      } catch (const SamplesDiverged& diverged) {
+        write_text_atomically(failure_marker(file), diverged.what());
+        say(fmt::format("  {:<28} failed: {}", what, diverged.what()));
+        why_failed[i][v] = diverged.what();
+      }
     }
   }
 
@@ -692,12 +719,15 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     const fs::path dir = out / "report" / set.name;
     fs::create_directories(dir);
     std::vector<NamedSamples> models{{floor_name, samples_for_metrics(floor, *system)}};
-    std::vector<std::string> missing;
+    std::vector<std::string> missing, failed;
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
-      if (!generated[i][v]) {
-        missing.push_back(set.name + "/" + experiment.variants[v]);
-        continue;
+      const std::string model = set.name + "/" + experiment.variants[v];
+      if (!why_failed[i][v].empty()) {
+        failed.push_back(fmt::format("{} ({})", model, why_failed[i][v]));
+      } else if (!generated[i][v]) {
+        missing.push_back(model);
       }
+      if (!generated[i][v]) continue;
       models.push_back({experiment.variants[v], samples_for_metrics(*generated[i][v], *system)});
     }
     ReportOptions report;
@@ -727,11 +757,13 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     const std::string frames =
         set_frames[i] > 0 ? fmt::format("{} frames", set_frames[i]) : "not made yet";
     summary += fmt::format(
-        "## {} ({}, {})\n\n{}\n{}{}[report]({}/report.md)\n\n", set.name, set.kind, frames,
+        "## {} ({}, {})\n\n{}\n{}{}{}[report]({}/report.md)\n\n", set.name, set.kind, frames,
         metrics_table(rows, system->units), molecular ? molecular_table(rows) + "\n" : "",
         missing.empty()
             ? ""
             : fmt::format("Not run yet: {} (`psm run --only`).\n\n", fmt::join(missing, ", ")),
+        failed.empty() ? ""
+                       : fmt::format("Sampling failed, no row: {}.\n\n", fmt::join(failed, "; ")),
         (fs::path("report") / set.name).string());
     for (const auto& row : rows) {
       result.rows.push_back({set.name, row.name, row.metrics, row.molecular});
