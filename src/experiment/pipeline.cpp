@@ -425,8 +425,8 @@ Dataset sample_model(const ExperimentConfig& experiment, const fs::path& checkpo
   samples.positions = finite_samples(samples.positions);
   const int64_t diverged = drawn - samples.positions.size(0);
   if (diverged == drawn) {
-    throw SamplesDiverged(fmt::format(
-        "every sample diverged (non-finite positions): try more sample.steps, or retrain"));
+    throw SamplesDiverged(
+        "every sample diverged (non-finite positions): try more sample.steps, or retrain");
   }
   if (diverged > 0) {
     say(
