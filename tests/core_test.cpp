@@ -65,10 +65,15 @@ TEST(RemoveTree, RemovesNestedDirectoriesAndTheirFiles) {
   fs::create_directories(root / "a" / "b");
   std::ofstream(root / "top.txt") << "x";
   std::ofstream(root / "a" / "b" / "deep.txt") << "y";
-  fs::create_symlink(root / "a", root / "link");
+  const fs::path outside = root.string() + "_outside";
+  fs::create_directories(outside);
+  std::ofstream(outside / "kept.txt") << "z";
+  fs::create_directory_symlink(outside, root / "a" / "link");
   psm::remove_tree(root);
   EXPECT_FALSE(fs::exists(root));
-  EXPECT_NO_THROW(psm::remove_tree(root));  // already gone
+  EXPECT_TRUE(fs::exists(outside / "kept.txt"));  // the link is removed, not followed
+  EXPECT_NO_THROW(psm::remove_tree(root));        // already gone
+  psm::remove_tree(outside);
 }
 
 TEST(RemoveTree, SaysWhyAPathCannotBeRemoved) {
