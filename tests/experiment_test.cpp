@@ -534,11 +534,11 @@ TEST_F(ExperimentPipeline, ReportsAModelWhoseSamplingFailedAndGoesOn) {
   for (const auto& row : rerun.rows) EXPECT_FALSE(row.set == "hot" && row.model == "psm");
   EXPECT_EQ(rerun.rows.size(), 3u);                           // limited: mcmc; hot: mcmc, dsm
   EXPECT_FALSE(fs::exists(path("run/samples/hot_psm.npz")));  // not sampled again
-  std::ifstream in(path("run/report.md"));
-  const std::string report((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_NE(report.find("Sampling failed, no row: hot/psm (every sample diverged)"),
+  std::stringstream report;
+  report << std::ifstream(path("run/report.md")).rdbuf();
+  EXPECT_NE(report.str().find("Sampling failed, no row: hot/psm (every sample diverged)"),
             std::string::npos)
-      << report;
+      << report.str();
 }
 
 TEST_F(ExperimentPipeline, RefusesADirectoryItDidNotMake) {

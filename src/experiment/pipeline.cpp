@@ -648,12 +648,13 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
       const std::string what = experiment.sets[i].name + "_" + experiment.variants[v];
       const fs::path file = out / "samples" / (what + ".npz");
+      const fs::path marker = failure_marker(file);
       generated[i].push_back(std::nullopt);
-      if (fs::exists(failure_marker(file))) {
-        why_failed[i][v] = read_text(failure_marker(file));
+      if (fs::exists(marker)) {
+        why_failed[i][v] = read_text(marker);
         if (selected[i][v]) {
           say(fmt::format("  {:<28} failed before: {} ({})", what, why_failed[i][v],
-                          failure_marker(file).string()));
+                          marker.string()));
         }
         continue;
       }
@@ -664,7 +665,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
           return sample_model(experiment, *checkpoints[i][v], *system, seed, what, options);
         });
       } catch (const SamplesDiverged& diverged) {
-        write_text_atomically(failure_marker(file), diverged.what());
+        write_text_atomically(marker, diverged.what());
         say(fmt::format("  {:<28} failed: {}", what, diverged.what()));
         why_failed[i][v] = diverged.what();
       }
@@ -721,14 +722,16 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     std::vector<NamedSamples> models{{floor_name, samples_for_metrics(floor, *system)}};
     std::vector<std::string> missing, failed;
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
-      const std::string model = set.name + "/" + experiment.variants[v];
-      if (!why_failed[i][v].empty()) {
-        failed.push_back(fmt::format("{} ({})", model, why_failed[i][v]));
-      } else if (!generated[i][v]) {
-        missing.push_back(model);
+      if (generated[i][v]) {
+        models.push_back({experiment.variants[v], samples_for_metrics(*generated[i][v], *system)});
+        continue;
       }
-      if (!generated[i][v]) continue;
-      models.push_back({experiment.variants[v], samples_for_metrics(*generated[i][v], *system)});
+      const std::string model = set.name + "/" + experiment.variants[v];
+      if (why_failed[i][v].empty()) {
+        missing.push_back(model);
+      } else {
+        failed.push_back(fmt::format("{} ({})", model, why_failed[i][v]));
+      }
     }
     ReportOptions report;
     report.title = fmt::format("{}: training set {} ({})", experiment.name, set.name, set.kind);
