@@ -18,6 +18,7 @@
 #include "psm/io/dataset.h"
 #include "psm/io/npy.h"
 #include "psm/train/checkpoint.h"
+#include "psm/train/run_config.h"
 #include "test_util.h"
 
 namespace psm {
@@ -103,10 +104,29 @@ TEST(ExperimentConfig, ReadsEveryPreset) {
 
 TEST(ExperimentConfig, TrainingConfigSetsDataAndCrossover) {
   const ExperimentConfig experiment = read_experiment_config(tiny_config());
-  const Config config = training_config(experiment, "sets/hot.npz", "psm");
+  const Config config = training_config(experiment, experiment.sets[1], "sets/hot.npz", "psm");
   EXPECT_EQ(config.tree["data"]["train"], "sets/hot.npz");
   EXPECT_EQ(config.tree["diffusion"]["crossover"], "psm");
   EXPECT_EQ(config.tree["model"]["width"], 8);
+  EXPECT_FALSE(config.tree["diffusion"].contains("sigma_c"));
+}
+
+TEST(ExperimentConfig, ASetsSigmaCReplacesTheDiffusionTables) {
+  Config with_sigma_c = tiny_with("diffusion.sigma_c=0.05");
+  with_sigma_c.tree["sets"][1]["sigma_c"] = 0.3;
+  const ExperimentConfig experiment = read_experiment_config(with_sigma_c);
+  EXPECT_FALSE(experiment.sets[0].sigma_c.has_value());
+  EXPECT_DOUBLE_EQ(*experiment.sets[1].sigma_c, 0.3);
+  const auto sigma_c = [&](size_t set) {
+    const Config config = training_config(experiment, experiment.sets[set], "sets/x.npz", "hybrid");
+    return *read_run_config(config).loss.sigma_c;
+  };
+  EXPECT_DOUBLE_EQ(sigma_c(0), 0.05);
+  EXPECT_DOUBLE_EQ(sigma_c(1), 0.3);
+
+  Config negative = tiny_config();
+  negative.tree["sets"][1]["sigma_c"] = -0.3;
+  EXPECT_PSM_ERROR(read_experiment_config(negative), "sets[1]", "sigma_c must be positive");
 }
 
 TEST(ExperimentConfig, BadConfigurationsNameTheKey) {

@@ -82,6 +82,7 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
   const std::optional<double> kT_data = optional_number(section, "kT_data");
   const std::optional<double> temperature_data = optional_number(section, "temperature_data");
   if (section.has("quantile")) set.quantile = section.require<double>("quantile");
+  set.sigma_c = optional_number(section, "sigma_c");
   section.finish();
 
   const std::string context = fmt::format("{}: {} ({})", source, where, set.name);
@@ -92,6 +93,8 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
         fmt::format("{}: unknown kind '{}' (limited, temperature, basin, energy)", context,
                     set.kind));
   check(set.frames > 0, fmt::format("{}: frames must be positive", context));
+  check(set.sigma_c.value_or(1) > 0,
+        fmt::format("{}: sigma_c must be positive (got {})", context, set.sigma_c.value_or(0)));
   if (set.kind == "limited" && pool_size) {
     check(set.frames <= *pool_size, fmt::format("{}: frames = {} exceeds reference.samples = {}",
                                                 context, set.frames, *pool_size));
@@ -232,21 +235,24 @@ ExperimentConfig read_experiment_config(const Config& config) {
   }
   root.finish();
 
-  // The training tables are read_run_config's to check, once per variant (the crossover
-  // names are checked there too).
-  for (const auto& variant : experiment.variants) {
-    read_run_config(training_config(experiment, "<training set>", variant));
+  // The training tables are read_run_config's to check, once per set and variant (the
+  // crossover names are checked there too).
+  for (const auto& set : experiment.sets) {
+    for (const auto& variant : experiment.variants) {
+      read_run_config(training_config(experiment, set, "<training set>", variant));
+    }
   }
   return experiment;
 }
 
-Config training_config(const ExperimentConfig& experiment, const std::string& train_file,
-                       const std::string& variant) {
+Config training_config(const ExperimentConfig& experiment, const TrainingSetSpec& set,
+                       const std::string& train_file, const std::string& variant) {
   Config config;
   config.source = experiment.config.source;
   config.tree = experiment.training;
   config.tree["data"]["train"] = train_file;
   config.tree["diffusion"]["crossover"] = variant;
+  if (set.sigma_c) config.tree["diffusion"]["sigma_c"] = *set.sigma_c;
   if (experiment.threads > 0) config.tree["threads"] = experiment.threads;
   return config;
 }

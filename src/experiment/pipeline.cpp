@@ -348,10 +348,11 @@ std::vector<LineSeries> band_loss_curves(const fs::path& metrics_file, const Sig
 }
 
 /// Trains (or finishes training) one model into `dir`; returns its checkpoint.
-fs::path train_model(const ExperimentConfig& experiment, const fs::path& set_file,
-                     const std::string& variant, const fs::path& dir, const RunOptions& options) {
+fs::path train_model(const ExperimentConfig& experiment, const TrainingSetSpec& set,
+                     const fs::path& set_file, const std::string& variant, const fs::path& dir,
+                     const RunOptions& options) {
   const fs::path checkpoint = dir / "checkpoint.pt";
-  const Config config = training_config(experiment, set_file.string(), variant);
+  const Config config = training_config(experiment, set, set_file.string(), variant);
   const RunConfig run = read_run_config(config);
   const bool exists = fs::exists(checkpoint);
   if (exists && read_checkpoint_info(checkpoint).step >= run.trainer.steps) {
@@ -629,8 +630,8 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     for (size_t v = 0; v < experiment.variants.size(); ++v) {
       const fs::path dir = out / "models" / experiment.sets[i].name / experiment.variants[v];
       if (selected[i][v]) {
-        checkpoints[i].push_back(
-            train_model(experiment, set_files[i], experiment.variants[v], dir, options));
+        checkpoints[i].push_back(train_model(experiment, experiment.sets[i], set_files[i],
+                                             experiment.variants[v], dir, options));
       } else if (fs::exists(dir / "checkpoint.pt")) {
         checkpoints[i].push_back(dir / "checkpoint.pt");
       } else {

@@ -22,6 +22,7 @@
 //   [[sets]]     name = "cold300", kind = "temperature", temperature_data = 300, frames = 1000
 //   [[sets]]     name = "basin", kind = "basin", frames = 1000
 //   [[sets]]     name = "cold_tail", kind = "energy", quantile = 0.3, frames = 1000
+//                sigma_c = 0.3             # any set: diffusion.sigma_c of its models
 //   [sample]     n = 10000, steps = 100, solver = "heun", grid = "edm", batch = 1000,
 //                corrector_steps = 0, snr = 0.16, corrector_sigma_min = 0,
 //                corrector_max_step = inf   # largest corrector step in units of σ²
@@ -97,6 +98,9 @@ struct TrainingSetSpec {
   /// molecules as temperature_data in K.
   std::optional<double> kT_data{};
   std::optional<double> quantile{};  ///< energy (required), in (0, 1]
+  /// The hybrid's crossover for this set's models, in place of diffusion.sigma_c: data from
+  /// another temperature need a larger one than the training forces suggest.
+  std::optional<double> sigma_c{};
 };
 
 struct ExperimentConfig {
@@ -132,9 +136,9 @@ struct ExperimentConfig {
 ExperimentConfig read_experiment_config(const Config& config);
 
 /// The `psm train` configuration of one model: the experiment's training tables, with
-/// data.train = `train_file` and diffusion.crossover = `variant`.
-Config training_config(const ExperimentConfig& experiment, const std::string& train_file,
-                       const std::string& variant);
+/// data.train = `train_file`, diffusion.crossover = `variant` and the set's sigma_c if it has one.
+Config training_config(const ExperimentConfig& experiment, const TrainingSetSpec& set,
+                       const std::string& train_file, const std::string& variant);
 
 /// The default job of `psm run` (configs/lj13_quick.toml, compiled in).
 Config default_experiment_config();
