@@ -4,6 +4,7 @@
 // from the test set, molecular metrics in the reports), and a tiny GFN2-xTB one (a molecule file,
 // temperatures in kelvin, exact energies of the generated samples).
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -517,6 +518,28 @@ TEST_F(ExperimentPipeline, RunsInPiecesWithOnly) {
                    "no variant 'hybrid'", "dsm, psm");
   options.only = {"cold"};
   EXPECT_PSM_ERROR(run_experiment(experiment, options), "no set named 'cold'", "limited, hot");
+}
+
+TEST_F(ExperimentPipeline, TrainsEachSetWithItsSigmaCAndReportsIt) {
+  Config config = tiny_with("variants=[\"hybrid\"]");
+  config.tree["sets"][1]["sigma_c"] = 0.3;
+  const RunOptions options{.out = path("run"), .progress = false, .plots = false};
+  run_experiment(read_experiment_config(config), options);
+
+  const auto sigma_c = [&](const char* set) {
+    return read_checkpoint_info(path("run/models") / set / "hybrid/checkpoint.pt").loss.sigma_c;
+  };
+  EXPECT_DOUBLE_EQ(sigma_c("hot").value(), 0.3);
+  const double estimated = sigma_c("limited").value();
+  EXPECT_NE(estimated, 0.3);
+  std::stringstream report;
+  report << std::ifstream(path("run/report.md")).rdbuf();
+  EXPECT_NE(report.str().find("hybrid: σ_c = 0.3 (the set's sigma_c)."), std::string::npos);
+  EXPECT_NE(report.str().find(fmt::format("hybrid: σ_c = {:.3g} (estimated from the training "
+                                          "forces).",
+                                          estimated)),
+            std::string::npos)
+      << report.str();
 }
 
 TEST_F(ExperimentPipeline, DataOnlyStopsAfterTheTrainingSets) {

@@ -347,6 +347,29 @@ std::vector<LineSeries> band_loss_curves(const fs::path& metrics_file, const Sig
   return curves;
 }
 
+/// Where the σ_c of `set`'s hybrid models comes from.
+std::string sigma_c_source(const ExperimentConfig& experiment, const TrainingSetSpec& set) {
+  if (set.sigma_c) return "the set's sigma_c";
+  const nlohmann::json given = experiment.training.value("diffusion", nlohmann::json::object())
+                                   .value("sigma_c", nlohmann::json());
+  return given.is_number() ? "diffusion.sigma_c" : "estimated from the training forces";
+}
+
+/// "hybrid: σ_c = 0.3 (the set's sigma_c)." for each trained model of `set` that crosses over,
+/// as a paragraph; empty when none does.
+std::string crossover_note(const ExperimentConfig& experiment, const TrainingSetSpec& set,
+                           const std::vector<std::optional<fs::path>>& checkpoints) {
+  std::vector<std::string> notes;
+  for (size_t v = 0; v < checkpoints.size(); ++v) {
+    if (!checkpoints[v]) continue;
+    const LossOptions loss = read_checkpoint_info(*checkpoints[v]).loss;
+    if (loss.crossover != Crossover::hybrid || !loss.sigma_c) continue;
+    notes.push_back(fmt::format("{}: σ_c = {:.3g} ({}).", experiment.variants[v], *loss.sigma_c,
+                                sigma_c_source(experiment, set)));
+  }
+  return notes.empty() ? "" : fmt::format("{}\n\n", fmt::join(notes, " "));
+}
+
 /// Trains (or finishes training) one model into `dir`; returns its checkpoint.
 fs::path train_model(const ExperimentConfig& experiment, const TrainingSetSpec& set,
                      const fs::path& set_file, const std::string& variant, const fs::path& dir,
@@ -761,8 +784,9 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     const std::string frames =
         set_frames[i] > 0 ? fmt::format("{} frames", set_frames[i]) : "not made yet";
     summary += fmt::format(
-        "## {} ({}, {})\n\n{}\n{}{}{}[report]({}/report.md)\n\n", set.name, set.kind, frames,
+        "## {} ({}, {})\n\n{}\n{}{}{}{}[report]({}/report.md)\n\n", set.name, set.kind, frames,
         metrics_table(rows, system->units), molecular ? molecular_table(rows) + "\n" : "",
+        crossover_note(experiment, set, checkpoints[i]),
         missing.empty()
             ? ""
             : fmt::format("Not run yet: {} (`psm run --only`).\n\n", fmt::join(missing, ", ")),
