@@ -112,7 +112,7 @@ TEST(ExperimentConfig, TrainingConfigSetsDataAndCrossover) {
   EXPECT_FALSE(config.tree["diffusion"].contains("sigma_c"));
 }
 
-TEST(ExperimentConfig, ASetsSigmaCReplacesTheDiffusionTables) {
+TEST(ExperimentConfig, ASetsSigmaCReplacesDiffusionSigmaC) {
   Config with_sigma_c = tiny_with("diffusion.sigma_c=0.05");
   with_sigma_c.tree["sets"][1]["sigma_c"] = 0.3;
   const ExperimentConfig experiment = read_experiment_config(with_sigma_c);
