@@ -356,16 +356,14 @@ std::string sigma_c_source(const ExperimentConfig& experiment, const TrainingSet
 }
 
 /// "hybrid: σ_c = 0.3 (the set's sigma_c)." for each trained model of `set` that crosses over,
-/// as a paragraph; empty when none does.
+/// as a paragraph; empty when none does. `losses`: each variant's, from its checkpoint.
 std::string crossover_note(const ExperimentConfig& experiment, const TrainingSetSpec& set,
-                           const std::vector<std::optional<fs::path>>& checkpoints) {
+                           const std::vector<std::optional<LossOptions>>& losses) {
   std::vector<std::string> notes;
-  for (size_t v = 0; v < checkpoints.size(); ++v) {
-    if (!checkpoints[v]) continue;
-    const LossOptions loss = read_checkpoint_info(*checkpoints[v]).loss;
-    if (loss.crossover != Crossover::hybrid || !loss.sigma_c) continue;
-    notes.push_back(fmt::format("{}: σ_c = {:.3g} ({}).", experiment.variants[v], *loss.sigma_c,
-                                sigma_c_source(experiment, set)));
+  for (size_t v = 0; v < losses.size(); ++v) {
+    if (!losses[v] || losses[v]->crossover != Crossover::hybrid || !losses[v]->sigma_c) continue;
+    notes.push_back(fmt::format("{}: σ_c = {:.3g} ({}).", experiment.variants[v],
+                                *losses[v]->sigma_c, sigma_c_source(experiment, set)));
   }
   return notes.empty() ? "" : fmt::format("{}\n\n", fmt::join(notes, " "));
 }
@@ -764,11 +762,15 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     report.plots = options.plots;
     report.molecular = molecular;
     report.context = {{"experiment", experiment.name}, {"set", set.name}, {"kind", set.kind}};
+    std::vector<std::optional<LossOptions>> losses;
+    for (const auto& checkpoint : checkpoints[i]) {
+      losses.push_back(checkpoint ? std::optional(read_checkpoint_info(*checkpoint).loss)
+                                  : std::nullopt);
+    }
     if (options.plots) {
       for (size_t v = 0; v < experiment.variants.size(); ++v) {
-        if (!checkpoints[i][v]) continue;
-        const CheckpointInfo info = read_checkpoint_info(*checkpoints[i][v]);
-        const SigmaBands bands(info.loss.schedule.sigma_min, info.loss.schedule.sigma_max);
+        if (!losses[v]) continue;
+        const SigmaBands bands(losses[v]->schedule.sigma_min, losses[v]->schedule.sigma_max);
         const std::string png = "loss_" + experiment.variants[v] + ".png";
         plot_lines(dir / png,
                    band_loss_curves(checkpoints[i][v]->parent_path() / "metrics.jsonl", bands),
@@ -786,7 +788,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     summary += fmt::format(
         "## {} ({}, {})\n\n{}\n{}{}{}{}[report]({}/report.md)\n\n", set.name, set.kind, frames,
         metrics_table(rows, system->units), molecular ? molecular_table(rows) + "\n" : "",
-        crossover_note(experiment, set, checkpoints[i]),
+        crossover_note(experiment, set, losses),
         missing.empty()
             ? ""
             : fmt::format("Not run yet: {} (`psm run --only`).\n\n", fmt::join(missing, ", ")),
