@@ -1,8 +1,9 @@
 // The `psm run` pipeline: its configuration checks, a tiny DW4 experiment end to end (every
-// stage's files, the noise-floor row, stages skipped on a rerun, --fresh, --only, --data-only), a
-// tiny molecular one read from overlapping rMD17-layout files (duplicates and pool frames dropped
-// from the test set, molecular metrics in the reports), and a tiny GFN2-xTB one (a molecule file,
-// temperatures in kelvin, exact energies of the generated samples).
+// stage's files, the noise-floor row, stages skipped on a rerun, --fresh, --only, --data-only,
+// an interrupted reference simulation resumed), a tiny molecular one read from overlapping
+// rMD17-layout files (duplicates and pool frames dropped from the test set, molecular metrics in
+// the reports), and a tiny GFN2-xTB one (a molecule file, temperatures in kelvin, exact energies
+// of the generated samples).
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -18,6 +19,8 @@
 #include "psm/experiment/pipeline.h"
 #include "psm/io/dataset.h"
 #include "psm/io/npy.h"
+#include "psm/simulate/simulation.h"
+#include "psm/systems/potential.h"
 #include "psm/train/checkpoint.h"
 #include "psm/train/run_config.h"
 #include "test_util.h"
@@ -562,6 +565,52 @@ TEST_F(ExperimentPipeline, DataOnlyStopsAfterTheTrainingSets) {
   const ExperimentResult models = run_experiment(experiment, options);
   EXPECT_EQ(models.rows.size(), 4u);  // limited: mcmc; hot: mcmc, dsm, psm
   EXPECT_TRUE(fs::exists(path("run/models/hot/psm/checkpoint.pt")));
+}
+
+/// The run directory `psm run` leaves when it is stopped after `samples` of the tiny
+/// experiment's pool frames: its experiment.toml and the state of the pool's simulation with
+/// `seed` (the pool's is the experiment's seed on the "pool" stream).
+void interrupted_run(const ExperimentConfig& experiment, const fs::path& out, int64_t samples,
+                     uint64_t seed) {
+  SimulationSettings settings{.kT = 1.0,
+                              .samples = samples,
+                              .chains = 20,
+                              .burn_in = 200,
+                              .thin = 5,
+                              .seed = seed,
+                              .checkpoint = out / "reference/pool.state"};
+  fs::create_directories(out / "reference");
+  std::ofstream(out / "experiment.toml") << experiment.config.to_toml();
+  simulate(*make_system({{"name", "dw4"}}), settings);
+}
+
+TEST_F(ExperimentPipeline, ResumesAnInterruptedReferenceSimulation) {
+  const ExperimentConfig experiment = read_experiment_config(tiny_config());
+  RunOptions options{.out = path("whole"), .progress = false, .plots = false};
+  options.only = {"hot"};
+  options.data_only = true;
+  run_experiment(experiment, options);
+  for (const char* file : {"reference/pool.state", "reference/test.state", "sets/hot.state"}) {
+    EXPECT_FALSE(fs::exists(path("whole") / file)) << file << ": the finished file supersedes it";
+  }
+
+  // Resumed from 100 frames, the pool is the uninterrupted run's. That the run reads the state
+  // at all shows in the last part, where a state from another seed stops it.
+  const uint64_t pool_seed = derive_seed(3, 0x706f6f6c);
+  interrupted_run(experiment, path("resumed"), 100, pool_seed);
+  options.out = path("resumed");
+  run_experiment(experiment, options);
+  const Dataset whole = load_dataset(path("whole/reference/pool.npz"));
+  const Dataset resumed = load_dataset(path("resumed/reference/pool.npz"));
+  EXPECT_TRUE(torch::equal(resumed.positions, whole.positions));
+  EXPECT_FALSE(fs::exists(path("resumed/reference/pool.state")));
+
+  // A state from other settings stops the run, names the file and keeps it.
+  interrupted_run(experiment, path("other"), 100, pool_seed + 1);
+  options.out = path("other");
+  EXPECT_PSM_ERROR(run_experiment(experiment, options), "state was made with seed");
+  EXPECT_PSM_ERROR(run_experiment(experiment, options), "pass --fresh");
+  EXPECT_TRUE(fs::exists(path("other/reference/pool.state")));
 }
 
 TEST_F(ExperimentPipeline, ReportsAModelWhoseSamplingFailedAndGoesOn) {

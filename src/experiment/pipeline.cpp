@@ -86,7 +86,11 @@ void prepare_directory(const ExperimentConfig& experiment, const RunOptions& opt
   write_text_atomically(marker, toml);
 }
 
-/// Loads `file` when it exists, else makes it with `make` and saves it.
+/// The sampler state beside a simulated dataset file while it is being made.
+fs::path state_file_of(const fs::path& file) { return fs::path(file).replace_extension(".state"); }
+
+/// Loads `file` when it exists, else makes it with `make` and saves it. The saved file
+/// supersedes the state of the simulation that made it, if any.
 template <class Make>
 Dataset cached_dataset(const fs::path& file, const std::string& what, const Make& make) {
   if (fs::exists(file)) {
@@ -98,6 +102,7 @@ Dataset cached_dataset(const fs::path& file, const std::string& what, const Make
   Dataset data = make();
   fs::create_directories(file.parent_path());
   save_dataset(file, data);
+  fs::remove(state_file_of(file));
   say(fmt::format("  {:<28} {} frames in {:.0f} s -> {}", what, data.num_frames(),
                   seconds_since(start), file.string()));
   return data;
@@ -154,9 +159,25 @@ std::string describe_temperature(const ExperimentSystem& system) {
 }
 
 /// Frames simulated at `kT` by the system's sampler, with their temperature in K for molecules
-/// (as `psm simulate` writes them).
-Dataset simulated(const ExperimentSystem& system, const SimulationSettings& settings) {
-  Dataset data = simulate(*system.system, settings).dataset;
+/// (as `psm simulate` writes them). After its burn-in the sampler saves its state beside `file`
+/// (state_file_of) about every 5 % of the frames, and an interrupted run resumes from there: a
+/// long reference (hours of xTB MD for a peptide) loses little to an interruption.
+Dataset simulated(const ExperimentSystem& system, SimulationSettings settings,
+                  const fs::path& file) {
+  settings.checkpoint = state_file_of(file);
+  settings.checkpoint_every = std::max<int64_t>(1, settings.samples / 20);
+  settings.resume = fs::exists(settings.checkpoint);
+  if (settings.resume) say(fmt::format("  resuming from {}", settings.checkpoint.string()));
+  fs::create_directories(file.parent_path());
+  Dataset data;
+  try {
+    data = simulate(*system.system, settings).dataset;
+  } catch (const Error& e) {
+    const bool about_state = std::string(e.what()).find(settings.checkpoint.string()) == 0;
+    if (!settings.resume || !about_state) throw;
+    throw Error(
+        fmt::format("{} (the state of an interrupted run: delete it, or pass --fresh)", e.what()));
+  }
   if (system.units == Units::kcal_mol_angstrom) {
     data.temperature_kelvin = settings.kT / constants::boltzmann_kcal_mol_per_kelvin;
   }
@@ -304,7 +325,7 @@ SimulationSettings reference_settings(const ExperimentConfig& experiment, double
 /// with a [system], whose potential they use.
 Dataset make_training_set(const ExperimentConfig& experiment, const TrainingSetSpec& set,
                           size_t index, const ExperimentSystem& system, const Dataset& pool,
-                          const RunOptions& options) {
+                          const fs::path& file, const RunOptions& options) {
   const uint64_t seed = derive_seed(derive_seed(experiment.seed, kSetStream), index);
   if (set.kind == "limited") {
     check(set.frames <= pool.num_frames(),
@@ -313,8 +334,8 @@ Dataset make_training_set(const ExperimentConfig& experiment, const TrainingSetS
     return limited_subset(pool, set.frames, seed);
   }
   if (set.kind == "temperature") {
-    const Dataset hot =
-        simulated(system, reference_settings(experiment, *set.kT_data, set.frames, seed, options));
+    const Dataset hot = simulated(
+        system, reference_settings(experiment, *set.kT_data, set.frames, seed, options), file);
     return temperature_biased_subset(hot, system.kT, std::nullopt, seed);
   }
   if (set.kind == "basin") {
@@ -599,7 +620,8 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     return simulated(*system,
                      reference_settings(experiment, system->kT,
                                         spec.samples.value_or(ReferenceSpec::default_samples),
-                                        derive_seed(experiment.seed, kPoolStream), options));
+                                        derive_seed(experiment.seed, kPoolStream), options),
+                     out / "reference" / "pool.npz");
   });
   if (!system) system = system_from_data(pool);
   if (!spec.pool_files.empty()) say(fmt::format("  pool from files{}", dropped_frames(pool)));
@@ -616,9 +638,11 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     }
     const uint64_t seed = derive_seed(derive_seed(experiment.seed, kTestStream), spec.test_seed);
     return simulated(
-        *system, reference_settings(experiment, system->kT,
-                                    spec.test_samples.value_or(ReferenceSpec::default_test_samples),
-                                    seed, options));
+        *system,
+        reference_settings(experiment, system->kT,
+                           spec.test_samples.value_or(ReferenceSpec::default_test_samples), seed,
+                           options),
+        out / "reference" / "test.npz");
   });
   if (!spec.test_files.empty()) say(fmt::format("  test set from files{}", dropped_frames(test)));
 
@@ -633,7 +657,8 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
       continue;
     }
     set_frames.push_back(cached_dataset(set_files.back(), set.name + " (" + set.kind + ")", [&] {
-                           return make_training_set(experiment, set, i, *system, pool, options);
+                           return make_training_set(experiment, set, i, *system, pool,
+                                                    set_files.back(), options);
                          }).num_frames());
   }
 
