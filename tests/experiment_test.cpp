@@ -596,7 +596,7 @@ TEST_F(ExperimentPipeline, ResumesAnInterruptedReferenceSimulation) {
 
   // Resumed from 100 frames, the pool is the uninterrupted run's. That the run reads the state
   // at all shows in the last part, where a state from another seed stops it.
-  const uint64_t pool_seed = derive_seed(3, 0x706f6f6c);
+  const uint64_t pool_seed = derive_seed(3, 0x706f6f6c);  // seed 3 on the stream "pool"
   interrupted_run(experiment, path("resumed"), 100, pool_seed);
   options.out = path("resumed");
   run_experiment(experiment, options);
@@ -608,7 +608,7 @@ TEST_F(ExperimentPipeline, ResumesAnInterruptedReferenceSimulation) {
   // A state from other settings stops the run, names the file and keeps it.
   interrupted_run(experiment, path("other"), 100, pool_seed + 1);
   options.out = path("other");
-  EXPECT_PSM_ERROR(run_experiment(experiment, options), "state was made with seed");
+  EXPECT_PSM_ERROR(run_experiment(experiment, options), "pool.state: state was made with seed");
   EXPECT_PSM_ERROR(run_experiment(experiment, options), "pass --fresh");
   EXPECT_TRUE(fs::exists(path("other/reference/pool.state")));
 }
