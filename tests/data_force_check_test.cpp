@@ -126,6 +126,72 @@ TEST(ForceCheck, BondVirialTemperatureRejectsBadBonds) {
       "bonded atoms coincide");
 }
 
+/// Round-major chains (frame = round * chains + chain) in which each chain repeats one frame:
+/// the extreme of correlated MD frames, `chains` independent frames worth.
+torch::Tensor repeated_in_chains(const torch::Tensor& distinct, int64_t rounds) {
+  return distinct.unsqueeze(0).expand({rounds, -1, -1, -1}).reshape({-1, distinct.size(1), 3});
+}
+
+TEST(ForceCheck, CorrelatedFramesOfAChainCountOnce) {
+  const int64_t chains = 6, rounds = 50;
+  const psm::Dataset distinct = harmonic_frames(chains, 5, 3.0, 0.7, 8);
+  const torch::Tensor positions = repeated_in_chains(distinct.positions, rounds);
+  const torch::Tensor forces = repeated_in_chains(distinct.forces, rounds);
+  const torch::Tensor chain = torch::arange(chains * rounds, torch::kInt64) % chains;
+
+  const psm::VirialTemperature independent = psm::virial_temperature(distinct);
+  const psm::VirialTemperature spread = psm::virial_temperature(positions, forces, chain);
+  EXPECT_EQ(spread.chains, chains);
+  EXPECT_EQ(spread.frames, chains * rounds);
+  EXPECT_NEAR(spread.kT, independent.kT, 1e-12);
+  EXPECT_NEAR(spread.standard_error, independent.standard_error, 1e-12);
+  // Taken as independent, the repeats would shrink the error by sqrt(rounds).
+  const psm::VirialTemperature naive = psm::virial_temperature(positions, forces);
+  EXPECT_EQ(naive.chains, 0);
+  EXPECT_LT(naive.standard_error, 0.2 * spread.standard_error);
+  EXPECT_NE(psm::describe_force_check(spread, 0.7).find("(spread of 6 chains)"), std::string::npos);
+
+  const auto [bond_positions, bond_forces] = triatomic_frames(chains, 0.6, 1.0, 9);
+  const torch::Tensor bonds = torch::tensor({{0, 1}, {1, 2}}, torch::kInt64);
+  const psm::VirialTemperature bond_independent =
+      psm::bond_virial_temperature(bond_positions, bond_forces, bonds);
+  const psm::VirialTemperature bond_spread =
+      psm::bond_virial_temperature(repeated_in_chains(bond_positions, rounds),
+                                   repeated_in_chains(bond_forces, rounds), bonds, chain);
+  EXPECT_EQ(bond_spread.chains, chains);
+  EXPECT_NEAR(bond_spread.kT, bond_independent.kT, 1e-9);
+  EXPECT_NEAR(bond_spread.standard_error, bond_independent.standard_error, 1e-9);
+}
+
+TEST(ForceCheck, FewerThanFourChainsAreTakenAsIndependentFrames) {
+  const psm::Dataset data = harmonic_frames(30, 4, 2.0, 1.0, 10);
+  const torch::Tensor three = torch::arange(30, torch::kInt64) % 3;
+  const psm::VirialTemperature virial = psm::virial_temperature(data.positions, data.forces, three);
+  EXPECT_EQ(virial.chains, 0);
+  EXPECT_NEAR(virial.standard_error, psm::virial_temperature(data).standard_error, 1e-15);
+  EXPECT_PSM_ERROR(psm::virial_temperature(data.positions, data.forces, three.slice(0, 0, 29)),
+                   "chains must be [30]");
+}
+
+TEST(ForceCheck, FrameChainsComeFromASamplersProvenanceOnly) {
+  psm::Dataset data = harmonic_frames(10, 2, 1.0, 1.0, 11);
+  data.provenance = {{"sampler", "langevin-baoab"},
+                     {"trajectories", 4},
+                     {"frame_order", "round-major: frame = round * trajectories + trajectory"}};
+  const torch::Tensor chains = psm::frame_chains(data);
+  ASSERT_TRUE(chains.defined());
+  EXPECT_TRUE(torch::equal(chains, torch::tensor({0, 1, 2, 3, 0, 1, 2, 3, 0, 1}, torch::kInt64)));
+  EXPECT_EQ(psm::virial_temperature(data).chains, 4);
+
+  data.provenance = {{"chains", 5}, {"frame_order", "round-major: frame = round * chains + chain"}};
+  EXPECT_TRUE(torch::equal(psm::frame_chains(data), torch::arange(10, torch::kInt64) % 5));
+  // A subset reorders frames: its source's order no longer holds.
+  data.provenance = {{"subset", "limited"}, {"source", data.provenance}};
+  EXPECT_FALSE(psm::frame_chains(data).defined());
+  data.provenance = nlohmann::json();
+  EXPECT_FALSE(psm::frame_chains(data).defined());
+}
+
 TEST(ForceCheck, IdenticalFramesWithZeroForcesAreFlagged) {
   psm::Dataset data = harmonic_frames(1, 3, 1.0, 1.0, 4);
   data.positions = data.positions.expand({3, 3, 3}).clone();
