@@ -21,9 +21,9 @@ constexpr int64_t kMinChainsForSpread = 4;
 VirialTemperature ratio_of_means(const torch::Tensor& numerator, const torch::Tensor& denominator,
                                  const torch::Tensor& chains) {
   const int64_t frames = numerator.size(0);
-  const double kT = (numerator.mean() / denominator.mean()).item<double>();
-  const torch::Tensor residual = numerator - kT * denominator;
   const double scale = denominator.mean().item<double>();
+  const double kT = numerator.mean().item<double>() / scale;
+  const torch::Tensor residual = numerator - kT * denominator;
   if (chains.defined()) {
     check(
         chains.dim() == 1 && chains.size(0) == frames && (chains >= 0).all().item<bool>(),
