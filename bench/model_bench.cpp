@@ -2,8 +2,10 @@
 // 4 layers, width 64, batch 256, 2 threads, float32. Reports samples/s of network evaluation
 // and of a training step (forward + MSE backward + Adam), the linear-layer GFLOP/s this
 // reaches and its fraction of the measured fp32 matmul rate (2048 x 2048, same thread count).
-// The argument of each network benchmark is its thread count. See BENCHMARKS.md for the
-// command and the glibc malloc settings used there.
+// The argument of each LJ13 benchmark is its thread count. The network comparison (EGNN against
+// PaiNN, dense and sparse, for LJ13, LJ55, aspirin and the tetrapeptide) runs a training step and
+// a forward pass of batch 256 on 2 threads for each. See BENCHMARKS.md for the command and the
+// glibc malloc settings used there.
 
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -11,9 +13,12 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <string>
 
 #include "psm/core/allocator.h"
 #include "psm/core/random.h"
+#include "psm/data/bond_graph.h"
+#include "psm/model/network.h"
 #include "psm/model/score_model.h"
 
 namespace {
@@ -104,6 +109,89 @@ void BM_Lj13TrainStep(benchmark::State& state) {
   report(state, 3.0 * static_cast<double>(model->network->linear_flops(kAtoms)));
 }
 BENCHMARK(BM_Lj13TrainStep)->Arg(kThreads)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The comparison: one network of each kind, 4 layers of width 64, on N atoms whose positions are
+// Gaussian with unit spread (sigma_data 1, about the extent of a cluster of 13 to 55 atoms in
+// reduced units). Molecules (species > 0) get a chain as bond graph; PaiNN's cutoff is 2.0.
+psm::ScoreModel make_model(const std::string& kind, int64_t atoms, bool molecule) {
+  const auto species =
+      molecule ? torch::full({atoms}, 6, torch::kInt64) : torch::zeros({atoms}, torch::kInt64);
+  psm::NetworkOptions network =
+      psm::EgnnOptions(3, species).layers(4).hidden(64).cutoff(molecule ? 5.0 : 0.0);
+  if (kind != "egnn") {
+    auto painn = psm::PainnOptions(3, species)
+                     .layers(4)
+                     .hidden(64)
+                     .cutoff(2.0)
+                     .neighbours(kind == "painn_dense" ? psm::NeighbourMode::dense
+                                                       : psm::NeighbourMode::sparse);
+    if (molecule) {
+      auto chain = torch::stack({torch::arange(atoms - 1), torch::arange(1, atoms)}, 1);
+      painn.graph(psm::graph_distances(chain, atoms, psm::kGraphFarthest));
+    }
+    network = painn;
+  }
+  return psm::ScoreModel(psm::ScoreModelOptions(network, /*sigma_data=*/1.0));
+}
+
+Inputs make_inputs(int64_t atoms) {
+  auto gen = psm::make_generator(1);
+  auto u = torch::rand({kBatch}, gen, torch::kFloat32);
+  return {torch::randn({kBatch, atoms, 3}, gen, torch::kFloat32),
+          torch::exp(std::log(0.01) + u * (std::log(3.0) - std::log(0.01))),
+          torch::randn({kBatch, atoms, 3}, gen, torch::kFloat32)};
+}
+
+void BM_NetworkTrainStep(benchmark::State& state, const std::string& kind, int64_t atoms,
+                         bool molecule) {
+  torch::set_num_threads(kThreads);
+  auto model = make_model(kind, atoms, molecule);
+  auto in = make_inputs(atoms);
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-4));
+  for (auto _ : state) {
+    optimizer.zero_grad();
+    torch::mse_loss(model->forward(in.x, in.sigma), in.target).backward();
+    optimizer.step();
+  }
+  state.counters["samples/s"] = benchmark::Counter(static_cast<double>(kBatch * state.iterations()),
+                                                   benchmark::Counter::kIsRate);
+}
+
+void BM_NetworkForward(benchmark::State& state, const std::string& kind, int64_t atoms,
+                       bool molecule) {
+  torch::set_num_threads(kThreads);
+  auto model = make_model(kind, atoms, molecule);
+  auto in = make_inputs(atoms);
+  c10::InferenceMode inference;
+  for (auto _ : state) benchmark::DoNotOptimize(model->forward(in.x, in.sigma).data_ptr());
+  state.counters["samples/s"] = benchmark::Counter(static_cast<double>(kBatch * state.iterations()),
+                                                   benchmark::Counter::kIsRate);
+}
+
+#define PSM_NETWORK_BENCHMARKS(system, atoms, molecule)                                          \
+  BENCHMARK_CAPTURE(BM_NetworkTrainStep, system##_egnn, "egnn", atoms, molecule)                 \
+      ->UseRealTime()                                                                            \
+      ->Unit(benchmark::kMillisecond);                                                           \
+  BENCHMARK_CAPTURE(BM_NetworkTrainStep, system##_painn_dense, "painn_dense", atoms, molecule)   \
+      ->UseRealTime()                                                                            \
+      ->Unit(benchmark::kMillisecond);                                                           \
+  BENCHMARK_CAPTURE(BM_NetworkTrainStep, system##_painn_sparse, "painn_sparse", atoms, molecule) \
+      ->UseRealTime()                                                                            \
+      ->Unit(benchmark::kMillisecond);                                                           \
+  BENCHMARK_CAPTURE(BM_NetworkForward, system##_egnn, "egnn", atoms, molecule)                   \
+      ->UseRealTime()                                                                            \
+      ->Unit(benchmark::kMillisecond);                                                           \
+  BENCHMARK_CAPTURE(BM_NetworkForward, system##_painn_dense, "painn_dense", atoms, molecule)     \
+      ->UseRealTime()                                                                            \
+      ->Unit(benchmark::kMillisecond);                                                           \
+  BENCHMARK_CAPTURE(BM_NetworkForward, system##_painn_sparse, "painn_sparse", atoms, molecule)   \
+      ->UseRealTime()                                                                            \
+      ->Unit(benchmark::kMillisecond)
+
+PSM_NETWORK_BENCHMARKS(lj13, 13, false);
+PSM_NETWORK_BENCHMARKS(lj55, 55, false);
+PSM_NETWORK_BENCHMARKS(aspirin, 21, true);
+PSM_NETWORK_BENCHMARKS(ala3, 42, true);
 
 void BM_Matmul2048(benchmark::State& state) {
   torch::set_num_threads(kThreads);

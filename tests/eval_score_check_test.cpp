@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <limits>
+#include <memory>
 
 #include "psm/core/random.h"
 #include "psm/diffusion/analytic.h"
 #include "psm/eval/score_check.h"
+#include "psm/systems/potential.h"
 #include "test_util.h"
 
 namespace {
@@ -64,6 +67,46 @@ TEST(ScoreCheck, ScaledScoreShowsItsStrengthInBothNumbers) {
   EXPECT_NEAR(*result.slope, 0.8 * variance / (variance + 1e-4), 0.02);
   // Residual ≈ -0.2 F(x_0) - 0.8 k σ ε: relative RMS sqrt(0.2² + (0.8 k σ)² / (k kT)) = 0.21.
   EXPECT_NEAR(*result.residual_rms / *result.force_rms, 0.21, 0.02);
+}
+
+/// U = k/2 |x|² on centre-of-mass-free positions: the harmonic system's potential.
+class HarmonicPotential final : public psm::Potential {
+ public:
+  psm::Evaluation evaluate(const torch::Tensor& positions, psm::EvalRequest) const override {
+    return {.energy = 0.5 * kStiffness * positions.square().sum({1, 2}),
+            .forces = -kStiffness * positions};
+  }
+};
+
+TEST(ScoreCheck, WithTheSystemSeparatesTheNetworksErrorFromTheNoise) {
+  // The exact score at x_σ is F(x_σ) v / (v + σ²) with v = kT / k: it misses F(x_σ) by a
+  // fraction σ² / (v + σ²) only (second order), but F(x_0) by k σ ε (first order).
+  const psm::GaussianMixture harmonic = harmonic_system();
+  const psm::Dataset frames = harmonic_frames(harmonic, 4000);
+  const psm::System system("harmonic", frames.species, 3, psm::Units::reduced,
+                           std::make_shared<HarmonicPotential>(), nullptr);
+  const double sigma = 0.01;
+  const psm::ScoreCheck result =
+      psm::check_score(harmonic.score_fn(), frames, {.sigma = sigma, .system = &system});
+  ASSERT_TRUE(result.force_errors && result.exact_score_errors && result.network_errors);
+  // ε projected onto the CoM-free subspace: (N - 1) / N of its variance per component.
+  const double noise_rms = kStiffness * sigma * std::sqrt((kAtoms - 1.0) / kAtoms);
+  EXPECT_NEAR(result.exact_score_errors->rms, noise_rms, 0.03 * noise_rms);
+  EXPECT_NEAR(result.exact_score_errors->mae, std::sqrt(2 / M_PI) * noise_rms, 0.03 * noise_rms);
+  EXPECT_NEAR(result.force_errors->rms, result.exact_score_errors->rms,
+              0.05 * result.exact_score_errors->rms);
+  const double variance = kT / kStiffness, smoothing = sigma * sigma / (variance + sigma * sigma);
+  EXPECT_NEAR(result.network_errors->rms, smoothing * *result.force_rms,
+              0.05 * smoothing * *result.force_rms);
+  EXPECT_LT(result.network_errors->rms, 0.1 * result.exact_score_errors->rms);
+  // A score 10 % too strong is seen in the network error, not in the noise's.
+  const psm::ScoreFn exact = harmonic.score_fn();
+  const psm::ScoreFn strong = [&](const torch::Tensor& x, const torch::Tensor& s) {
+    return 1.1 * exact(x, s);
+  };
+  const psm::ScoreCheck off = psm::check_score(strong, frames, {.sigma = sigma, .system = &system});
+  EXPECT_NEAR(off.network_errors->rms / *off.force_rms, 0.1, 0.01);
+  EXPECT_NEAR(off.exact_score_errors->rms, result.exact_score_errors->rms, 1e-12);
 }
 
 TEST(ScoreCheck, AScorePointingOutwardsGetsNoStrengthOrTemperature) {

@@ -39,6 +39,10 @@ void enlarge_coordinate_heads(psm::EgnnImpl& network) {
     layer->as<psm::EgnnLayerImpl>()->coord_out->weight.mul_(1000);
 }
 
+psm::EgnnImpl& egnn_of(const ScoreModel& model) {
+  return dynamic_cast<psm::EgnnImpl&>(*model->network);
+}
+
 EgnnOptions lj_network(int64_t dim, int64_t atoms, torch::Dtype dtype) {
   return EgnnOptions(dim, torch::zeros({atoms}, torch::kInt64)).layers(3).hidden(16).dtype(dtype);
 }
@@ -57,7 +61,7 @@ EgnnOptions molecule_network(int64_t dim, torch::Dtype dtype) {
 
 ScoreModel make_model(EgnnOptions network, double sigma_data = 0.8) {
   ScoreModel model(ScoreModelOptions(std::move(network), sigma_data));
-  enlarge_coordinate_heads(*model->network);
+  enlarge_coordinate_heads(egnn_of(model));
   return model;
 }
 
@@ -161,7 +165,7 @@ TEST(ModelScoreModel, ZeroNetworkGivesTheExactGaussianScore) {
   ScoreModel model(ScoreModelOptions(lj_network(3, 5, torch::kFloat64), sd));
   {
     torch::NoGradGuard no_grad;
-    for (const auto& layer : *model->network->layers) {
+    for (const auto& layer : *egnn_of(model).layers) {
       layer->as<psm::EgnnLayerImpl>()->coord_out->weight.zero_();
     }
   }

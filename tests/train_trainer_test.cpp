@@ -132,6 +132,55 @@ TEST_F(TrainResume, ContinuesExactly) {
   EXPECT_EQ(straight.step().loss, resumed.step().loss);
 }
 
+TEST(TrainTrainer, PainnLearnsTheSpringTriangleWithEitherReadout) {
+  // The same run as the EGNN's above with the other network kind; the conservative readout
+  // trains through a double backward pass, in chunks.
+  const psm::Dataset data = psm::test::spring_triangle(256, 1);
+  for (const bool conservative : {false, true}) {
+    SCOPED_TRACE(conservative ? "conservative" : "vector readout");
+    psm::TrainerOptions options = quick_options(150);
+    options.validation_every = 150;
+    options.lr = 1e-2;
+    options.lr_min = 1e-3;
+    const auto network = psm::PainnOptions(0, torch::Tensor())
+                             .layers(2)
+                             .hidden(16)
+                             .noise_features(8)
+                             .num_rbf(0)
+                             .num_input_rbf(8)
+                             .conservative(conservative)
+                             .chunk_size(16);
+    psm::Trainer trainer(data, network, triangle_loss(), options);
+    const double before = trainer.validation_loss();
+    trainer.train();
+    const double after = trainer.validation_loss();
+    EXPECT_LT(after, 0.75 * before) << "before " << before << " after " << after;
+  }
+}
+
+TEST_F(TrainResume, PainnContinuesExactlyAndLoadsForSampling) {
+  OneThread one_thread;
+  const psm::Dataset data = psm::test::spring_triangle(64, 2);
+  const psm::TrainerOptions options = quick_options(8);
+  const auto network =
+      psm::PainnOptions(0, torch::Tensor()).layers(2).hidden(8).noise_features(4).num_rbf(4);
+  psm::Trainer straight(data, network, triangle_loss(), options);
+  straight.train();
+  psm::Trainer first(data, network, triangle_loss(), options);
+  for (int i = 0; i < 3; ++i) first.step();
+  first.save_checkpoint(dir_ / "checkpoint.pt");
+  psm::Trainer resumed(data, network, triangle_loss(), options);
+  resumed.resume(dir_ / "checkpoint.pt");
+  resumed.train();
+  EXPECT_EQ(max_difference(parameters_of(straight.model()), parameters_of(resumed.model())), 0.0);
+  resumed.save_checkpoint(dir_ / "final.pt");
+  const psm::TrainedModel loaded = psm::load_trained_model(dir_ / "final.pt");
+  EXPECT_EQ(psm::network_kind(loaded.info.network), "painn");
+  const auto x = data.positions.narrow(0, 0, 4);
+  const auto sigma = torch::full({4}, 0.1, torch::kFloat64);
+  EXPECT_TRUE(torch::equal(loaded.score()(x, sigma), resumed.ema_model()->forward(x, sigma)));
+}
+
 TEST_F(TrainResume, RefusesAnotherRunsCheckpoint) {
   const psm::Dataset data = psm::test::spring_triangle(64, 3);
   psm::Trainer first(data, small_network(), triangle_loss(), quick_options(4));
@@ -166,7 +215,7 @@ TEST_F(TrainCheckpoint, LoadsTheEmaModelAndMetadata) {
   EXPECT_EQ(info.sigma_data, trainer.sigma_data());
   EXPECT_EQ(info.loss.sigma_c, trainer.loss_options().sigma_c);
   EXPECT_EQ(info.loss.schedule.sigma_max, 3.0);
-  EXPECT_EQ(info.network.hidden(), 16);
+  EXPECT_EQ(std::get<psm::EgnnOptions>(info.network).hidden(), 16);
   EXPECT_EQ(info.species(), (std::vector<int64_t>{0, 0, 0}));
   EXPECT_EQ(info.dim(), 2);
   EXPECT_EQ(info.kT(), 1.0);
@@ -231,9 +280,10 @@ TEST(TrainRunConfig, ReadsSectionsAndDefaults) {
   const psm::RunConfig run = psm::read_run_config(config);
   EXPECT_EQ(run.train_data, "x.npz");
   EXPECT_EQ(run.threads, 2);
-  EXPECT_EQ(run.network.layers(), 3);
-  EXPECT_EQ(run.network.hidden(), 32);
-  EXPECT_EQ(run.network.seed(), 4u);
+  const auto& network = std::get<psm::EgnnOptions>(run.network);
+  EXPECT_EQ(network.layers(), 3);
+  EXPECT_EQ(network.hidden(), 32);
+  EXPECT_EQ(network.seed(), 4u);
   EXPECT_EQ(run.loss.crossover, psm::Crossover::psm);
   EXPECT_EQ(run.loss.sigma_c, 0.2);
   EXPECT_EQ(run.loss.weighting, psm::LossWeighting::unit);
@@ -242,6 +292,22 @@ TEST(TrainRunConfig, ReadsSectionsAndDefaults) {
   EXPECT_EQ(run.trainer.lr, 2e-4);
   EXPECT_EQ(run.trainer.validation_fraction, 0.2);
   EXPECT_EQ(run.trainer.batch_size, psm::TrainerOptions{}.batch_size);
+}
+
+TEST(TrainRunConfig, ReadsThePainnKind) {
+  const psm::RunConfig run = psm::read_run_config(psm::Config::from_toml_string(
+      "[data]\ntrain = \"x.npz\"\n[model]\nkind = \"painn\"\nwidth = 32\ncutoff = 4.0\n"
+      "neighbours = \"sparse\"\ninput_rbf = 8\nbond_graph = false\nconservative = true\n"
+      "[train]\nseed = 9\n",
+      "painn.toml"));
+  const auto& network = std::get<psm::PainnOptions>(run.network);
+  EXPECT_EQ(network.hidden(), 32);
+  EXPECT_EQ(network.cutoff(), 4.0);
+  EXPECT_EQ(network.neighbours(), psm::NeighbourMode::sparse);
+  EXPECT_EQ(network.num_input_rbf(), 8);
+  EXPECT_FALSE(network.bond_graph());
+  EXPECT_TRUE(network.conservative());
+  EXPECT_EQ(network.seed(), 9u);
 }
 
 TEST(TrainRunConfig, BadValuesGiveOneLineErrorsNamingTheKey) {
@@ -253,6 +319,11 @@ TEST(TrainRunConfig, BadValuesGiveOneLineErrorsNamingTheKey) {
       {"[data]\ntrain = \"x.npz\"\n[diffusion]\nsigma_min = 20.0\n", "sigma_min < sigma_max"},
       {"[data]\ntrain = \"x.npz\"\n[model]\nwidth = 0\n", "model.width"},
       {"[data]\ntrain = \"x.npz\"\n[modle]\nwidth = 8\n", "modle"},
+      {"[data]\ntrain = \"x.npz\"\n[model]\nkind = \"mace\"\n",
+       "model.kind: unknown model kind 'mace' (known: egnn, painn)"},
+      {"[data]\ntrain = \"x.npz\"\n[model]\nconservative = true\n", "model.conservative"},
+      {"[data]\ntrain = \"x.npz\"\n[model]\nkind = \"painn\"\nneighbours = \"sparse\"\n",
+       "model.neighbours = \"sparse\" needs model.cutoff > 0"},
       {"[data]\nvalidation_fraction = 0.1\n", "data.train"},
   };
   for (const auto& [text, expected] : cases) {

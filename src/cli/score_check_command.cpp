@@ -11,6 +11,7 @@
 #include "psm/cli/commands.h"
 #include "psm/eval/score_check.h"
 #include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
 #include "psm/train/checkpoint.h"
 
 namespace psm::cli {
@@ -43,6 +44,16 @@ class ScoreCheckCommand final : public Command {
     }
     options_.sigma = sigma_.value_or(info.loss.schedule.sigma_min);
     options_.com_free = info.loss.com_free;
+    std::unique_ptr<System> system;
+    if (!info.system().is_null()) {
+      try {
+        system = make_system(info.system());
+      } catch (const Error& e) {
+        fmt::print("note           system {} is not available ({}): no exact-score reference\n",
+                   info.system().dump(), e.what());
+      }
+    }
+    options_.system = system.get();
     const ScoreCheck result = check_score(trained.score(), frames, options_);
 
     const double kT = frames.frames_kT();
@@ -63,6 +74,20 @@ class ScoreCheckCommand final : public Command {
                                 "force RMS {:.4g} per component ({:.3g} %)",
                                 *result.slope, *result.residual_rms, *result.force_rms,
                                 100 * *result.residual_rms / *result.force_rms));
+      row("force error",
+          fmt::format("kT·score - F(x0): MAE {:.4g}, RMS {:.4g} ({})", result.force_errors->mae,
+                      result.force_errors->rms,
+                      frames.units == Units::reduced ? "reduced units" : "kcal/mol/Å"));
+    }
+    if (result.exact_score_errors) {
+      row("exact score",
+          fmt::format("F(x_sigma) - F(x0): MAE {:.4g}, RMS {:.4g}: what the exact "
+                      "score differs by at this sigma (first order)",
+                      result.exact_score_errors->mae, result.exact_score_errors->rms));
+    }
+    if (result.network_errors) {
+      row("network error", fmt::format("kT·score - F(x_sigma): MAE {:.4g}, RMS {:.4g}",
+                                       result.network_errors->mae, result.network_errors->rms));
     }
     return 0;
   }

@@ -31,13 +31,6 @@ void check_molecule_frames(const torch::Tensor& positions, int64_t num_atoms, co
   check(!torch::isnan(positions).any().item<bool>(), fmt::format("{}: NaN positions", what));
 }
 
-torch::Tensor covalent_radii(const std::vector<int64_t>& species) {
-  std::vector<double> radii;
-  radii.reserve(species.size());
-  for (const int64_t z : species) radii.push_back(element(z).covalent_radius);
-  return torch::tensor(radii, torch::kFloat64);
-}
-
 /// Frames per chunk so that a [chunk, N, N] float64 tensor stays near 128 MiB.
 int64_t frames_per_chunk(int64_t num_atoms) {
   return std::max<int64_t>(1, (int64_t{1} << 24) / (num_atoms * num_atoms));
@@ -371,29 +364,6 @@ class GraphMatcher {
 };
 
 }  // namespace
-
-torch::Tensor covalent_adjacency(const torch::Tensor& positions,
-                                 const std::vector<int64_t>& species, double scale) {
-  check_molecule_frames(positions, static_cast<int64_t>(species.size()), "covalent_adjacency");
-  const torch::Tensor radii = covalent_radii(species).to(positions.device());
-  const torch::Tensor cutoff = scale * (radii.unsqueeze(0) + radii.unsqueeze(1));  // [N, N]
-  const torch::Tensor off_diagonal = ~torch::eye(
-      positions.size(1), torch::TensorOptions().dtype(torch::kBool).device(positions.device()));
-  std::vector<torch::Tensor> chunks;
-  for (const torch::Tensor& frames : positions.split(frames_per_chunk(positions.size(1)))) {
-    const torch::Tensor x = frames.to(torch::kFloat64);
-    chunks.push_back((torch::cdist(x, x) < cutoff) & off_diagonal);
-  }
-  return torch::cat(chunks);
-}
-
-torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<int64_t>& species,
-                             double scale) {
-  const torch::Tensor bonded = covalent_adjacency(positions, species, scale);
-  // More than half: 2 count > frames, exact in integers.
-  const torch::Tensor majority = 2 * bonded.sum(0) > positions.size(0);
-  return torch::triu(majority, 1).nonzero();
-}
 
 torch::Tensor wrong_bond_counts(const torch::Tensor& positions, const std::vector<int64_t>& species,
                                 const torch::Tensor& bonds, double scale) {

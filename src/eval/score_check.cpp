@@ -11,6 +11,16 @@
 
 namespace psm {
 
+namespace {
+
+ForceErrors force_errors(const torch::Tensor& forces, const torch::Tensor& reference) {
+  const torch::Tensor difference = forces - reference;
+  return {.mae = difference.abs().mean().item<double>(),
+          .rms = difference.square().mean().sqrt().item<double>()};
+}
+
+}  // namespace
+
 ScoreCheck check_score(const ScoreFn& score, const Dataset& frames,
                        const ScoreCheckOptions& options) {
   check(frames.num_frames() >= 2,
@@ -34,12 +44,21 @@ ScoreCheck check_score(const ScoreFn& score, const Dataset& frames,
         "score check: the model gives non-finite scores on these frames");
 
   ScoreCheck result{.score_virial = virial_temperature(noised, model_forces)};
+  torch::Tensor noised_forces;
+  if (options.system != nullptr) {
+    noised_forces = options.system->evaluate(noised).forces.to(torch::kFloat64);
+    check(torch::isfinite(noised_forces).all().item<bool>(),
+          "score check: the system gives non-finite forces on the noised frames");
+    result.network_errors = force_errors(model_forces, noised_forces);
+  }
   if (!frames.has_forces()) return result;
   result.forces_virial = virial_temperature(frames);
   const torch::Tensor forces = frames.forces.to(torch::kFloat64);
   result.slope = ((model_forces * forces).sum() / forces.square().sum()).item<double>();
   result.residual_rms = (model_forces - forces).square().mean().sqrt().item<double>();
   result.force_rms = forces.square().mean().sqrt().item<double>();
+  result.force_errors = force_errors(model_forces, forces);
+  if (noised_forces.defined()) result.exact_score_errors = force_errors(noised_forces, forces);
   return result;
 }
 

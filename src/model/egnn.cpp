@@ -1,180 +1,26 @@
 #include "psm/model/egnn.h"
 
-#include <ATen/Parallel.h>
-#include <ATen/ThreadLocalState.h>
 #include <fmt/format.h>
-#include <torch/autograd.h>
 
 #include <cmath>
-#if __has_include(<omp.h>)
-#include <omp.h>
-#define PSM_HAS_OPENMP 1
-#endif
-#include <numbers>
 #include <utility>
 #include <vector>
 
+#include "internal/chunked.h"
+#include "internal/layers.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
 #include "psm/model/fused_ops.h"
 
 namespace psm {
 
-namespace {
-
-// Added to squared distances before the square root: keeps the gradient finite on the
-// diagonal (masked anyway) and for coincident atoms, in network input units.
-constexpr double kDistanceEpsilon = 1e-8;
-
-// y = x W^T + b over the last dimension, as one GEMM on the flattened rows (the bias is folded
-// into the GEMM instead of a separate pass over the output).
-torch::Tensor dense(const torch::nn::Linear& layer, const torch::Tensor& x) {
-  const auto rows = x.reshape({-1, x.size(-1)});
-  auto y = layer->bias.defined() ? torch::addmm(layer->bias, rows, layer->weight.t())
-                                 : torch::mm(rows, layer->weight.t());
-  auto shape = x.sizes().vec();
-  shape.back() = layer->weight.size(0);
-  return y.view(shape);
-}
-
-// Fills the storage of `t` (any dtype/device) from U(-bound, bound) drawn in float64 on the CPU
-// generator.
-void fill_uniform(torch::Tensor t, double bound, torch::Generator& generator) {
-  auto draw = torch::rand(t.sizes(), generator, torch::dtype(torch::kFloat64));
-  t.copy_(draw.mul_(2 * bound).sub_(bound));
-}
-
-// torch::nn::Linear's default scheme with an explicit fan-in (the split edge map shares the
-// fan-in of the concatenated map it replaces).
-void init_linear(const torch::nn::Linear& layer, int64_t fan_in, torch::Generator& generator) {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-  fill_uniform(layer->weight, bound, generator);
-  if (layer->bias.defined()) fill_uniform(layer->bias, bound, generator);
-}
-
-torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-}
-
-// Smooth switch-off of pair interactions: 1/2 (cos(pi d / cutoff) + 1) inside, 0 beyond;
-// continuous with a continuous first derivative at the cutoff.
-torch::Tensor cosine_envelope(const torch::Tensor& distance, double cutoff) {
-  auto inside = distance < cutoff;
-  auto value = 0.5 * (torch::cos(distance * (std::numbers::pi / cutoff)) + 1.0);
-  return torch::where(inside, value, torch::zeros_like(value));
-}
-
-// Gaussian radial basis [B, N, N, R] of distances [B, N, N], centres evenly on [0, cutoff],
-// width equal to the centre spacing.
-torch::Tensor gaussian_rbf(const torch::Tensor& distance, int64_t count, double cutoff) {
-  auto centres = torch::linspace(0.0, cutoff, count, distance.options());
-  const double width = count > 1 ? cutoff / static_cast<double>(count - 1) : cutoff;
-  auto z = (distance.unsqueeze(-1) - centres) / width;
-  return torch::exp(-0.5 * z.square());
-}
-
-// Chunk c of a batch tensor.
-torch::Tensor chunk_of(const torch::Tensor& t, int64_t c, int64_t chunk) {
-  return t.narrow(0, c * chunk, std::min(chunk, t.size(0) - c * chunk));
-}
-
-int64_t num_chunks(int64_t batch, int64_t chunk) { return (batch + chunk - 1) / chunk; }
-
-// Runs body(c) for every chunk c on the intra-op threads, each thread with the caller's
-// thread-local state (grad and inference mode). Inside, tensor operations run single-threaded:
-// one fork/join for the whole pass instead of one per operation, and each chunk's pair tensors
-// stay in its core's cache.
-template <class Body>
-void for_each_chunk(int64_t count, const Body& body) {
-  const at::ThreadLocalState state;
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-    at::ThreadLocalStateGuard guard(state);
-#ifdef PSM_HAS_OPENMP
-    // OpenBLAS sizes its thread team from omp_get_max_threads(), which inside a parallel region
-    // still reports the outer count; its nested teams then spin. One thread per chunk here (the
-    // setting belongs to this region's implicit task and ends with it).
-    omp_set_num_threads(1);
-#endif
-    for (int64_t c = begin; c < end; ++c) body(c);
-  });
-}
-
-// The network on each chunk of inputs = {x, c_noise, length_scale}, without autograd.
-torch::Tensor run_chunks(psm::EgnnImpl& net, const std::vector<torch::Tensor>& inputs,
-                         int64_t chunk) {
-  std::vector<torch::Tensor> outputs(num_chunks(inputs[0].size(0), chunk));
-  for_each_chunk(static_cast<int64_t>(outputs.size()), [&](int64_t c) {
-    outputs[c] = net.forward_chunk(chunk_of(inputs[0], c, chunk), chunk_of(inputs[1], c, chunk),
-                                   chunk_of(inputs[2], c, chunk));
-  });
-  return torch::cat(outputs);
-}
-
-// Training path of the chunked network: the forward pass builds one autograd graph per chunk
-// (in parallel), and the backward pass differentiates the chunks in parallel and sums their
-// parameter gradients in chunk order, so the result does not depend on the thread count.
-// Gradients flow to the positions and the parameters (not to c_noise or length_scale).
-class ChunkedFunction : public torch::autograd::Function<ChunkedFunction> {
- public:
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
-                                                psm::EgnnImpl* net, int64_t chunk, torch::Tensor x,
-                                                torch::Tensor c_noise, torch::Tensor length_scale,
-                                                at::TensorList parameters) {
-    const int64_t count = num_chunks(x.size(0), chunk);
-    std::vector<torch::Tensor> inputs(count), outputs(count);
-    for_each_chunk(count, [&](int64_t c) {
-      torch::AutoGradMode record(true);
-      inputs[c] = chunk_of(x, c, chunk).detach().requires_grad_(x.requires_grad());
-      outputs[c] = net->forward_chunk(inputs[c], chunk_of(c_noise, c, chunk),
-                                      chunk_of(length_scale, c, chunk));
-    });
-    ctx->saved_data["chunk"] = chunk;
-    ctx->saved_data["inputs"] = inputs;
-    ctx->saved_data["outputs"] = outputs;
-    ctx->saved_data["parameters"] = parameters.vec();
-    ctx->saved_data["x_requires_grad"] = x.requires_grad();
-    std::vector<torch::Tensor> detached;
-    for (const auto& o : outputs) detached.push_back(o.detach());
-    return {torch::cat(detached)};
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    check(!torch::GradMode::is_enabled(), "model: double backward is not supported");
-    const int64_t chunk = ctx->saved_data["chunk"].toInt();
-    const auto inputs = ctx->saved_data["inputs"].toTensorVector();
-    const auto outputs = ctx->saved_data["outputs"].toTensorVector();
-    const auto parameters = ctx->saved_data["parameters"].toTensorVector();
-    const bool x_grad = ctx->saved_data["x_requires_grad"].toBool();
-    const auto count = static_cast<int64_t>(outputs.size());
-    std::vector<std::vector<torch::Tensor>> chunk_grads(count);
-    for_each_chunk(count, [&](int64_t c) {
-      std::vector<torch::Tensor> wrt = parameters;
-      if (x_grad) wrt.push_back(inputs[c]);
-      chunk_grads[c] = torch::autograd::grad({outputs[c]}, wrt, {chunk_of(grads[0], c, chunk)},
-                                             /*retain_graph=*/true, /*create_graph=*/false,
-                                             /*allow_unused=*/true);
-    });
-    // Returned in the order of forward's arguments: net, chunk, x, c_noise, length_scale,
-    // then one per parameter.
-    torch::autograd::variable_list result(5 + parameters.size());
-    for (size_t p = 0; p < parameters.size(); ++p) {
-      for (int64_t c = 0; c < count; ++c) {
-        const auto& g = chunk_grads[c][p];
-        if (!g.defined()) continue;
-        result[5 + p] = result[5 + p].defined() ? result[5 + p] + g : g;
-      }
-    }
-    if (x_grad) {
-      std::vector<torch::Tensor> gx;
-      for (int64_t c = 0; c < count; ++c) gx.push_back(chunk_grads[c].back());
-      result[2] = torch::cat(gx);
-    }
-    return result;
-  }
-};
-
-}  // namespace
+using layers::cosine_envelope;
+using layers::dense;
+using layers::fill_uniform;
+using layers::gaussian_rbf;
+using layers::init_linear;
+using layers::kDistanceEpsilon;
+using layers::make_linear;
 
 EgnnOptions::EgnnOptions(int64_t dim, torch::Tensor species)
     : dim_(dim), species_(std::move(species)) {}
@@ -311,9 +157,8 @@ void EgnnImpl::reset() {
       register_module("species_embedding", torch::nn::Embedding(unique_species.size(0), h));
   // Angular frequencies spaced geometrically from 1 to 100: resolves c_noise = ln(sigma)/4 to
   // about 1% over the usual sigma range.
-  noise_frequencies = register_buffer(
-      "noise_frequencies",
-      torch::exp(torch::linspace(0.0, std::log(100.0), options.noise_features() / 2)));
+  noise_frequencies =
+      register_buffer("noise_frequencies", layers::noise_frequencies(options.noise_features()));
   noise_hidden = register_module("noise_hidden", make_linear(options.noise_features(), h, true));
   noise_out = register_module("noise_out", make_linear(h, h, true));
   layers = register_module("layers", torch::nn::ModuleList());
@@ -345,24 +190,17 @@ torch::Tensor EgnnImpl::forward(const torch::Tensor& x, const torch::Tensor& c_n
             length_scale.size(0) == batch,
         "model: c_noise and length_scale must be [B] with the batch size of the positions");
   const auto dtype = options.dtype();
-  auto inputs = std::vector<torch::Tensor>{x.to(dtype), c_noise.to(dtype), length_scale.to(dtype)};
   // Chunks spread a batch over CPU threads; a GPU gets the whole batch in each kernel instead.
   const int64_t chunk = x.device().is_cpu() ? options.chunk_size() : 0;
-  if (chunk == 0 || batch <= chunk) return forward_chunk(inputs[0], inputs[1], inputs[2]);
-  const bool record = torch::GradMode::is_enabled() &&
-                      (inputs[0].requires_grad() || parameters().front().requires_grad());
-  if (!record) return run_chunks(*this, inputs, chunk);
-  const auto params = parameters();
-  return ChunkedFunction::apply(this, chunk, inputs[0], inputs[1], inputs[2],
-                                at::TensorList(params))[0];
+  return chunked::forward(*this, chunk, x.to(dtype), c_noise.to(dtype), length_scale.to(dtype),
+                          parameters());
 }
 
 torch::Tensor EgnnImpl::forward_chunk(const torch::Tensor& x, const torch::Tensor& c_noise,
                                       const torch::Tensor& length_scale) {
   const int64_t n = x.size(1), batch = x.size(0);
   // Node features: species embedding + embedding of the noise level.
-  auto angles = c_noise.unsqueeze(-1) * noise_frequencies;  // [B, F/2]
-  auto fourier = torch::cat({torch::cos(angles), torch::sin(angles)}, -1);
+  auto fourier = layers::fourier_features(c_noise, noise_frequencies);  // [B, F]
   const auto& act = options.activation();
   auto noise = dense(noise_out, fused::activation(act, dense(noise_hidden, fourier)));  // [B, H]
   auto species = species_embedding->weight.index_select(0, species_index.to(x.device()));

@@ -17,7 +17,7 @@ torch::Tensor remove_centre_of_mass(const torch::Tensor& x) {
 
 }  // namespace
 
-ScoreModelOptions::ScoreModelOptions(EgnnOptions network, double sigma_data)
+ScoreModelOptions::ScoreModelOptions(NetworkOptions network, double sigma_data)
     : network_(std::move(network)), sigma_data_(sigma_data) {}
 
 Preconditioning ve_preconditioning(const torch::Tensor& sigma, double sigma_data) {
@@ -45,7 +45,11 @@ ScoreModelImpl::ScoreModelImpl(ScoreModelOptions options_) : options(std::move(o
   reset();
 }
 
-void ScoreModelImpl::reset() { network = register_module("network", Egnn(options.network())); }
+void ScoreModelImpl::reset() {
+  auto [module, interface] = make_network(options.network());
+  register_module("network", std::move(module));
+  network = std::move(interface);
+}
 
 torch::Tensor ScoreModelImpl::denoise(const torch::Tensor& x, const torch::Tensor& sigma) {
   check(sigma.dim() == 1 && x.dim() == 3 && sigma.size(0) == x.size(0),
@@ -66,8 +70,8 @@ torch::Tensor ScoreModelImpl::forward(const torch::Tensor& x, const torch::Tenso
 }
 
 void ScoreModelImpl::pretty_print(std::ostream& stream) const {
-  stream << fmt::format("psm::ScoreModel(preconditioning=edm-ve, sigma_data={})",
-                        options.sigma_data());
+  stream << fmt::format("psm::ScoreModel(preconditioning=edm-ve, sigma_data={}, network={})",
+                        options.sigma_data(), network_kind(options.network()));
 }
 
 }  // namespace psm

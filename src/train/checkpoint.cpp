@@ -55,7 +55,7 @@ CheckpointInfo checkpoint_info_from_json(const nlohmann::json& json, const std::
   try {
     CheckpointInfo info{.step = json.at("step").get<int64_t>(),
                         .sigma_data = json.at("sigma_data").get<double>(),
-                        .network = egnn_options_from_json(json.at("network")),
+                        .network = network_options_from_json(json.at("network")),
                         .loss = loss_options_from_json(json.at("loss")),
                         .trainer = trainer_options_from_json(json.at("trainer")),
                         .config_toml = json.at("config").get<std::string>(),

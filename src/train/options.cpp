@@ -1,6 +1,7 @@
 #include "psm/train/options.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <numbers>
@@ -125,7 +126,8 @@ TrainerOptions trainer_options_from_json(const nlohmann::json& j) {
 
 nlohmann::json to_json(const EgnnOptions& o) {
   const torch::Tensor species = o.species().to(torch::kCPU).contiguous();
-  return {{"dim", o.dim()},
+  return {{"kind", "egnn"},
+          {"dim", o.dim()},
           {"species", std::vector<int64_t>(species.data_ptr<int64_t>(),
                                            species.data_ptr<int64_t>() + species.numel())},
           {"layers", o.layers()},
@@ -160,6 +162,78 @@ EgnnOptions egnn_options_from_json(const nlohmann::json& j) {
       .dtype(dtype_from_name(field<std::string>(j, "dtype", what)))
       .chunk_size(field<int64_t>(j, "chunk_size", what))
       .seed(field<uint64_t>(j, "seed", what));
+}
+
+nlohmann::json to_json(const PainnOptions& o) {
+  const torch::Tensor species = o.species().to(torch::kCPU).contiguous();
+  nlohmann::json graph = nullptr;
+  if (o.graph().defined()) {
+    const torch::Tensor g = o.graph().to(torch::kCPU).contiguous();
+    graph = std::vector<int64_t>(g.data_ptr<int64_t>(), g.data_ptr<int64_t>() + g.numel());
+  }
+  return {{"kind", "painn"},
+          {"dim", o.dim()},
+          {"species", std::vector<int64_t>(species.data_ptr<int64_t>(),
+                                           species.data_ptr<int64_t>() + species.numel())},
+          {"layers", o.layers()},
+          {"hidden", o.hidden()},
+          {"activation", o.activation()},
+          {"noise_features", o.noise_features()},
+          {"num_rbf", o.num_rbf()},
+          {"rbf_cutoff", o.rbf_cutoff()},
+          {"num_input_rbf", o.num_input_rbf()},
+          {"cutoff", o.cutoff()},
+          {"neighbours", to_string(o.neighbours())},
+          {"bond_graph", o.bond_graph()},
+          {"graph", graph},
+          {"conservative", o.conservative()},
+          {"dtype", dtype_name(o.dtype())},
+          {"chunk_size", o.chunk_size()},
+          {"seed", o.seed()}};
+}
+
+PainnOptions painn_options_from_json(const nlohmann::json& j) {
+  constexpr const char* what = "model";
+  const auto species = field<std::vector<int64_t>>(j, "species", what);
+  const auto n = static_cast<int64_t>(species.size());
+  auto options =
+      PainnOptions(field<int64_t>(j, "dim", what), torch::tensor(species, torch::kInt64))
+          .layers(field<int64_t>(j, "layers", what))
+          .hidden(field<int64_t>(j, "hidden", what))
+          .activation(field<std::string>(j, "activation", what))
+          .noise_features(field<int64_t>(j, "noise_features", what))
+          .num_rbf(field<int64_t>(j, "num_rbf", what))
+          .rbf_cutoff(field<double>(j, "rbf_cutoff", what))
+          .num_input_rbf(field<int64_t>(j, "num_input_rbf", what))
+          .cutoff(field<double>(j, "cutoff", what))
+          .neighbours(neighbour_mode_from_string(field<std::string>(j, "neighbours", what)))
+          .bond_graph(field<bool>(j, "bond_graph", what))
+          .conservative(field<bool>(j, "conservative", what))
+          .dtype(dtype_from_name(field<std::string>(j, "dtype", what)))
+          .chunk_size(field<int64_t>(j, "chunk_size", what))
+          .seed(field<uint64_t>(j, "seed", what));
+  check(j.contains("graph"), "checkpoint: model options lack 'graph'");
+  if (!j.at("graph").is_null()) {
+    const auto graph = field<std::vector<int64_t>>(j, "graph", what);
+    check(
+        static_cast<int64_t>(graph.size()) == n * n,
+        fmt::format("checkpoint: the bond graph has {} entries, not {} x {}", graph.size(), n, n));
+    options.graph(torch::tensor(graph, torch::kInt64).view({n, n}));
+  }
+  return options;
+}
+
+nlohmann::json to_json(const NetworkOptions& options) {
+  return std::visit([](const auto& o) { return to_json(o); }, options);
+}
+
+NetworkOptions network_options_from_json(const nlohmann::json& j) {
+  // Checkpoints written before there was more than one kind hold an EGNN without a "kind".
+  const std::string kind = j.is_object() ? j.value("kind", "egnn") : "egnn";
+  if (kind == "egnn") return egnn_options_from_json(j);
+  if (kind == "painn") return painn_options_from_json(j);
+  throw Error(fmt::format("checkpoint: unknown model kind '{}' (known: {})", kind,
+                          fmt::join(network_kinds(), ", ")));
 }
 
 nlohmann::json to_json(const LossOptions& o) {

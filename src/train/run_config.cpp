@@ -20,9 +20,10 @@ auto with_context(const std::string& source, const std::string& key, Read read) 
   }
 }
 
-EgnnOptions read_network(ConfigSection section, const std::string& source) {
-  const EgnnOptions defaults(0, torch::Tensor());
-  EgnnOptions options = defaults;
+/// The keys both network kinds share; `read` applies them to the kind's options.
+template <class Options>
+void read_common_network_keys(ConfigSection& section, Options& options) {
+  const Options& defaults = options;
   options.layers(section.get<int64_t>("layers", defaults.layers()))
       .hidden(section.get<int64_t>("width", defaults.hidden()))
       .activation(section.get<std::string>("activation", defaults.activation()))
@@ -30,34 +31,67 @@ EgnnOptions read_network(ConfigSection section, const std::string& source) {
       .num_rbf(section.get<int64_t>("rbf", defaults.num_rbf()))
       .rbf_cutoff(section.get<double>("rbf_cutoff", defaults.rbf_cutoff()))
       .cutoff(section.get<double>("cutoff", defaults.cutoff()))
-      .attention(section.get<bool>("attention", defaults.attention()))
-      .tanh(section.get<bool>("tanh", defaults.tanh()))
-      .coord_range(section.get<double>("coord_range", defaults.coord_range()))
       .chunk_size(section.get<int64_t>("chunk_size", defaults.chunk_size()));
+}
+
+void read_network_keys(ConfigSection& section, EgnnOptions& options) {
+  read_common_network_keys(section, options);
+  options.attention(section.get<bool>("attention", options.attention()))
+      .tanh(section.get<bool>("tanh", options.tanh()))
+      .coord_range(section.get<double>("coord_range", options.coord_range()));
+}
+
+void read_network_keys(ConfigSection& section, PainnOptions& options) {
+  read_common_network_keys(section, options);
+  options.num_input_rbf(section.get<int64_t>("input_rbf", options.num_input_rbf()))
+      .bond_graph(section.get<bool>("bond_graph", options.bond_graph()))
+      .conservative(section.get<bool>("conservative", options.conservative()))
+      .neighbours(neighbour_mode_from_string(
+          section.get<std::string>("neighbours", to_string(options.neighbours()))));
+}
+
+NetworkOptions read_network(ConfigSection section, const std::string& source) {
+  const auto kind = section.get<std::string>("kind", "egnn");
+  NetworkOptions network =
+      with_context(source, "model.kind", [&] { return default_network_options(kind); });
+  with_context(source, "", [&] {
+    std::visit([&](auto& options) { read_network_keys(section, options); }, network);
+    return 0;
+  });
   const auto dtype = section.get<std::string>("dtype", "float32");
   check(dtype == "float32" || dtype == "float64",
         fmt::format("{}: model.dtype must be \"float32\" or \"float64\" (got \"{}\")", source,
                     dtype));
-  options.dtype(dtype == "float32" ? torch::kFloat32 : torch::kFloat64);
+  std::visit([&](auto& o) { o.dtype(dtype == "float32" ? torch::kFloat32 : torch::kFloat64); },
+             network);
   section.finish();
 
   const auto positive = [&](const char* key, double value, double minimum) {
     check(value >= minimum,
           fmt::format("{}: model.{} must be >= {} (got {})", source, key, minimum, value));
   };
-  positive("layers", static_cast<double>(options.layers()), 1);
-  positive("width", static_cast<double>(options.hidden()), 1);
-  positive("rbf", static_cast<double>(options.num_rbf()), 0);
-  positive("cutoff", options.cutoff(), 0);
-  positive("chunk_size", static_cast<double>(options.chunk_size()), 0);
-  check(options.noise_features() >= 2 && options.noise_features() % 2 == 0,
-        fmt::format("{}: model.noise_features must be even and >= 2 (got {})", source,
-                    options.noise_features()));
-  check(options.activation() == "silu" || options.activation() == "gelu" ||
-            options.activation() == "relu" || options.activation() == "tanh",
-        fmt::format("{}: model.activation '{}' is unknown (known: silu, gelu, relu, tanh)", source,
-                    options.activation()));
-  return options;
+  std::visit(
+      [&](const auto& options) {
+        positive("layers", static_cast<double>(options.layers()), 1);
+        positive("width", static_cast<double>(options.hidden()), 1);
+        positive("rbf", static_cast<double>(options.num_rbf()), 0);
+        positive("cutoff", options.cutoff(), 0);
+        positive("chunk_size", static_cast<double>(options.chunk_size()), 0);
+        check(options.noise_features() >= 2 && options.noise_features() % 2 == 0,
+              fmt::format("{}: model.noise_features must be even and >= 2 (got {})", source,
+                          options.noise_features()));
+        check(options.activation() == "silu" || options.activation() == "gelu" ||
+                  options.activation() == "relu" || options.activation() == "tanh",
+              fmt::format("{}: model.activation '{}' is unknown (known: silu, gelu, relu, tanh)",
+                          source, options.activation()));
+      },
+      network);
+  if (const auto* painn = std::get_if<PainnOptions>(&network)) {
+    positive("input_rbf", static_cast<double>(painn->num_input_rbf()), 0);
+    check(painn->neighbours() != NeighbourMode::sparse || painn->cutoff() > 0,
+          fmt::format("{}: model.neighbours = \"sparse\" needs model.cutoff > 0", source));
+  }
+  return network;
 }
 
 LossOptions read_loss(ConfigSection section, const std::string& source) {
@@ -157,7 +191,7 @@ RunConfig read_run_config(const Config& config) {
   run.network = read_network(root.section("model"), source);
   run.loss = read_loss(root.section("diffusion"), source);
   run.trainer = read_trainer(root.section("train"), validation_fraction, source);
-  run.network.seed(run.trainer.seed);
+  run.network = with_seed(std::move(run.network), run.trainer.seed);
   run.threads = static_cast<int>(root.get<int64_t>("threads", 0));
   check(run.threads >= 0,
         fmt::format("{}: threads must be >= 0 (0: all cores; got {})", source, run.threads));

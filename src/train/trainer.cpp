@@ -81,7 +81,7 @@ std::optional<std::string> first_difference(const nlohmann::json& a, const nlohm
 
 }  // namespace
 
-Trainer::Trainer(const Dataset& dataset, EgnnOptions network, LossOptions loss,
+Trainer::Trainer(const Dataset& dataset, NetworkOptions network, LossOptions loss,
                  TrainerOptions options, RunRecord record)
     : options_(std::move(options)),
       record_(std::move(record)),
@@ -99,8 +99,8 @@ Trainer::Trainer(const Dataset& dataset, EgnnOptions network, LossOptions loss,
   loss.sigma_data = sigma_data_;
   loss_ = resolve_loss_options(std::move(loss), train_);
 
-  network.dim(dataset.dim()).species(torch::tensor(dataset.species, torch::kInt64));
-  model_ = ScoreModel(ScoreModelOptions(network, sigma_data_));
+  network = with_atoms(std::move(network), train_.positions.cpu(), dataset.species);
+  model_ = ScoreModel(ScoreModelOptions(std::move(network), sigma_data_));
   model_->to(device);
   ema_ = ScoreModel(std::dynamic_pointer_cast<ScoreModelImpl>(model_->clone(device)));
   for (auto& parameter : ema_->parameters()) parameter.set_requires_grad(false);

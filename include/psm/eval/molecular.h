@@ -19,22 +19,11 @@
 #include <string>
 #include <vector>
 
+#include "psm/data/bond_graph.h"
 #include "psm/simulate/autocorrelation.h"
 #include "psm/systems/potential.h"
 
 namespace psm {
-
-/// Covalent bonds of each frame: atoms i != j are bonded when r_ij < scale (r_i + r_j), r the
-/// covalent radii of core/elements.h.
-/// @param positions [B, N, 3] float64, Å; @param species [N] atomic numbers 1..86
-/// @return [B, N, N] bool, symmetric, false on the diagonal
-torch::Tensor covalent_adjacency(const torch::Tensor& positions,
-                                 const std::vector<int64_t>& species, double scale = 1.2);
-
-/// The reference bond graph: bonds present (covalent_adjacency) in more than half of the frames.
-/// @return [K, 2] int64 rows (i, j) with i < j, in row-major order
-torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<int64_t>& species,
-                             double scale = 1.2);
 
 /// The rows of `bonds` ([K, 2] int64) grouped by bond type ("C-H", core/elements.h bond_type).
 std::map<std::string, std::vector<int64_t>> bonds_by_type(const torch::Tensor& bonds,

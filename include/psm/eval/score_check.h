@@ -10,6 +10,7 @@
 #include "psm/data/force_check.h"
 #include "psm/diffusion/score.h"
 #include "psm/io/dataset.h"
+#include "psm/systems/potential.h"
 
 namespace psm {
 
@@ -18,6 +19,15 @@ struct ScoreCheckOptions {
   bool com_free = true;
   int64_t batch_size = 1000;
   uint64_t seed = 0;
+  /// The frames' system, or null. With it the check also takes the forces at the noised frames,
+  /// which the exact score of p_σ equals to first order in σ (kT ∇ log p_σ(x) = F(x) + O(σ²)).
+  const System* system = nullptr;
+};
+
+/// Mean absolute and root-mean-square difference per force component (energy/length).
+struct ForceErrors {
+  double mae = 0;
+  double rms = 0;
 };
 
 struct ScoreCheck {
@@ -31,6 +41,12 @@ struct ScoreCheck {
   std::optional<double> slope{};
   std::optional<double> residual_rms{};
   std::optional<double> force_rms{};
+  /// With forces: kT s(x_σ) - F(x_0), the force-field error as it is usually quoted.
+  std::optional<ForceErrors> force_errors{};
+  /// With a system: F(x_σ) - F(x_0), which the exact score shows as well (the noise moved the
+  /// frames), and kT s(x_σ) - F(x_σ), the network's own error.
+  std::optional<ForceErrors> exact_score_errors{};
+  std::optional<ForceErrors> network_errors{};
 };
 
 /// Noises `frames` to options.sigma (x_σ = x + σ ε, ε projected when com_free) and compares the

@@ -16,6 +16,8 @@
 #include <ostream>
 #include <string>
 
+#include "psm/model/score_network.h"
+
 namespace psm {
 
 /// Options for Egnn. Usage:
@@ -111,7 +113,7 @@ TORCH_MODULE(EgnnLayer);
 /// The equivariant network F(x, c_noise): positions in, a centre-of-mass-free vector field out.
 /// Rotating, reflecting or translating the input, or permuting atoms of the same species,
 /// transforms the output the same way (translation leaves it unchanged).
-class EgnnImpl : public torch::nn::Cloneable<EgnnImpl> {
+class EgnnImpl : public torch::nn::Cloneable<EgnnImpl>, public ScoreNetwork {
  public:
   /// Stream id for make_generator in reset_parameters().
   static constexpr uint64_t kInitStream = 0x45474e4e;  // "EGNN"
@@ -126,22 +128,22 @@ class EgnnImpl : public torch::nn::Cloneable<EgnnImpl> {
   /// @return [B, N, D] in options.dtype: the total coordinate displacement of the layers,
   ///         with its mean over atoms removed
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& c_noise,
-                        const torch::Tensor& length_scale);
+                        const torch::Tensor& length_scale) override;
 
   /// forward() on one chunk, in the calling thread; inputs already in options.dtype.
   /// (Gradients of a chunked forward() reach x and the parameters, not c_noise or
   /// length_scale.)
   torch::Tensor forward_chunk(const torch::Tensor& x, const torch::Tensor& c_noise,
-                              const torch::Tensor& length_scale);
+                              const torch::Tensor& length_scale) override;
 
   void reset() override;
   /// Redraws every parameter from make_generator(options.seed, kInitStream).
-  void reset_parameters();
+  void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
 
   /// Multiply-add FLOPs of all linear maps of one forward pass, per sample of `num_atoms` atoms
   /// (the node-independent noise embedding counted once per sample).
-  int64_t linear_flops(int64_t num_atoms) const;
+  int64_t linear_flops(int64_t num_atoms) const override;
 
   EgnnOptions options;
   // [N] int64 index into species_embedding; not a registered buffer (Module::to(dtype) would

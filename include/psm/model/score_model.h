@@ -16,19 +16,22 @@
 
 #include <ostream>
 
-#include "psm/model/egnn.h"
+#include <memory>
+
+#include "psm/model/network.h"
 
 namespace psm {
 
 /// Options for ScoreModel. Usage:
 ///   ScoreModel model(ScoreModelOptions(EgnnOptions(3, species).layers(4), sigma_data));
+///   ScoreModel model(ScoreModelOptions(PainnOptions(3, species).cutoff(5.0), sigma_data));
 struct ScoreModelOptions {
-  /// @param network     the equivariant network F
+  /// @param network     the equivariant network F, of any kind
   /// @param sigma_data  per-coordinate RMS of the centre-of-mass-free training positions
   ///                    (length units), see estimate_sigma_data
-  ScoreModelOptions(EgnnOptions network, double sigma_data);
+  ScoreModelOptions(NetworkOptions network, double sigma_data);
 
-  TORCH_ARG(EgnnOptions, network);
+  TORCH_ARG(NetworkOptions, network);
   TORCH_ARG(double, sigma_data);
 };
 
@@ -69,7 +72,8 @@ class ScoreModelImpl : public torch::nn::Cloneable<ScoreModelImpl> {
   void pretty_print(std::ostream& stream) const override;
 
   ScoreModelOptions options;
-  Egnn network{nullptr};
+  /// The network F, registered as the submodule "network" (the checkpoint's names).
+  std::shared_ptr<ScoreNetwork> network;
 };
 TORCH_MODULE(ScoreModel);
 

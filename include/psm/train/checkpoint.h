@@ -32,10 +32,10 @@ inline constexpr int64_t kCheckpointVersion = 1;
 
 /// What a checkpoint records about its run (the "metadata" entry).
 struct CheckpointInfo {
-  int64_t step = 0;                         ///< optimisation steps done
-  double sigma_data = 1.0;                  ///< length units, from the training frames
-  EgnnOptions network{0, torch::Tensor()};  ///< dim and species set from the data
-  LossOptions loss;                         ///< resolved: sigma_c set for the hybrid
+  int64_t step = 0;         ///< optimisation steps done
+  double sigma_data = 1.0;  ///< length units, from the training frames
+  NetworkOptions network = EgnnOptions(0, torch::Tensor());  ///< atoms set from the data
+  LossOptions loss;  ///< resolved: sigma_c set for the hybrid
   TrainerOptions trainer;
   std::string config_toml;  ///< the full configuration of the run, overrides applied
   /// The training data: species, dim, units, kT, sampled_kT, temperature_kelvin, system

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "psm/diffusion/loss.h"
-#include "psm/model/egnn.h"
+#include "psm/model/network.h"
 
 namespace psm {
 
@@ -56,6 +56,12 @@ nlohmann::json to_json(const TrainerOptions& options);
 TrainerOptions trainer_options_from_json(const nlohmann::json& json);
 nlohmann::json to_json(const EgnnOptions& options);
 EgnnOptions egnn_options_from_json(const nlohmann::json& json);
+nlohmann::json to_json(const PainnOptions& options);
+PainnOptions painn_options_from_json(const nlohmann::json& json);
+/// Either kind, with its "kind" field; a network record without one is an EGNN (checkpoints
+/// written before there were two kinds).
+nlohmann::json to_json(const NetworkOptions& options);
+NetworkOptions network_options_from_json(const nlohmann::json& json);
 nlohmann::json to_json(const LossOptions& options);
 LossOptions loss_options_from_json(const nlohmann::json& json);
 

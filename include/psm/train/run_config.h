@@ -18,7 +18,7 @@
 
 #include "psm/core/config.h"
 #include "psm/diffusion/loss.h"
-#include "psm/model/egnn.h"
+#include "psm/model/network.h"
 #include "psm/train/options.h"
 
 namespace psm {
@@ -27,7 +27,7 @@ struct RunConfig {
   std::filesystem::path train_data;  ///< [data] train, relative to the working directory
   /// [model]; dim and species are placeholders that the Trainer takes from the dataset, and
   /// seed is set to train.seed.
-  EgnnOptions network{0, torch::Tensor()};
+  NetworkOptions network = EgnnOptions(0, torch::Tensor());
   LossOptions loss;        ///< [diffusion]; sigma_c unset means "auto" (from the forces)
   TrainerOptions trainer;  ///< [train], plus data.validation_fraction
   int threads = 0;         ///< 0: not set in the file

@@ -78,7 +78,7 @@ class Trainer {
   ///                 are drawn from network.seed()
   /// @param loss     loss.sigma_data is overwritten with the estimate
   /// Throws psm::Error on options or data that cannot train.
-  Trainer(const Dataset& dataset, EgnnOptions network, LossOptions loss, TrainerOptions options,
+  Trainer(const Dataset& dataset, NetworkOptions network, LossOptions loss, TrainerOptions options,
           RunRecord record = {});
 
   void add_callback(std::unique_ptr<Callback> callback);
