@@ -109,22 +109,61 @@ void PainnLayerImpl::reset_parameters(torch::Generator& generator) {
 
 std::pair<torch::Tensor, torch::Tensor> PainnLayerImpl::forward(torch::Tensor s, torch::Tensor v,
                                                                 const torch::Tensor& noise,
-                                                                const Edges& edges,
-                                                                const torch::Tensor& filter_weight,
-                                                                const torch::Tensor& unit) {
+                                                                const Neighbourhood& pairs) {
   const auto& act = options.activation();
-  const int64_t h = options.hidden();
+  const int64_t h = options.hidden(), b = pairs.samples, n = pairs.atoms, d = v.size(1);
   s = s + dense(noise_shift, noise);
 
-  // Messages: phi(s_j) times the continuous filter W(r_ij), split into a scalar message, a gate
-  // of the neighbour's vectors and a weight of the direction from the neighbour.
+  // Messages: phi(s_j) W(r_ij) with the continuous filter W (radial bases, bond class,
+  // envelope), in three parts: a scalar message, a gate of the neighbour's vectors and a weight
+  // of the direction from the neighbour, each summed over neighbours j. The parts are computed
+  // apart (not split from one [.., 3H] tensor) so that no pass copies a pair tensor.
   auto phi = dense(message_out, fused::activation(act, dense(message_hidden, s)));  // [M, 3H]
-  auto message = phi.index_select(0, edges.source) * filter_weight;                 // [E, 3H]
-  auto parts = message.split(h, -1);
-  auto ds = torch::zeros_like(s).index_add_(0, edges.target, parts[0]);
-  auto dv_edges = parts[1].unsqueeze(1) * v.index_select(0, edges.source) +
-                  parts[2].unsqueeze(1) * unit.unsqueeze(-1);  // [E, D, H]
-  auto dv = torch::zeros_like(v).index_add_(0, edges.target, dv_edges);
+  const auto part_filter = [&](int64_t k) {
+    auto w = torch::addmm(filter->bias.narrow(0, k * h, h),
+                          pairs.basis.reshape({-1, pairs.basis.size(-1)}),
+                          filter->weight.narrow(0, k * h, h).t());
+    if (pairs.type.defined()) {
+      w = w.view({pairs.dense() ? b : 1, -1, h}) +
+          bond_filter->weight.narrow(1, k * h, h).index_select(0, pairs.type);
+    }
+    auto shape = pairs.basis.sizes().vec();
+    shape.back() = h;
+    return w.view(shape) * pairs.weight;
+  };
+  const auto part_phi = [&](int64_t k) { return phi.narrow(1, k * h, h); };
+  torch::Tensor ds, dv;
+  if (pairs.dense()) {
+    const auto from_neighbour = [&](const torch::Tensor& node) {  // [M, H] -> [b, 1, N, H]
+      return node.reshape({b, 1, n, h});
+    };
+    ds = (from_neighbour(part_phi(0)) * part_filter(0)).sum(2).view({b * n, h});
+    auto gate = part_filter(1);
+    auto direction = from_neighbour(part_phi(2)) * part_filter(2);  // [b, N, N, H]
+    auto gated_v = part_phi(1).unsqueeze(1) * v;                    // [M, D, H]: phi_vv(s_j) v_j
+    std::vector<torch::Tensor> components(d);
+    for (int64_t k = 0; k < d; ++k) {
+      components[k] = (gate * from_neighbour(gated_v.select(1, k)) +
+                       direction * pairs.unit.select(-1, k).unsqueeze(-1))
+                          .sum(2);  // [b, N, H]
+    }
+    dv = torch::stack(components, 2).view({b * n, d, h});
+  } else {
+    const auto& e = pairs.edges;
+    auto source = e.source.unsqueeze(1);
+    const auto gather = [&](const torch::Tensor& node) {
+      return node.gather(0, source.expand({-1, node.size(1)}));
+    };
+    ds = torch::zeros_like(s).scatter_add_(0, e.target.unsqueeze(1).expand({-1, h}),
+                                           gather(part_phi(0).contiguous()) * part_filter(0));
+    auto gated_v = (part_phi(1).unsqueeze(1) * v).view({b * n, d * h});
+    auto edge_v = part_filter(1).unsqueeze(1) * gather(gated_v).view({-1, d, h}) +
+                  (gather(part_phi(2).contiguous()) * part_filter(2)).unsqueeze(1) *
+                      pairs.unit.unsqueeze(-1);  // [E, D, H]
+    dv = torch::zeros({b * n, d * h}, v.options())
+             .scatter_add_(0, e.target.unsqueeze(1).expand({-1, d * h}), edge_v.view({-1, d * h}))
+             .view({b * n, d, h});
+  }
   s = s + ds;
   v = v + dv;
 
@@ -280,18 +319,25 @@ Edges PainnImpl::edges(const torch::Tensor& x, const torch::Tensor& length_scale
   return {.source = sample * n + j, .target = sample * n + i, .pair = i * n + j};
 }
 
-std::pair<torch::Tensor, torch::Tensor> PainnImpl::features(const torch::Tensor& x,
-                                                            const torch::Tensor& c_noise,
-                                                            const torch::Tensor& length_scale) {
-  const int64_t batch = x.size(0), n = x.size(1), d = x.size(2), h = options.hidden();
-  const auto& act = options.activation();
-  const Edges e = edges(x, length_scale);
-  auto flat = x.reshape({batch * n, d});
-  auto relative = flat.index_select(0, e.target) - flat.index_select(0, e.source);  // [E, D]
-  auto distance = torch::sqrt(relative.square().sum(-1) + kDistanceEpsilon);        // input units
-  auto unit = relative / distance.unsqueeze(-1);
-  auto sample_of_edge = torch::div(e.target, n, "floor");
-  auto physical = distance * length_scale.index_select(0, sample_of_edge);
+Neighbourhood PainnImpl::neighbourhood(const torch::Tensor& x,
+                                       const torch::Tensor& length_scale) const {
+  const int64_t batch = x.size(0), n = x.size(1), d = x.size(2);
+  Neighbourhood pairs{.samples = batch, .atoms = n};
+  torch::Tensor distance, physical;
+  if (uses_sparse_edges()) {
+    pairs.edges = edges(x, length_scale);
+    const auto& e = pairs.edges;
+    auto flat = x.reshape({batch * n, d});
+    auto relative = flat.index_select(0, e.target) - flat.index_select(0, e.source);  // [E, D]
+    distance = torch::sqrt(relative.square().sum(-1) + kDistanceEpsilon);
+    pairs.unit = relative / distance.unsqueeze(-1);
+    physical = distance * length_scale.index_select(0, torch::div(e.target, n, "floor"));
+  } else {
+    auto relative = x.unsqueeze(2) - x.unsqueeze(1);  // [b, N, N, D], x_i - x_j
+    distance = torch::sqrt(relative.square().sum(-1) + kDistanceEpsilon);
+    pairs.unit = relative / distance.unsqueeze(-1);
+    physical = distance * length_scale.view({batch, 1, 1});
+  }
 
   std::vector<torch::Tensor> bases;
   if (options.num_rbf() > 0) {
@@ -300,18 +346,29 @@ std::pair<torch::Tensor, torch::Tensor> PainnImpl::features(const torch::Tensor&
   if (options.num_input_rbf() > 0) {
     bases.push_back(layers::gaussian_rbf(distance, options.num_input_rbf(), kInputRbfRange));
   }
-  auto basis = torch::cat(bases, -1);  // [E, R + R_in]
-  // Edge weight: the envelope of the cutoff (1 without one), 1 within three bonds; sums over
-  // neighbours are scaled by 1 / sqrt(N - 1) to keep features near unit scale.
+  pairs.basis = torch::cat(bases, -1);
+  // Pair weight: the envelope of the cutoff (1 without one), 1 within three bonds, 0 for self
+  // pairs; sums over neighbours are scaled by 1 / sqrt(N - 1) to keep features near unit scale.
   auto weight = options.cutoff() > 0 ? layers::cosine_envelope(physical, options.cutoff())
                                      : torch::ones_like(physical);
-  torch::Tensor type;
   if (graph_type.defined()) {
-    type = graph_type.to(x.device()).index_select(0, e.pair);
-    weight = torch::where(type < kGraphFarthest - 1, torch::ones_like(weight), weight);
+    auto type = graph_type.to(x.device());
+    pairs.type = pairs.dense() ? type : type.index_select(0, pairs.edges.pair);
+    auto bonded = pairs.type < kGraphFarthest - 1;
+    weight = torch::where(pairs.dense() ? bonded.view({1, n, n}) : bonded, torch::ones_like(weight),
+                          weight);
   }
-  weight = (weight / std::sqrt(static_cast<double>(n - 1))).unsqueeze(-1);
+  if (pairs.dense()) weight = weight * (1.0 - torch::eye(n, x.options()));
+  pairs.weight = (weight / std::sqrt(static_cast<double>(n - 1))).unsqueeze(-1);
+  return pairs;
+}
 
+std::pair<torch::Tensor, torch::Tensor> PainnImpl::features(const torch::Tensor& x,
+                                                            const torch::Tensor& c_noise,
+                                                            const torch::Tensor& length_scale) {
+  const int64_t batch = x.size(0), n = x.size(1), d = x.size(2), h = options.hidden();
+  const auto& act = options.activation();
+  const Neighbourhood pairs = neighbourhood(x, length_scale);
   auto fourier = layers::fourier_features(c_noise, noise_frequencies);
   auto noise = dense(noise_out, fused::activation(act, dense(noise_hidden, fourier)));  // [b, H]
   auto node_noise = noise.repeat_interleave(n, 0);                                      // [bN, H]
@@ -319,10 +376,7 @@ std::pair<torch::Tensor, torch::Tensor> PainnImpl::features(const torch::Tensor&
   auto s = species.repeat({batch, 1});
   auto v = torch::zeros({batch * n, d, h}, x.options());
   for (const auto& module : *layers) {
-    auto* layer = module->as<PainnLayerImpl>();
-    auto filter = dense(layer->filter, basis);
-    if (type.defined()) filter = filter + layer->bond_filter->weight.index_select(0, type);
-    std::tie(s, v) = layer->forward(s, v, node_noise, e, filter * weight, unit);
+    std::tie(s, v) = module->as<PainnLayerImpl>()->forward(s, v, node_noise, pairs);
   }
   return {s, v};
 }

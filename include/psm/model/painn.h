@@ -93,23 +93,36 @@ struct Edges {
   torch::Tensor pair;    ///< [E] int64, i N + j: the pair's index in an [N, N] table
 };
 
+/// The pairs of a chunk of b samples and their geometry, in one of two layouts: dense, every
+/// (i, j) as [b, N, N, ...] tensors (self pairs have weight 0), or sparse, the edge list as
+/// [E, ...] tensors. Dense sums over neighbours are reductions and matrix products; sparse ones
+/// are gathers and scatters.
+struct Neighbourhood {
+  int64_t samples = 0;
+  int64_t atoms = 0;
+  Edges edges;           ///< sparse only
+  torch::Tensor unit;    ///< [b, N, N, D] or [E, D]: (x_i - x_j) / |x_i - x_j|
+  torch::Tensor basis;   ///< [b, N, N, R] or [E, R]: radial bases of the pair distance
+  torch::Tensor weight;  ///< [b, N, N, 1] or [E, 1]: envelope and normalisation
+  torch::Tensor type;    ///< [N N] or [E] int64 bond-graph class (0..3); with a graph only
+
+  bool dense() const { return !edges.source.defined(); }
+};
+
 /// One message-and-update block. Internal to Painn; declared here so that its registered names
 /// (the checkpoint format) are visible in one place.
 class PainnLayerImpl : public torch::nn::Cloneable<PainnLayerImpl> {
  public:
   explicit PainnLayerImpl(PainnOptions options);
 
-  /// @param s        [M, H] scalar features of M = chunk x N nodes
-  /// @param v        [M, D, H] vector features
-  /// @param noise    [M, H] noise embedding per node
-  /// @param edges    the chunk's edges
-  /// @param filter   [E, 3H] this layer's continuous filter (radial bases, envelope, bond type)
-  /// @param unit     [E, D] unit vectors x_i - x_j of the edges
+  /// @param s      [M, H] scalar features of M = b N nodes
+  /// @param v      [M, D, H] vector features
+  /// @param noise  [M, H] noise embedding per node
+  /// @param pairs  the chunk's pairs
   /// @return updated (s, v)
   std::pair<torch::Tensor, torch::Tensor> forward(torch::Tensor s, torch::Tensor v,
-                                                  const torch::Tensor& noise, const Edges& edges,
-                                                  const torch::Tensor& filter,
-                                                  const torch::Tensor& unit);
+                                                  const torch::Tensor& noise,
+                                                  const Neighbourhood& pairs);
 
   void reset() override;
   void reset_parameters(torch::Generator& generator);
@@ -151,6 +164,9 @@ class PainnImpl : public torch::nn::Cloneable<PainnImpl>, public ScoreNetwork {
   Edges edges(const torch::Tensor& x, const torch::Tensor& length_scale) const;
   /// True when forward uses sparse edges (NeighbourMode::automatic resolved).
   bool uses_sparse_edges() const;
+  /// The pairs of positions x [b, N, D] (input units) with physical lengths length_scale [b],
+  /// in the layout uses_sparse_edges() chooses.
+  Neighbourhood neighbourhood(const torch::Tensor& x, const torch::Tensor& length_scale) const;
 
   void reset() override;
   void reset_parameters() override;
