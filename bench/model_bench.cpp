@@ -110,19 +110,26 @@ void BM_Lj13TrainStep(benchmark::State& state) {
 }
 BENCHMARK(BM_Lj13TrainStep)->Arg(kThreads)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-// The comparison: one network of each kind, 4 layers of width 64, on N atoms whose positions are
-// Gaussian with unit spread (sigma_data 1, about the extent of a cluster of 13 to 55 atoms in
-// reduced units). Molecules (species > 0) get a chain as bond graph; PaiNN's cutoff is 2.0.
+// The comparison: one network of each kind, 4 layers of width 64, on N atoms whose noised
+// positions are Gaussian with a spread of sqrt(sigma^2 + sigma_data^2) per coordinate (LJ:
+// sigma_data 1 reduced unit, about the extent of LJ55 at kT 1, whose atoms have 9.3 neighbours
+// within 1.5 and 21 within 2.0; molecules: 2 Å). Molecules (species > 0) get a chain as bond
+// graph. PaiNN's cutoff: 1.5 for LJ, 5 Å for molecules; the "neighbours" counter is the mean
+// number of edges per atom.
+constexpr double kLjCutoff = 1.5;
+constexpr double kMoleculeCutoff = 5.0;
+constexpr double kMoleculeSigmaData = 2.0;
+
 psm::ScoreModel make_model(const std::string& kind, int64_t atoms, bool molecule) {
   const auto species =
       molecule ? torch::full({atoms}, 6, torch::kInt64) : torch::zeros({atoms}, torch::kInt64);
   psm::NetworkOptions network =
-      psm::EgnnOptions(3, species).layers(4).hidden(64).cutoff(molecule ? 5.0 : 0.0);
+      psm::EgnnOptions(3, species).layers(4).hidden(64).cutoff(molecule ? kMoleculeCutoff : 0.0);
   if (kind != "egnn") {
     auto painn = psm::PainnOptions(3, species)
                      .layers(4)
                      .hidden(64)
-                     .cutoff(2.0)
+                     .cutoff(molecule ? kMoleculeCutoff : kLjCutoff)
                      .neighbours(kind == "painn_dense" ? psm::NeighbourMode::dense
                                                        : psm::NeighbourMode::sparse);
     if (molecule) {
@@ -131,22 +138,35 @@ psm::ScoreModel make_model(const std::string& kind, int64_t atoms, bool molecule
     }
     network = painn;
   }
-  return psm::ScoreModel(psm::ScoreModelOptions(network, /*sigma_data=*/1.0));
+  return psm::ScoreModel(
+      psm::ScoreModelOptions(network, molecule ? kMoleculeSigmaData : /*sigma_data=*/1.0));
 }
 
-Inputs make_inputs(int64_t atoms) {
+Inputs make_inputs(int64_t atoms, double sigma_data) {
   auto gen = psm::make_generator(1);
   auto u = torch::rand({kBatch}, gen, torch::kFloat32);
-  return {torch::randn({kBatch, atoms, 3}, gen, torch::kFloat32),
-          torch::exp(std::log(0.01) + u * (std::log(3.0) - std::log(0.01))),
+  auto sigma = torch::exp(std::log(0.01) + u * (std::log(3.0) - std::log(0.01)));
+  auto spread = torch::sqrt(sigma.square() + sigma_data * sigma_data).view({-1, 1, 1});
+  return {spread * torch::randn({kBatch, atoms, 3}, gen, torch::kFloat32), sigma,
           torch::randn({kBatch, atoms, 3}, gen, torch::kFloat32)};
+}
+
+// Edges per atom of a PaiNN on these inputs (every pair for the EGNN).
+double neighbours_per_atom(psm::ScoreModel& model, const Inputs& in) {
+  const auto* painn = dynamic_cast<const psm::PainnImpl*>(model->network.get());
+  const int64_t atoms = in.x.size(1);
+  if (painn == nullptr || !painn->uses_sparse_edges()) return static_cast<double>(atoms - 1);
+  const double sigma_data = model->options.sigma_data();
+  auto length_scale = torch::sqrt(in.sigma.square() + sigma_data * sigma_data);
+  auto edges = painn->edges(in.x / length_scale.view({-1, 1, 1}), length_scale);
+  return static_cast<double>(edges.source.size(0)) / static_cast<double>(kBatch * atoms);
 }
 
 void BM_NetworkTrainStep(benchmark::State& state, const std::string& kind, int64_t atoms,
                          bool molecule) {
   torch::set_num_threads(kThreads);
   auto model = make_model(kind, atoms, molecule);
-  auto in = make_inputs(atoms);
+  auto in = make_inputs(atoms, model->options.sigma_data());
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-4));
   for (auto _ : state) {
     optimizer.zero_grad();
@@ -155,17 +175,19 @@ void BM_NetworkTrainStep(benchmark::State& state, const std::string& kind, int64
   }
   state.counters["samples/s"] = benchmark::Counter(static_cast<double>(kBatch * state.iterations()),
                                                    benchmark::Counter::kIsRate);
+  state.counters["neighbours"] = neighbours_per_atom(model, in);
 }
 
 void BM_NetworkForward(benchmark::State& state, const std::string& kind, int64_t atoms,
                        bool molecule) {
   torch::set_num_threads(kThreads);
   auto model = make_model(kind, atoms, molecule);
-  auto in = make_inputs(atoms);
+  auto in = make_inputs(atoms, model->options.sigma_data());
   c10::InferenceMode inference;
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(in.x, in.sigma).data_ptr());
   state.counters["samples/s"] = benchmark::Counter(static_cast<double>(kBatch * state.iterations()),
                                                    benchmark::Counter::kIsRate);
+  state.counters["neighbours"] = neighbours_per_atom(model, in);
 }
 
 #define PSM_NETWORK_BENCHMARKS(system, atoms, molecule)                                          \
