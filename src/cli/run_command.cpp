@@ -12,7 +12,9 @@
 
 #include "psm/cli/commands.h"
 #include "psm/core/config.h"
+#include "psm/core/atomic_file.h"
 #include "psm/core/device.h"
+#include "psm/core/run_lock.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 #include "psm/experiment/experiment_config.h"
@@ -53,8 +55,12 @@ class RunCommand final : public Command {
     if (plots_ && !plots)
       fmt::print("note: gnuplot not found, so no plots (--no-plots hides this)\n");
 
+    const std::filesystem::path out =
+        out_.empty() ? std::filesystem::path("runs") / experiment.name : out_;
+    check_directory_writable(out);
+    const RunLock lock = lock_run_directory(out);
     const ExperimentResult result = run_experiment(
-        experiment, {.out = out_.empty() ? std::filesystem::path("runs") / experiment.name : out_,
+        experiment, {.out = out,
                      .fresh = fresh_,
                      .progress = progress_,
                      .plots = plots,
