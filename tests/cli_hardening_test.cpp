@@ -46,10 +46,10 @@ class CliHardening : public psm::test::ScratchDir {
 
   /// A short LJ13 run: 64 frames with energies and forces.
   fs::path lj13_reference(const std::string& name) const {
-    const RunResult made =
-        run_psm("--threads 1 simulate --system lj13 --chains 8 --burn-in 200 --thin 2 "
-                "--samples 64 --no-progress --out " +
-                path(name).string());
+    const RunResult made = run_psm(
+        "--threads 1 simulate --system lj13 --chains 8 --burn-in 200 --thin 2 "
+        "--samples 64 --no-progress --out " +
+        path(name).string());
     EXPECT_EQ(made.exit_code, 0) << made.output;
     return path(name);
   }
@@ -76,8 +76,8 @@ TEST_F(CliHardening, SubsetWritesTheFormatItsOutputExtensionNames) {
   const RunResult info = run_psm("data info " + path("sub.xyz").string());
   EXPECT_EQ(info.exit_code, 0) << info.output;
 
-  expect_error(run_psm("data subset --kind limited --frames 3 --in " + base.string() +
-                       " --out " + path("sub.txt").string()),
+  expect_error(run_psm("data subset --kind limited --frames 3 --in " + base.string() + " --out " +
+                       path("sub.txt").string()),
                "sub.txt: psm writes datasets as .npz or extended XYZ (.xyz, .extxyz), not '.txt'");
   EXPECT_FALSE(fs::exists(path("sub.txt")));
 }
@@ -112,12 +112,12 @@ TEST_F(CliHardening, SampleRefusesABadOutputBeforeLoadingAnything) {
 TEST_F(CliHardening, SubsetRefusesToOverwriteItsInput) {
   const fs::path base = ethanol_dataset();
   const std::string before = psm::read_file_bytes(base);
-  expect_error(run_psm("data subset --kind limited --frames 3 --in " + base.string() +
-                       " --out " + base.string()),
+  expect_error(run_psm("data subset --kind limited --frames 3 --in " + base.string() + " --out " +
+                       base.string()),
                "the output would replace the input");
   // The same file by another name.
-  expect_error(run_psm("data subset --kind limited --frames 3 --in " + base.string() +
-                       " --out " + (dir_ / "." / "base.npz").string()),
+  expect_error(run_psm("data subset --kind limited --frames 3 --in " + base.string() + " --out " +
+                       (dir_ / "." / "base.npz").string()),
                "the output would replace the input");
   EXPECT_EQ(psm::read_file_bytes(base), before);
 }
@@ -129,8 +129,9 @@ TEST_F(CliHardening, SimulateWritesSamplesWhenTauCannotBeEstimated) {
       "--out " +
       path("lj13.npz").string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_TRUE(contains(result.output, "tau(energy)        not estimated: each of the 128 chains "
-                                      "kept 1 frame(s)"))
+  EXPECT_TRUE(contains(result.output,
+                       "tau(energy)        not estimated: each of the 128 chains "
+                       "kept 1 frame(s)"))
       << result.output;
   EXPECT_EQ(psm::load_dataset(path("lj13.npz")).num_frames(), 100);
 }
@@ -173,9 +174,9 @@ TEST_F(CliHardening, EvalCountsDivergedSamplesAsOutliers) {
   psm::Dataset samples = psm::load_dataset(reference);
   samples.positions[0] = samples.positions[0] * 1e300;  // its stored energy stays finite
   psm::save_dataset(path("samples.npz"), samples);
-  const RunResult result = run_psm("eval --no-plots --samples " + path("samples.npz").string() +
-                                   " --reference " + reference.string() + " --out " +
-                                   path("eval").string());
+  const RunResult result =
+      run_psm("eval --no-plots --samples " + path("samples.npz").string() + " --reference " +
+              reference.string() + " --out " + path("eval").string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(contains(result.output, "1 of 64 frames have coordinates too large"))
       << result.output;
@@ -199,12 +200,13 @@ TEST_F(CliHardening, OptionErrorsSayWhatIsWrong) {
   const RunResult zero = run_psm(sample + " --n 0");
   expect_error(zero, "--n: must be a positive number, got 0");
   EXPECT_FALSE(contains(zero.output, "179769313")) << zero.output;
-  expect_error(run_psm(sample + " --sigma-max inf"), "--sigma-max: must be a positive number, got inf");
+  expect_error(run_psm(sample + " --sigma-max inf"),
+               "--sigma-max: must be a positive number, got inf");
   expect_error(run_psm("simulate --system dw4 --seed -1 --out " + path("x.npz").string()),
                "a seed is an integer from 0 to 18446744073709551615, got -1");
-  expect_error(run_psm("simulate --system dw4 --seed 18446744073709551616 --out " +
-                       path("x.npz").string()),
-               "a seed is an integer");
+  expect_error(
+      run_psm("simulate --system dw4 --seed 18446744073709551616 --out " + path("x.npz").string()),
+      "a seed is an integer");
   EXPECT_FALSE(fs::exists(path("x.npz")));
 }
 

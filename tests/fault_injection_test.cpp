@@ -121,9 +121,9 @@ TEST_F(FaultInjection, KilledTrainingResumesToTheUninterruptedResult) {
                                   << "[train]\nsteps = 300\nbatch_size = 16\nwarmup_steps = 2\n"
                                   << "checkpoint_every = 7\nvalidation_every = 50\nlog_every = 1\n";
   const auto train = [&](const fs::path& out, bool resume) {
-    std::vector<std::string> arguments{"--threads", "1",      "train",          "--no-progress",
-                                       "--config",  path("run.toml").string(), "--out",
-                                       out.string()};
+    std::vector<std::string> arguments{"--threads",     "1",         "train",
+                                       "--no-progress", "--config",  path("run.toml").string(),
+                                       "--out",         out.string()};
     if (resume) arguments.push_back("--resume");
     return arguments;
   };
@@ -147,12 +147,28 @@ TEST_F(FaultInjection, KilledTrainingResumesToTheUninterruptedResult) {
 
 TEST_F(FaultInjection, KilledSimulationResumesToTheUninterruptedResult) {
   const auto simulate = [&](const std::string& out, bool resume) {
-    std::vector<std::string> arguments{
-        "--threads", "1",        "simulate",          "--system",   "lj13",
-        "--chains",  "8",        "--burn-in",         "2000",       "--thin",
-        "50",        "--samples", "4000",             "--seed",     "5",
-        "--no-progress", "--checkpoint-every", "200", "--checkpoint", path(out + ".state").string(),
-        "--out",     path(out + ".npz").string()};
+    std::vector<std::string> arguments{"--threads",
+                                       "1",
+                                       "simulate",
+                                       "--system",
+                                       "lj13",
+                                       "--chains",
+                                       "8",
+                                       "--burn-in",
+                                       "2000",
+                                       "--thin",
+                                       "50",
+                                       "--samples",
+                                       "4000",
+                                       "--seed",
+                                       "5",
+                                       "--no-progress",
+                                       "--checkpoint-every",
+                                       "200",
+                                       "--checkpoint",
+                                       path(out + ".state").string(),
+                                       "--out",
+                                       path(out + ".npz").string()};
     if (resume) arguments.push_back("--resume");
     return arguments;
   };
@@ -212,8 +228,9 @@ log_every = 5
 TEST_F(FaultInjection, KilledExperimentResumesToTheUninterruptedResult) {
   std::ofstream(path("tiny.toml")) << kTinyExperiment;
   const auto experiment = [&](const fs::path& out) {
-    return std::vector<std::string>{"--threads", "1",           "run",   path("tiny.toml").string(),
-                                    "--no-progress", "--no-plots", "--out", out.string()};
+    return std::vector<std::string>{
+        "--threads",     "1",          "run",   path("tiny.toml").string(),
+        "--no-progress", "--no-plots", "--out", out.string()};
   };
   for (const auto delay : kKillDelays) {
     if (!run_and_kill(experiment(path("killed")), delay)) break;

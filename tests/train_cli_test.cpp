@@ -106,8 +106,8 @@ TEST_F(TrainCli, TrainsResumesAndSamples) {
 TEST_F(TrainCli, ASecondTrainingInTheSameDirectoryIsRefused) {
   const psm::RunLock held = psm::lock_run_directory(path("run"));
   const psm::test::RunResult r =
-      run_psm("--threads 1 train --no-progress --config " + path("run.toml").string() +
-              " --out " + path("run").string());
+      run_psm("--threads 1 train --no-progress --config " + path("run.toml").string() + " --out " +
+              path("run").string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(path("run").string() + ": in use by another psm process (pid "),
             std::string::npos)
@@ -122,9 +122,8 @@ TEST_F(TrainCli, CheckpointsAndStateFilesAreNotMistakenForEachOther) {
                 .exit_code,
             0);
   // A training checkpoint is not a simulation state file; the error names the file.
-  psm::test::RunResult r =
-      run_psm("simulate --system dw4 --no-progress --resume --checkpoint " + checkpoint.string() +
-              " --out " + path("x.npz").string());
+  psm::test::RunResult r = run_psm("simulate --system dw4 --no-progress --resume --checkpoint " +
+                                   checkpoint.string() + " --out " + path("x.npz").string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(checkpoint.string() + ": not a psm"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
@@ -134,9 +133,8 @@ TEST_F(TrainCli, CheckpointsAndStateFilesAreNotMistakenForEachOther) {
   other.species = {1, 1, 8};
   other.units = psm::Units::reduced;
   psm::save_dataset(path("other.npz"), other);
-  r = run_psm("--threads 1 sample --no-progress --checkpoint " + checkpoint.string() +
-              " --from " + path("other.npz").string() + " --sigma-max 0.1 --out " +
-              path("y.npz").string());
+  r = run_psm("--threads 1 sample --no-progress --checkpoint " + checkpoint.string() + " --from " +
+              path("other.npz").string() + " --sigma-max 0.1 --out " + path("y.npz").string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("its atoms are H2O, the checkpoint's are X3"), std::string::npos)
       << r.output;

@@ -212,7 +212,9 @@ class DataMoleculeCommand final : public Command {
   void configure(CLI::App& app) override {
     app.add_option("--smiles", smiles_, "The molecule, e.g. CCO (hydrogens are added)")->required();
     app.add_option("--out", out_, "Output geometry: extended XYZ (.xyz) or psm .npz")->required();
-    app.add_option("--seed", options_.seed, "Seed of the ETKDG embedding")->capture_default_str()->check(seed_value);
+    app.add_option("--seed", options_.seed, "Seed of the ETKDG embedding")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_flag("--no-optimise", no_optimise_, "Keep the ETKDG geometry (no MMFF/UFF relaxation)");
   }
 

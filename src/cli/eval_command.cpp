@@ -11,8 +11,8 @@
 #include <optional>
 
 #include "psm/cli/commands.h"
-#include "psm/cli/validators.h"
 #include "psm/cli/system_options.h"
+#include "psm/cli/validators.h"
 #include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
@@ -106,11 +106,9 @@ void check_system_matches(const Dataset& data, const fs::path& file,
 /// Energies with NaN for frames whose coordinates are too large for a distance to be computed
 /// (|x|^2 overflows): a diverged sample, whatever energy a file stores for it. NaN frames count
 /// as outliers and stay out of the energy W (see energies_of).
-torch::Tensor without_diverged_frames(const torch::Tensor& energies,
-                                      const torch::Tensor& positions, const fs::path& file,
-                                      Role role) {
-  const torch::Tensor diverged =
-      ~torch::isfinite(positions.square().sum(torch::IntArrayRef{1, 2}));
+torch::Tensor without_diverged_frames(const torch::Tensor& energies, const torch::Tensor& positions,
+                                      const fs::path& file, Role role) {
+  const torch::Tensor diverged = ~torch::isfinite(positions.square().sum(torch::IntArrayRef{1, 2}));
   const int64_t count = diverged.sum().item<int64_t>();
   if (count == 0) return energies;
   check(role == Role::samples,

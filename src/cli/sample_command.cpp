@@ -39,8 +39,8 @@ class SampleCommand final : public Command {
     app.add_option("--checkpoint", checkpoint_, "Checkpoint written by `psm train`")->required();
     app.add_option("--out", out_, "Output dataset (.npz)")->required();
     count_option_ = app.add_option("--n", count_, "Number of samples")
-        ->capture_default_str()
-        ->check(positive_number);
+                        ->capture_default_str()
+                        ->check(positive_number);
     app.add_option("--steps", options_.steps, "Integration steps from sigma_max to sigma_min")
         ->capture_default_str()
         ->check(positive_number);
@@ -74,18 +74,22 @@ class SampleCommand final : public Command {
     app.add_option("--batch", options_.batch_size, "Samples integrated together")
         ->capture_default_str()
         ->check(positive_number);
-    app.add_option("--seed", options_.seed, "Random seed")->capture_default_str()->check(seed_value);
+    app.add_option("--seed", options_.seed, "Random seed")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_flag("--energies,!--no-energies", energies_,
                  "Label samples with energies and forces when the system is known");
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
   }
 
   int run(const GlobalOptions& global) override {
+    check_dataset_output(out_);
     const torch::Device device = parse_device(global.device);
     const TrainedModel trained = load_trained_model(checkpoint_, device);
     const CheckpointInfo& info = trained.info;
     check_dataset_output(out_, info.dim());
-    check_memory_fits(4.0 * static_cast<double>(count_) * static_cast<double>(info.species().size()) *
+    check_memory_fits(4.0 * static_cast<double>(count_) *
+                          static_cast<double>(info.species().size()) *
                           static_cast<double>(info.dim()) * 8.0,
                       fmt::format("psm sample: --n {} of {} atoms", count_, info.species().size()));
     options_.solver = solver_from_string(solver_);

@@ -30,9 +30,10 @@ class ScoreCheckCommand final : public Command {
         ->check(CLI::ExistingFile);
     app.add_option("--sigma", sigma_, "Noise level (default: the checkpoint's sigma_min)")
         ->check(positive_number);
-    app.add_option("--n", count_, "Use the first N frames (0 = all)")
-        ->check(non_negative_number);
-    app.add_option("--seed", options_.seed, "Seed of the noise")->capture_default_str()->check(seed_value);
+    app.add_option("--n", count_, "Use the first N frames (0 = all)")->check(non_negative_number);
+    app.add_option("--seed", options_.seed, "Seed of the noise")
+        ->capture_default_str()
+        ->check(seed_value);
   }
 
   int run(const GlobalOptions&) override {

@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "psm/cli/commands.h"
-#include "psm/cli/validators.h"
 #include "psm/cli/system_options.h"
+#include "psm/cli/validators.h"
 #include "psm/core/device.h"
-#include "psm/core/run_lock.h"
 #include "psm/core/error.h"
+#include "psm/core/run_lock.h"
 #include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
 #include "psm/simulate/autocorrelation.h"
@@ -50,7 +50,9 @@ class SimulateCommand final : public Command {
     app.add_option("--target-acceptance", settings_.target_acceptance,
                    "MCMC acceptance that burn-in adapts step sizes toward")
         ->capture_default_str();
-    app.add_option("--seed", settings_.seed, "Random seed")->capture_default_str()->check(seed_value);
+    app.add_option("--seed", settings_.seed, "Random seed")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_option("--init", init_, "Dataset whose frames start the chains (cycled)");
     app.add_option("--checkpoint", settings_.checkpoint, "State file written during the run");
     app.add_option("--checkpoint-every", settings_.checkpoint_every,

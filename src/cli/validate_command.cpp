@@ -12,8 +12,8 @@
 #include <string>
 
 #include "psm/cli/commands.h"
-#include "psm/cli/validators.h"
 #include "psm/cli/system_options.h"
+#include "psm/cli/validators.h"
 #include "psm/core/error.h"
 #include "psm/eval/metrics.h"
 #include "psm/io/dataset.h"
@@ -60,7 +60,9 @@ class ValidateCommand final : public Command {
     app.add_option("--burn-in", settings_.burn_in, "Steps before the first kept frame");
     app.add_option("--thin", settings_.thin, "Steps between kept frames");
     app.add_option("--step-size", settings_.step_size, "MCMC initial proposal std");
-    app.add_option("--seed", settings_.seed, "Random seed")->capture_default_str()->check(seed_value);
+    app.add_option("--seed", settings_.seed, "Random seed")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_option("--out", out_, "Also save psm's samples here (.npz)");
     app.add_flag("--progress,!--no-progress", settings_.progress, "Progress bar on stderr");
   }

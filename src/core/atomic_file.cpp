@@ -59,7 +59,8 @@ void check_can_create_in(const fs::path& directory, const fs::path& target) {
 
 }  // namespace
 
-void write_atomically(const fs::path& target, const std::function<void(const fs::path& tmp)>& write) {
+void write_atomically(const fs::path& target,
+                      const std::function<void(const fs::path& tmp)>& write) {
   static std::atomic<int> counter{0};
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
   remove_stale_temporaries(target);
@@ -99,9 +100,9 @@ void check_directory_writable(const fs::path& directory) {
 
 void check_distinct_files(const fs::path& input, const fs::path& output) {
   std::error_code error;
-  const bool same = fs::exists(output) ? fs::equivalent(input, output, error)
-                                       : fs::weakly_canonical(input, error) ==
-                                             fs::weakly_canonical(output, error);
+  const bool same = fs::exists(output)
+                        ? fs::equivalent(input, output, error)
+                        : fs::weakly_canonical(input, error) == fs::weakly_canonical(output, error);
   check(!same, fmt::format("{}: the output would replace the input; choose another output name",
                            output.string()));
 }

@@ -28,14 +28,15 @@ std::string holder_pid(int fd) {
 RunLock::RunLock(const std::filesystem::path& lock_file, const std::filesystem::path& what) {
   if (lock_file.has_parent_path()) std::filesystem::create_directories(lock_file.parent_path());
   fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  check(fd_ >= 0, fmt::format("{}: cannot open lock file ({})", lock_file.string(),
-                              std::strerror(errno)));
+  check(fd_ >= 0,
+        fmt::format("{}: cannot open lock file ({})", lock_file.string(), std::strerror(errno)));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const std::string pid = holder_pid(fd_);
     ::close(fd_);
-    throw Error(fmt::format("{}: in use by another psm process{}; wait for it to end or choose "
-                            "another output",
-                            what.string(), pid.empty() ? "" : fmt::format(" (pid {})", pid)));
+    throw Error(
+        fmt::format("{}: in use by another psm process{}; wait for it to end or choose "
+                    "another output",
+                    what.string(), pid.empty() ? "" : fmt::format(" (pid {})", pid)));
   }
   const std::string pid = std::to_string(::getpid());
   if (::ftruncate(fd_, 0) == 0) {

@@ -388,14 +388,14 @@ Dataset read_geometry(const std::filesystem::path& path) {
   return load_dataset(path);
 }
 
-void check_dataset_output(const std::filesystem::path& path, int64_t dim) {
+void check_dataset_output(const std::filesystem::path& path, std::optional<int64_t> dim) {
   const std::string extension = normalise_name(path.extension().string());
   check(extension == ".npz" || is_extxyz_path(path),
         fmt::format("{}: psm writes datasets as .npz or extended XYZ (.xyz, .extxyz), not '{}'",
                     path.string(), path.extension().string()));
-  check(extension == ".npz" || dim == 3,
+  check(extension == ".npz" || !dim || *dim == 3,
         fmt::format("{}: extended XYZ holds 3-D positions, these are {}-D; write .npz",
-                    path.string(), dim));
+                    path.string(), dim.value_or(3)));
   check_file_writable(path);
 }
 

@@ -86,10 +86,11 @@ Dataset read_geometry(const std::filesystem::path& path);
 /// Throws psm::Error for any other extension, as check_dataset_output.
 void save_dataset(const std::filesystem::path& path, const Dataset& dataset);
 
-/// Throws psm::Error naming `path` when save_dataset could not write a dataset of `dim`
-/// dimensions there: an extension other than .npz, .xyz or .extxyz, extended XYZ for data that
-/// is not 3-D, or a path that is not writable (check_file_writable). Commands call it before
-/// their work, so that a bad --out loses nothing.
-void check_dataset_output(const std::filesystem::path& path, int64_t dim = 3);
+/// Throws psm::Error naming `path` when save_dataset could not write a dataset there: an
+/// extension other than .npz, .xyz or .extxyz, extended XYZ for data whose `dim` (when known) is
+/// not 3, or a path that is not writable (check_file_writable). Commands call it before their
+/// work, so that a bad --out loses nothing.
+void check_dataset_output(const std::filesystem::path& path,
+                          std::optional<int64_t> dim = std::nullopt);
 
 }  // namespace psm

@@ -4,11 +4,11 @@
 
 #include <torch/types.h>
 
-#include <chrono>
-#include <ctime>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <string>
