@@ -158,6 +158,7 @@ TEST_F(CliHardening, DataInfoDoesNotCallNonFiniteStatisticsConsistent) {
   ASSERT_EQ(far.exit_code, 0) << far.output;
   EXPECT_TRUE(contains(far.output, "kT from forces (virial) cannot be estimated")) << far.output;
   EXPECT_FALSE(contains(far.output, "consistent")) << far.output;
+  EXPECT_FALSE(contains(far.output, "nan")) << far.output;
 
   psm::Dataset atom = data.select(torch::tensor({1, 2}, torch::kInt64));
   atom.positions = atom.positions.narrow(1, 0, 1).contiguous();

@@ -38,6 +38,11 @@ std::vector<std::string> bond_temperature_lines(const Dataset& data) {
         bond_virial_temperature(data.positions, data.forces,
                                 bonds.index_select(0, torch::tensor(rows, torch::kInt64)), chains);
     spread_of = t.chains;
+    if (!std::isfinite(t.kT) || !std::isfinite(t.standard_error)) {
+      lines.push_back(
+          fmt::format("{:<5} cannot be estimated: not finite (huge coordinates)", type));
+      continue;
+    }
     lines.push_back(fmt::format(
         "{:<5} {:.4g} ± {:.2g} ({} bond{}, {:.1f} standard errors from the frames' kT)", type, t.kT,
         t.standard_error, rows.size(), rows.size() == 1 ? "" : "s", t.deviation(data.frames_kT())));
