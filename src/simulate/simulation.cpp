@@ -61,7 +61,6 @@ State start_or_resume(const Sampler& sampler, const System& system,
 /// the chains' state (positions, proposals, forces, velocities: about 8 arrays) and the kept
 /// frames (positions, forces, plus their copies in the dataset: about 4).
 void check_memory(const System& system, const SimulationSettings& settings, int64_t chains) {
-  check(chains > 0, fmt::format("simulate: chains must be positive, got {}", chains));
   const double frame_bytes =
       static_cast<double>(system.num_atoms()) * static_cast<double>(system.dim()) * 8.0;
   check_memory_fits(8.0 * frame_bytes * static_cast<double>(chains),
