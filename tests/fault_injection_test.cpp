@@ -104,7 +104,8 @@ std::vector<std::pair<int64_t, double>> logged_losses(const fs::path& file) {
   std::ifstream in(file);
   for (std::string line; std::getline(in, line);) {
     const auto record = nlohmann::json::parse(line);
-    if (record.contains("loss")) losses.emplace_back(record["step"], record["loss"]);
+    if (record.contains("loss"))
+      losses.emplace_back(record["step"].get<int64_t>(), record["loss"].get<double>());
   }
   return losses;
 }
