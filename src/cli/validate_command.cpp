@@ -68,6 +68,7 @@ class ValidateCommand final : public Command {
   }
 
   int run(const GlobalOptions&) override {
+    if (!out_.empty()) check_dataset_output(out_);
     const SystemWithStart choice = choose_system(system_);
     const auto& system = choice.system;
     const Temperature temperature = resolve_temperature(*system, temperature_);
