@@ -190,9 +190,11 @@ TEST_F(CliHardening, EvalCountsDivergedSamplesAsOutliers) {
 // Item 10: --system is not silently ignored.
 TEST_F(CliHardening, EvalRefusesASystemTheFilesAreNotOf) {
   const fs::path reference = lj13_reference("reference.npz");
-  expect_error(run_psm("eval --no-plots --system dw4 --samples " + reference.string() +
-                       " --reference " + reference.string() + " --out " + path("eval").string()),
-               "its frames are of system {\"name\":\"lj13\"}, not of --system dw4");
+  const RunResult result =
+      run_psm("eval --no-plots --system dw4 --samples " + reference.string() + " --reference " +
+              reference.string() + " --out " + path("eval").string());
+  expect_error(result, "its frames are of system {\"name\":\"lj13\"");
+  EXPECT_TRUE(contains(result.output, "not of --system dw4")) << result.output;
 }
 
 // Items 7 and 10: ranges and seeds in the user's terms.
