@@ -14,6 +14,7 @@ packages=(
   libzip-dev zipcmp zipmerge ziptool zlib1g-dev
   libgtest-dev libbenchmark-dev
   gnuplot-nox
+  clang-14 libfuzzer-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

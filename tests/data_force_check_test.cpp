@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "psm/core/random.h"
@@ -200,6 +201,18 @@ TEST(ForceCheck, IdenticalFramesWithZeroForcesAreFlagged) {
   EXPECT_EQ(virial.standard_error, 0.0);
   EXPECT_EQ(virial.deviation(0.0), 0.0);
   EXPECT_GT(virial.deviation(1.0), psm::kForceCheckSigmas);
+}
+
+TEST(ForceCheck, NonFiniteEstimatesAreNotCalledConsistent) {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const psm::VirialTemperature& virial :
+       {psm::VirialTemperature{.kT = 1.5e297, .standard_error = inf},
+        psm::VirialTemperature{.kT = std::nan(""), .standard_error = std::nan("")}}) {
+    const std::string line = psm::describe_force_check(virial, 1.0);
+    EXPECT_NE(line.find("cannot be estimated"), std::string::npos) << line;
+    EXPECT_EQ(line.find("consistent"), std::string::npos) << line;
+    EXPECT_EQ(line.find("nan"), std::string::npos) << line;
+  }
 }
 
 TEST(ForceCheck, NeedsForcesAndTwoFrames) {

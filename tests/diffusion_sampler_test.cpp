@@ -9,6 +9,7 @@
 #include "psm/core/random.h"
 #include "psm/diffusion/analytic.h"
 #include "psm/diffusion/sampler.h"
+#include "test_util.h"
 
 namespace {
 
@@ -268,6 +269,13 @@ TEST(DiffusionSampler, RejectsBadOptions) {
                psm::Error);
   EXPECT_EQ(psm::solver_from_string("ode"), psm::Solver::heun);
   EXPECT_THROW(psm::solver_from_string("rk4"), psm::Error);
+}
+
+TEST(DiffusionSampler, AnInfiniteSigmaMaxIsCalledInfinite) {
+  psm::SamplerOptions options;
+  options.sigma_max = std::numeric_limits<double>::infinity();
+  EXPECT_PSM_ERROR(options.validate("psm sample"),
+                   "psm sample: need 0 < sigma_min < sigma_max < infinity (got 0.01 and inf)");
 }
 
 }  // namespace

@@ -142,6 +142,10 @@ TEST(Extxyz, RejectsBadFiles) {
                    "unknown type 'Q'");
   EXPECT_PSM_ERROR(parse("1\nunits=furlongs\nH 0 0 0\n"), "bad.xyz", "unknown units 'furlongs'");
   EXPECT_PSM_ERROR(parse(""), "bad.xyz", "no frames");
+  // A count the file cannot hold fails before any memory is reserved for it.
+  EXPECT_PSM_ERROR(parse("1000000000000\n\nH 0 0 0\n"), "bad.xyz", "line 1",
+                   "the count line says 1000000000000 atoms, but the 9 bytes left in the file "
+                   "hold at most 2 atom lines");
   EXPECT_PSM_ERROR(psm::parse_extxyz("1\n\nH 0 0 0\n", "notemp.xyz"), "notemp.xyz",
                    "no kT or temperature_kelvin");
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "psm/core/run_lock.h"
 #include "psm/io/dataset.h"
 #include "psm/train/checkpoint.h"
 #include "test_util.h"
@@ -83,17 +84,60 @@ TEST_F(TrainCli, TrainsResumesAndSamples) {
   // Partial diffusion from the training frames, with corrector steps; --from needs --sigma-max.
   const std::string renoise = "--threads 1 sample --no-progress --checkpoint " +
                               checkpoint.string() + " --from " + path("triangle.npz").string() +
-                              " --n 100 --steps 4 --corrector-steps 1 --out " +
+                              " --steps 4 --corrector-steps 1 --out " +
                               path("renoised.npz").string();
   r = run_psm(renoise);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("--sigma-max"), std::string::npos) << r.output;
+  // More frames than the file has is an error, not fewer samples than asked for.
+  r = run_psm(renoise + " --sigma-max 0.1 --n 100");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--n 100 but " + path("triangle.npz").string() + " has 48 frames"),
+            std::string::npos)
+      << r.output;
   r = run_psm(renoise + " --sigma-max 0.1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const psm::Dataset renoised = psm::load_dataset(path("renoised.npz"));
-  EXPECT_EQ(renoised.num_frames(), 48);  // all the frames there are
+  EXPECT_EQ(renoised.num_frames(), 48);  // without --n: all the frames there are
   EXPECT_EQ(renoised.provenance.at("corrector_steps"), 1);
   EXPECT_EQ(renoised.provenance.at("renoised_frames"), path("triangle.npz").string());
+}
+
+TEST_F(TrainCli, ASecondTrainingInTheSameDirectoryIsRefused) {
+  const psm::RunLock held = psm::lock_run_directory(path("run"));
+  const psm::test::RunResult r =
+      run_psm("--threads 1 train --no-progress --config " + path("run.toml").string() + " --out " +
+              path("run").string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(path("run").string() + ": in use by another psm process (pid "),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(path("run") / "checkpoint.pt"));
+}
+
+TEST_F(TrainCli, CheckpointsAndStateFilesAreNotMistakenForEachOther) {
+  const fs::path checkpoint = path("run") / "checkpoint.pt";
+  ASSERT_EQ(run_psm("--threads 1 train --no-progress --config " + path("run.toml").string() +
+                    " --set train.steps=3 --out " + path("run").string())
+                .exit_code,
+            0);
+  // A training checkpoint is not a simulation state file; the error names the file.
+  psm::test::RunResult r = run_psm("simulate --system dw4 --no-progress --resume --checkpoint " +
+                                   checkpoint.string() + " --out " + path("x.npz").string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(checkpoint.string() + ": not a psm"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+
+  // Frames of other species: the message says which.
+  psm::Dataset other = psm::test::spring_triangle(4, 1);
+  other.species = {1, 1, 8};
+  other.units = psm::Units::reduced;
+  psm::save_dataset(path("other.npz"), other);
+  r = run_psm("--threads 1 sample --no-progress --checkpoint " + checkpoint.string() + " --from " +
+              path("other.npz").string() + " --sigma-max 0.1 --out " + path("y.npz").string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("its atoms are H2O, the checkpoint's are X3"), std::string::npos)
+      << r.output;
 }
 
 TEST_F(TrainCli, MissingDataFileFailsWithOneLine) {

@@ -12,13 +12,14 @@
 #include <vector>
 
 #include "psm/cli/commands.h"
+#include "psm/cli/validators.h"
+#include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
 #include "psm/data/force_check.h"
 #include "psm/data/subsets.h"
 #include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
 #include "psm/io/smiles.h"
-#include "psm/io/xyz.h"
 #include "psm/systems/potential.h"
 
 namespace psm::cli {
@@ -37,6 +38,11 @@ std::vector<std::string> bond_temperature_lines(const Dataset& data) {
         bond_virial_temperature(data.positions, data.forces,
                                 bonds.index_select(0, torch::tensor(rows, torch::kInt64)), chains);
     spread_of = t.chains;
+    if (!std::isfinite(t.kT) || !std::isfinite(t.standard_error)) {
+      lines.push_back(
+          fmt::format("{:<5} cannot be estimated: not finite (huge coordinates)", type));
+      continue;
+    }
     lines.push_back(fmt::format(
         "{:<5} {:.4g} ± {:.2g} ({} bond{}, {:.1f} standard errors from the frames' kT)", type, t.kT,
         t.standard_error, rows.size(), rows.size() == 1 ? "" : "s", t.deviation(data.frames_kT())));
@@ -56,7 +62,7 @@ class DataInfoCommand final : public Command {
     app.add_option("file", file_, "Dataset: psm/rMD17/sGDML .npz or extended XYZ")->required();
     app.add_option("--temperature", temperature_kelvin_,
                    "Temperature of the data in K (overrides the file or the MD17 default)")
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
     app.add_option("--labels", labels_,
                    "rMD17 files: recomputed (energies, forces) or original (old_energies, "
                    "old_forces: MD17's, of the potential that sampled the frames)")
@@ -126,37 +132,39 @@ class DataSubsetCommand final : public Command {
  public:
   void configure(CLI::App& app) override {
     app.add_option("--in", in_, "Source dataset")->required();
-    app.add_option("--out", out_, "Output dataset (.npz)")->required();
+    app.add_option("--out", out_, "Output dataset (.npz, .xyz)")->required();
     app.add_option("--kind", kind_, "limited | temperature | basin | energy | torsion")
         ->required()
         ->check(CLI::IsMember({"limited", "temperature", "basin", "energy", "torsion"}));
     app.add_option("--frames", frames_, "Frames to keep (limited, temperature, basin)")
-        ->check(CLI::PositiveNumber);
-    app.add_option("--seed", seed_, "Random seed")->capture_default_str();
+        ->check(positive_number);
+    app.add_option("--seed", seed_, "Random seed")->capture_default_str()->check(seed_value);
     app.add_option("--target-kT", target_kT_,
                    "temperature: the k_B T the training is for (the source's kT is the "
                    "sampled one)")
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
     app.add_option("--energy-max", energy_max_, "energy: keep frames with energy <= this");
     app.add_option("--quantile", quantile_, "energy: keep the lowest fraction of frames")
-        ->check(CLI::Range(0.0, 1.0));
+        ->check(unit_interval);
     app.add_option("--atoms", atoms_, "torsion: four atom indices (0-based) a b c d")->expected(4);
     app.add_option("--window", window_, "torsion: low high, degrees (low > high wraps)")
         ->expected(2);
     app.add_option("--trajectories", basin_.trajectories,
                    "basin: short trajectories started in the minimum")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
     app.add_option("--thin", basin_.thin, "basin: MCMC steps between frames")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
     app.add_option("--start-frame", start_frame_,
                    "basin: frame to minimise (default: lowest energy)");
     app.add_option("--kT-data", kT_data_, "basin: sampling k_B T (default: the source's kT)")
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
   }
 
   int run(const GlobalOptions&) override {
+    check_distinct_files(in_, out_);
+    check_dataset_output(out_);
     const Dataset source = load_dataset(in_);
     const Dataset subset = make_subset(source);
     save_dataset(out_, subset);
@@ -209,19 +217,17 @@ class DataMoleculeCommand final : public Command {
   void configure(CLI::App& app) override {
     app.add_option("--smiles", smiles_, "The molecule, e.g. CCO (hydrogens are added)")->required();
     app.add_option("--out", out_, "Output geometry: extended XYZ (.xyz) or psm .npz")->required();
-    app.add_option("--seed", options_.seed, "Seed of the ETKDG embedding")->capture_default_str();
+    app.add_option("--seed", options_.seed, "Seed of the ETKDG embedding")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_flag("--no-optimise", no_optimise_, "Keep the ETKDG geometry (no MMFF/UFF relaxation)");
   }
 
   int run(const GlobalOptions&) override {
     options_.optimise = !no_optimise_;
+    check_dataset_output(out_);
     const Dataset molecule = molecule_from_smiles(smiles_, options_);
-    const std::string extension = out_.extension().string();
-    if (extension == ".xyz" || extension == ".extxyz") {
-      write_extxyz(out_, molecule);
-    } else {
-      save_dataset(out_, molecule);
-    }
+    save_dataset(out_, molecule);
     fmt::print("{}: {} ({} atoms), RDKit ETKDGv3 seed {}, force field {}\n", out_.string(),
                chemical_formula(molecule.species), molecule.num_atoms(), options_.seed,
                molecule.provenance["force_field"].get<std::string>());

@@ -5,12 +5,15 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <optional>
 
 #include "psm/cli/commands.h"
 #include "psm/cli/system_options.h"
+#include "psm/cli/validators.h"
+#include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
@@ -88,14 +91,49 @@ struct LoadedSamples {
   bool molecular = false;
 };
 
+/// Throws when --system names another system than the one the file's frames were made with
+/// (the file's energies would be used, and --system silently ignored).
+void check_system_matches(const Dataset& data, const fs::path& file,
+                          const SystemArguments& system_arguments) {
+  if (system_arguments.name.empty() || !data.system.is_object()) return;
+  const nlohmann::json chosen = choose_system(system_arguments).system->spec();
+  const nlohmann::json recorded = make_system(data.system)->spec();
+  check(chosen == recorded,
+        fmt::format("{}: its frames are of system {}, not of --system {} ({})", file.string(),
+                    recorded.dump(), system_arguments.name, chosen.dump()));
+}
+
+/// Energies with NaN for frames whose coordinates are too large for a distance to be computed
+/// (|x|^2 overflows): a diverged sample, whatever energy a file stores for it. NaN frames count
+/// as outliers and stay out of the energy W (see energies_of).
+torch::Tensor without_diverged_frames(const torch::Tensor& energies, const torch::Tensor& positions,
+                                      const fs::path& file, Role role) {
+  const torch::Tensor diverged = ~torch::isfinite(positions.square().sum(torch::IntArrayRef{1, 2}));
+  const int64_t count = diverged.sum().item<int64_t>();
+  if (count == 0) return energies;
+  check(role == Role::samples,
+        fmt::format("{}: {} frame(s) have coordinates too large to compute distances (first: "
+                    "frame {})",
+                    file.string(), count, diverged.nonzero()[0].item<int64_t>()));
+  fmt::print(stderr,
+             "psm eval: {}: {} of {} frames have coordinates too large to compute distances "
+             "(counted as outliers, left out of energy W)\n",
+             file.string(), count, positions.size(0));
+  if (!energies.defined()) return energies;
+  return energies.masked_fill(diverged, std::nan(""));
+}
+
 LoadedSamples load_samples(const fs::path& file, const EvalOptions& options, Role role) {
   Dataset data = load_dataset(file);
+  check_system_matches(data, file, options.system);
   if (options.n > 0) {
     check(options.n <= data.num_frames(), fmt::format("--n {}: {} has only {} frames", options.n,
                                                       file.string(), data.num_frames()));
     data = data.select(torch::arange(options.n, torch::kInt64));
   }
-  return {{data.positions.to(torch::kFloat64), energies_of(data, file, options.system, role),
+  const torch::Tensor energies = without_diverged_frames(
+      energies_of(data, file, options.system, role), data.positions, file, role);
+  return {{data.positions.to(torch::kFloat64), energies,
            data.has_forces() ? data.forces.to(torch::kFloat64) : torch::Tensor()},
           data.units,
           data.species,
@@ -138,20 +176,21 @@ class EvalCommand final : public Command {
                    "Output directory for metrics.json, report.md and plots (default: "
                    "<samples stem>_eval beside the samples)");
     app.add_option("--n", options_.n, "Use the first N frames of each file (0 = all)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(non_negative_number);
     app.add_option("--equivariant-n", options_.equivariant_n,
                    "Also compute the equivariant W2 on the first N frames (O(N^2) alignments; "
                    "small systems, N of a few hundred; 0 = skip)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(non_negative_number);
     app.add_option("--xtb-frames", options_.xtb_frames,
                    "Molecules: GFN2-xTB energies of this many frames per set (evenly spaced) for "
                    "the xTB energy W1 (0 = skip)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(non_negative_number);
     app.add_flag("--no-plots", options_.no_plots, "Skip the histograms (they need gnuplot)");
   }
 
   int run(const GlobalOptions&) override {
+    check_directory_writable(output_directory());
     const LoadedSamples loaded = load_samples(options_.samples, options_, Role::samples);
     const LoadedSamples loaded_reference =
         load_samples(options_.reference, options_, Role::reference);
@@ -175,9 +214,7 @@ class EvalCommand final : public Command {
                                          .potential_frames = options_.xtb_frames};
       if (options_.xtb_frames > 0) molecular->potential = reference_xtb(loaded_reference);
     }
-    const fs::path out = options_.out.empty() ? options_.samples.parent_path() /
-                                                    (options_.samples.stem().string() + "_eval")
-                                              : options_.out;
+    const fs::path out = output_directory();
     bool plots = !options_.no_plots;
     if (plots && !find_gnuplot()) {
       fmt::print(stderr, "psm eval: warning: gnuplot not found on PATH; no plots drawn\n");
@@ -203,6 +240,12 @@ class EvalCommand final : public Command {
   }
 
  private:
+  fs::path output_directory() const {
+    return options_.out.empty()
+               ? options_.samples.parent_path() / (options_.samples.stem().string() + "_eval")
+               : options_.out;
+  }
+
   static void print_table(const Metrics& m, Units units) {
     const std::string e = energy_unit(units), l = length_unit(units);
     const auto row = [](const std::string& name, const std::string& value) {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "psm/cli/command.h"
+#include "psm/cli/validators.h"
 #include "psm/core/allocator.h"
 #include "psm/core/error.h"
 
@@ -22,7 +23,7 @@ int main(int argc, char** argv) {
   });
   GlobalOptions global;
   app.add_option("--threads", global.threads, "CPU threads for tensor work (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(psm::cli::non_negative_number);
   app.add_option("--device", global.device,
                  "Where training, sampling and simulation run: cpu, cuda or cuda:N")
       ->capture_default_str();

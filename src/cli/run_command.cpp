@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "psm/cli/commands.h"
+#include "psm/core/atomic_file.h"
 #include "psm/core/config.h"
 #include "psm/core/device.h"
+#include "psm/core/run_lock.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 #include "psm/experiment/experiment_config.h"
@@ -53,14 +55,17 @@ class RunCommand final : public Command {
     if (plots_ && !plots)
       fmt::print("note: gnuplot not found, so no plots (--no-plots hides this)\n");
 
-    const ExperimentResult result = run_experiment(
-        experiment, {.out = out_.empty() ? std::filesystem::path("runs") / experiment.name : out_,
-                     .fresh = fresh_,
-                     .progress = progress_,
-                     .plots = plots,
-                     .only = only_,
-                     .data_only = data_only_,
-                     .device = device});
+    const std::filesystem::path out =
+        out_.empty() ? std::filesystem::path("runs") / experiment.name : out_;
+    check_directory_writable(out);
+    const RunLock lock = lock_run_directory(out);
+    const ExperimentResult result = run_experiment(experiment, {.out = out,
+                                                                .fresh = fresh_,
+                                                                .progress = progress_,
+                                                                .plots = plots,
+                                                                .only = only_,
+                                                                .data_only = data_only_,
+                                                                .device = device});
     if (data_only_) return 0;
     print_table(result.rows);
     fmt::print("\nreport: {}\n", result.report.string());

@@ -13,8 +13,10 @@
 #include <string>
 
 #include "psm/cli/commands.h"
+#include "psm/cli/validators.h"
 #include "psm/core/device.h"
 #include "psm/core/error.h"
+#include "psm/core/memory.h"
 #include "psm/core/progress.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/io/dataset.h"
@@ -36,50 +38,60 @@ class SampleCommand final : public Command {
   void configure(CLI::App& app) override {
     app.add_option("--checkpoint", checkpoint_, "Checkpoint written by `psm train`")->required();
     app.add_option("--out", out_, "Output dataset (.npz)")->required();
-    app.add_option("--n", count_, "Number of samples")
-        ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+    count_option_ = app.add_option("--n", count_, "Number of samples")
+                        ->capture_default_str()
+                        ->check(positive_number);
     app.add_option("--steps", options_.steps, "Integration steps from sigma_max to sigma_min")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
     app.add_option("--solver", solver_, "heun (probability-flow ODE) or sde (Euler-Maruyama)")
         ->capture_default_str();
     app.add_option("--grid", grid_, "Sigma grid: edm or geometric")->capture_default_str();
     app.add_option("--rho", options_.rho, "Exponent of the edm grid")->capture_default_str();
-    app.add_option("--sigma-min", sigma_min_, "Last noise level (default: the training one)");
-    app.add_option("--sigma-max", sigma_max_, "First noise level (default: the training one)");
+    app.add_option("--sigma-min", sigma_min_, "Last noise level (default: the training one)")
+        ->check(positive_number);
+    app.add_option("--sigma-max", sigma_max_, "First noise level (default: the training one)")
+        ->check(positive_number);
     app.add_option("--corrector-steps", options_.corrector_steps,
                    "Langevin corrector steps after each step (predictor-corrector)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(non_negative_number);
     app.add_option("--corrector-sigma-min", options_.corrector_sigma_min,
                    "Corrector steps only at noise levels at or above this (0: all)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(non_negative_number);
     app.add_option("--corrector-max-step", options_.corrector_max_step,
                    "Largest corrector step in units of sigma^2 (heats a mode by at most "
                    "1/(1-c/2); default: no cap)")
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
     app.add_option("--snr", options_.snr, "Signal-to-noise ratio of the corrector steps")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(positive_number);
     app.add_option("--from", from_,
                    "Partial diffusion: noise the frames of this dataset to --sigma-max and "
                    "integrate them back (first --n frames; checks the score below sigma-max)")
         ->check(CLI::ExistingFile);
     app.add_option("--batch", options_.batch_size, "Samples integrated together")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
-    app.add_option("--seed", options_.seed, "Random seed")->capture_default_str();
+        ->check(positive_number);
+    app.add_option("--seed", options_.seed, "Random seed")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_flag("--energies,!--no-energies", energies_,
                  "Label samples with energies and forces when the system is known");
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
   }
 
   int run(const GlobalOptions& global) override {
+    check_dataset_output(out_);
     const torch::Device device = parse_device(global.device);
     const TrainedModel trained = load_trained_model(checkpoint_, device);
     const CheckpointInfo& info = trained.info;
+    check_dataset_output(out_, info.dim());
+    check_memory_fits(4.0 * static_cast<double>(count_) *
+                          static_cast<double>(info.species().size()) *
+                          static_cast<double>(info.dim()) * 8.0,
+                      fmt::format("psm sample: --n {} of {} atoms", count_, info.species().size()));
     options_.solver = solver_from_string(solver_);
     options_.grid = sigma_grid_from_string(grid_);
     options_.sigma_min = sigma_min_.value_or(info.loss.schedule.sigma_min);
@@ -164,6 +176,9 @@ class SampleCommand final : public Command {
           "psm sample: --from needs --sigma-max (the noise level to start from)");
     const Dataset frames = load_dataset(from_);
     info.check_frames(frames, from_.string());
+    check(count_option_->count() == 0 || count_ <= frames.num_frames(),
+          fmt::format("psm sample: --n {} but {} has {} frames", count_, from_.string(),
+                      frames.num_frames()));
     count_ = std::min(count_, frames.num_frames());
     return frames.positions.narrow(0, 0, count_).to(torch::kFloat64);
   }
@@ -172,6 +187,7 @@ class SampleCommand final : public Command {
   std::filesystem::path from_;
   std::filesystem::path out_;
   int64_t count_ = 10000;
+  CLI::Option* count_option_ = nullptr;  ///< --n, to tell a given count from the default
   SamplerOptions options_{.steps = 100, .batch_size = 1000};
   std::string solver_ = "heun";
   std::string grid_ = "edm";

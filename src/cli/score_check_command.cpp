@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "psm/cli/commands.h"
+#include "psm/cli/validators.h"
 #include "psm/eval/score_check.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
@@ -28,10 +29,11 @@ class ScoreCheckCommand final : public Command {
         ->required()
         ->check(CLI::ExistingFile);
     app.add_option("--sigma", sigma_, "Noise level (default: the checkpoint's sigma_min)")
-        ->check(CLI::PositiveNumber);
-    app.add_option("--n", count_, "Use the first N frames (0 = all)")
-        ->check(CLI::NonNegativeNumber);
-    app.add_option("--seed", options_.seed, "Seed of the noise")->capture_default_str();
+        ->check(positive_number);
+    app.add_option("--n", count_, "Use the first N frames (0 = all)")->check(non_negative_number);
+    app.add_option("--seed", options_.seed, "Seed of the noise")
+        ->capture_default_str()
+        ->check(seed_value);
   }
 
   int run(const GlobalOptions&) override {

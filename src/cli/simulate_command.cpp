@@ -10,8 +10,10 @@
 
 #include "psm/cli/commands.h"
 #include "psm/cli/system_options.h"
+#include "psm/cli/validators.h"
 #include "psm/core/device.h"
 #include "psm/core/error.h"
+#include "psm/core/run_lock.h"
 #include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
 #include "psm/simulate/autocorrelation.h"
@@ -48,7 +50,9 @@ class SimulateCommand final : public Command {
     app.add_option("--target-acceptance", settings_.target_acceptance,
                    "MCMC acceptance that burn-in adapts step sizes toward")
         ->capture_default_str();
-    app.add_option("--seed", settings_.seed, "Random seed")->capture_default_str();
+    app.add_option("--seed", settings_.seed, "Random seed")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_option("--init", init_, "Dataset whose frames start the chains (cycled)");
     app.add_option("--checkpoint", settings_.checkpoint, "State file written during the run");
     app.add_option("--checkpoint-every", settings_.checkpoint_every,
@@ -64,6 +68,9 @@ class SimulateCommand final : public Command {
     settings_.device = parse_device(global.device);
     const SystemWithStart choice = choose_system(system_);
     const auto& system = choice.system;
+    check_dataset_output(out_, system->dim());
+    std::optional<RunLock> checkpoint_lock;
+    if (!settings_.checkpoint.empty()) checkpoint_lock = lock_state_file(settings_.checkpoint);
     const Temperature temperature = resolve_temperature(*system, temperature_);
     settings_.kT = temperature.kT;
     check(settings_.samples > 0,
@@ -84,7 +91,8 @@ class SimulateCommand final : public Command {
     dataset.provenance["command"] = "psm simulate";
     dataset.provenance["cpu_seconds"] = outcome.sampling_cpu_seconds;
     const Decorrelation decorrelation = measure_decorrelation(*system, outcome);
-    dataset.provenance["tau_energy_steps"] = decorrelation.energy.tau * outcome.thin;
+    if (decorrelation.energy)
+      dataset.provenance["tau_energy_steps"] = decorrelation.energy->tau * outcome.thin;
     if (decorrelation.torsion) {
       dataset.provenance["tau_torsion_steps"] = decorrelation.torsion->tau.tau * outcome.thin;
       dataset.provenance["slowest_torsion"] = decorrelation.torsion->atoms;
@@ -99,13 +107,24 @@ class SimulateCommand final : public Command {
   /// How many kept frames make an independent sample: by the energy, and for molecules by the
   /// slowest rotatable torsion (which usually decorrelates far more slowly).
   struct Decorrelation {
-    AutocorrelationTime energy;
+    std::optional<AutocorrelationTime> energy;  ///< unset when it cannot be estimated
+    std::string energy_failure;                 ///< why not
     std::optional<TorsionAutocorrelation> torsion{};
   };
 
   static Decorrelation measure_decorrelation(const System& system,
                                              const SimulationOutcome& outcome) {
-    Decorrelation result{.energy = integrated_autocorrelation_time(outcome.energy_series)};
+    Decorrelation result;
+    const int64_t per_chain = outcome.energy_series.size(1);
+    if (per_chain < 2) {
+      // The samples are good; only their correlation cannot be measured.
+      result.energy_failure = fmt::format(
+          "each of the {} chains kept {} frame(s), and tau needs at least 2 per chain (use fewer "
+          "--chains or more --samples)",
+          outcome.chains, per_chain);
+      return result;
+    }
+    result.energy = integrated_autocorrelation_time(outcome.energy_series);
     const torch::Tensor& positions = outcome.dataset.positions;
     const int64_t chains = outcome.chains, rounds = positions.size(0) / chains;
     if (system.units() != Units::kcal_mol_angstrom || rounds < 2) return result;
@@ -120,9 +139,7 @@ class SimulateCommand final : public Command {
   void print_summary(const System& system, const Temperature& temperature,
                      const SimulationOutcome& outcome, const Decorrelation& decorrelation) const {
     const auto& energies = outcome.dataset.energies;
-    const AutocorrelationTime& tau = decorrelation.energy;
     const double kept = static_cast<double>(outcome.energy_series.numel());
-    const double independent = kept / tau.tau;
     const double mean = energies.mean().item<double>(), std = energies.std().item<double>();
     fmt::print("psm simulate: {} by {}, {}\n", system.name(),
                outcome.sampler == "mcmc" ? "Metropolis MCMC" : "Langevin dynamics (BAOAB)",
@@ -136,6 +153,15 @@ class SimulateCommand final : public Command {
                  temperature.kT);
     }
     fmt::print("  energy             mean {:.4f}  std {:.4f}\n", mean, std);
+    fmt::print("  CPU seconds        {:.2f} sampling (wall {:.2f}), {:.2f} force labels\n",
+               outcome.sampling_cpu_seconds, outcome.sampling_wall_seconds,
+               outcome.labelling_cpu_seconds);
+    if (!decorrelation.energy) {
+      fmt::print("  tau(energy)        not estimated: {}\n", decorrelation.energy_failure);
+      return;
+    }
+    const AutocorrelationTime& tau = *decorrelation.energy;
+    const double independent = kept / tau.tau;
     fmt::print("  standard error     {:.4f} from tau, {:.4f} from the spread of chain means\n",
                std / std::sqrt(independent),
                outcome.chains >= 2 ? chain_means_standard_error(outcome.energy_series) : NAN);
@@ -144,9 +170,6 @@ class SimulateCommand final : public Command {
                tau.reliable ? "" : " (unreliable: fewer than 50 tau per chain)");
     fmt::print("  independent        {:.0f} = samples / tau (all kept frames: {:.0f})\n",
                independent, kept);
-    fmt::print("  CPU seconds        {:.2f} sampling (wall {:.2f}), {:.2f} force labels\n",
-               outcome.sampling_cpu_seconds, outcome.sampling_wall_seconds,
-               outcome.labelling_cpu_seconds);
     fmt::print("  CPU s / indep.     {:.3g} = sampling CPU seconds / (kept frames / tau)\n",
                outcome.sampling_cpu_seconds / independent);
     if (!decorrelation.torsion) return;

@@ -17,6 +17,7 @@
 #include "psm/core/config.h"
 #include "psm/core/device.h"
 #include "psm/core/error.h"
+#include "psm/core/run_lock.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/io/dataset.h"
 #include "psm/train/callbacks.h"
@@ -109,6 +110,8 @@ class TrainCommand final : public Command {
     const std::filesystem::path out =
         out_.empty() ? std::filesystem::path("runs") / config_path_.stem() : out_;
     const std::filesystem::path checkpoint = out / "checkpoint.pt";
+    check_directory_writable(out);
+    const RunLock lock = lock_run_directory(out);
     if (resume_) {
       check(std::filesystem::exists(checkpoint),
             fmt::format("--resume: {} does not exist (nothing to resume)", checkpoint.string()));

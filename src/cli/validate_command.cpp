@@ -13,6 +13,7 @@
 
 #include "psm/cli/commands.h"
 #include "psm/cli/system_options.h"
+#include "psm/cli/validators.h"
 #include "psm/core/error.h"
 #include "psm/eval/metrics.h"
 #include "psm/io/dataset.h"
@@ -59,12 +60,15 @@ class ValidateCommand final : public Command {
     app.add_option("--burn-in", settings_.burn_in, "Steps before the first kept frame");
     app.add_option("--thin", settings_.thin, "Steps between kept frames");
     app.add_option("--step-size", settings_.step_size, "MCMC initial proposal std");
-    app.add_option("--seed", settings_.seed, "Random seed")->capture_default_str();
+    app.add_option("--seed", settings_.seed, "Random seed")
+        ->capture_default_str()
+        ->check(seed_value);
     app.add_option("--out", out_, "Also save psm's samples here (.npz)");
     app.add_flag("--progress,!--no-progress", settings_.progress, "Progress bar on stderr");
   }
 
   int run(const GlobalOptions&) override {
+    if (!out_.empty()) check_dataset_output(out_);
     const SystemWithStart choice = choose_system(system_);
     const auto& system = choice.system;
     const Temperature temperature = resolve_temperature(*system, temperature_);

@@ -114,6 +114,11 @@ VirialTemperature bond_virial_temperature(const torch::Tensor& positions,
 }
 
 std::string describe_force_check(const VirialTemperature& virial, double frames_kT) {
+  // An infinite error makes any value "consistent"; NaN compares as neither.
+  if (!std::isfinite(virial.kT) || !std::isfinite(virial.standard_error)) {
+    return "kT from forces (virial) cannot be estimated: its value or error is not finite (a "
+           "frame with huge coordinates or forces, or too few atoms)";
+  }
   const double sigmas = virial.deviation(frames_kT);
   const std::string spread =
       virial.chains > 0 ? fmt::format(" (spread of {} chains)", virial.chains) : "";

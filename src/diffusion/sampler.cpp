@@ -23,9 +23,9 @@ constexpr uint64_t kSamplingStream = 0x73616d706c65ULL;  // "sample"
 void SamplerOptions::validate(const std::string& context) const {
   check(steps >= 1, fmt::format("{}: steps must be >= 1 (got {})", context, steps));
   check(batch_size >= 1, fmt::format("{}: batch_size must be >= 1 (got {})", context, batch_size));
-  check(sigma_min > 0 && sigma_min < sigma_max,
-        fmt::format("{}: need 0 < sigma_min < sigma_max (got {} and {})", context, sigma_min,
-                    sigma_max));
+  check(sigma_min > 0 && sigma_min < sigma_max && std::isfinite(sigma_max),
+        fmt::format("{}: need 0 < sigma_min < sigma_max < infinity (got {} and {})", context,
+                    sigma_min, sigma_max));
   check(rho > 0, fmt::format("{}: rho must be positive (got {})", context, rho));
   check(corrector_steps >= 0,
         fmt::format("{}: corrector_steps must be >= 0 (got {})", context, corrector_steps));

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "../core/enum_names.h"
+#include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/io/npy.h"
@@ -387,8 +388,24 @@ Dataset read_geometry(const std::filesystem::path& path) {
   return load_dataset(path);
 }
 
+void check_dataset_output(const std::filesystem::path& path, std::optional<int64_t> dim) {
+  const std::string extension = normalise_name(path.extension().string());
+  check(extension == ".npz" || is_extxyz_path(path),
+        fmt::format("{}: psm writes datasets as .npz or extended XYZ (.xyz, .extxyz), not '{}'",
+                    path.string(), path.extension().string()));
+  check(extension == ".npz" || !dim || *dim == 3,
+        fmt::format("{}: extended XYZ holds 3-D positions, these are {}-D; write .npz",
+                    path.string(), dim.value_or(3)));
+  check_file_writable(path);
+}
+
 void save_dataset(const std::filesystem::path& path, const Dataset& dataset) {
   dataset.validate(path.string());
+  check_dataset_output(path, dataset.dim());
+  if (is_extxyz_path(path)) {
+    write_extxyz(path, dataset);
+    return;
+  }
   const nlohmann::json metadata = {
       {"format", dataset_format_name},
       {"format_version", dataset_format_version},

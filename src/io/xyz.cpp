@@ -68,6 +68,7 @@ class LineReader {
     return true;
   }
   int64_t number() const { return number_; }
+  size_t remaining_bytes() const { return pos_ >= text_.size() ? 0 : text_.size() - pos_; }
 
  private:
   std::string_view text_;
@@ -318,6 +319,14 @@ Dataset parse_extxyz(std::string_view text, const std::string& source_name,
     check(atom_count.has_value() && *atom_count > 0,
           fmt::format("{}: line {}: expected a positive atom count, got '{}'", source_name,
                       lines.number(), trim(line)));
+    // An atom line ("H 0 0 0") takes at least 8 bytes: a count the rest of the file cannot
+    // hold is a corrupt file, refused before memory is reserved for it.
+    const auto atoms_possible = static_cast<int64_t>(lines.remaining_bytes() / 8 + 1);
+    check(*atom_count <= atoms_possible,
+          fmt::format("{}: line {}: the count line says {} atoms, but the {} bytes left in the "
+                      "file hold at most {} atom lines",
+                      source_name, lines.number(), *atom_count, lines.remaining_bytes(),
+                      atoms_possible));
     frames.push_back(parse_frame(lines, *atom_count, source_name));
   }
   check(!frames.empty(), fmt::format("{}: no frames", source_name));

@@ -113,6 +113,7 @@ void LangevinSampler::step(LangevinState& state) const {
 }
 
 void LangevinSampler::run(LangevinState& state) const {
+  const SamplingClock clock(state.time);
   const int64_t batch = options_.trajectories;
   const int64_t rounds = (options_.samples + batch - 1) / batch;
   const int64_t checkpoint_rounds = std::max<int64_t>(1, options_.checkpoint_every / batch);
@@ -124,12 +125,14 @@ void LangevinSampler::run(LangevinState& state) const {
       state.kept.add(state.positions, state.energies, state.forces);
       state.kinetic.push_back(kinetic_energy(state.velocities));
       if (!options_.checkpoint.empty() && state.kept.rounds() % checkpoint_rounds == 0) {
+        state.time = clock.total();
         save(options_.checkpoint, state);
       }
     }
     bar.update(state.step, {{"E", state.energies.mean().item<double>()}});
   }
   bar.finish();
+  state.time = clock.total();
   check(torch::isfinite(state.energies).all().item<bool>(),
         fmt::format("langevin: energies became non-finite; time_step {} is too large",
                     options_.time_step));
@@ -187,6 +190,7 @@ void LangevinSampler::save(const std::filesystem::path& path, const LangevinStat
                   {"energies", state.energies},
                   {"generator", state.generator.get_state()}};
   file.put_record(state.kept);
+  file.put_time(state.time);
   if (!state.kinetic.empty()) file.tensors["kept_kinetic"] = torch::stack(state.kinetic);
   save_state_file(path, file);
 }
@@ -204,6 +208,7 @@ LangevinState LangevinSampler::load(const std::filesystem::path& path, torch::De
   state.generator = make_generator(options_.seed, langevin_stream);
   state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
   state.kept = file.take_record();
+  state.time = file.take_time();
   if (file.tensors.contains("kept_kinetic")) {
     for (const auto& round : file.tensors.at("kept_kinetic").unbind(0)) {
       state.kinetic.push_back(round.contiguous());

@@ -90,6 +90,7 @@ double MetropolisSampler::step(MetropolisState& state) const {
 }
 
 void MetropolisSampler::run(MetropolisState& state) const {
+  const SamplingClock clock(state.time);
   const int64_t chains = options_.chains;
   const int64_t rounds = (options_.samples + chains - 1) / chains;
   const int64_t checkpoint_rounds = std::max<int64_t>(1, options_.checkpoint_every / chains);
@@ -102,6 +103,7 @@ void MetropolisSampler::run(MetropolisState& state) const {
     if (production > 0 && production % options_.thin == 0) {
       state.kept.add(state.positions, state.energies);
       if (!options_.checkpoint.empty() && state.kept.rounds() % checkpoint_rounds == 0) {
+        state.time = clock.total();
         save(options_.checkpoint, state);
       }
     }
@@ -109,6 +111,7 @@ void MetropolisSampler::run(MetropolisState& state) const {
                {{"acc", recent_acceptance}, {"step", state.log_step.exp().mean().item<double>()}});
   }
   bar.finish();
+  state.time = clock.total();
   if (!options_.checkpoint.empty()) save(options_.checkpoint, state);
 }
 
@@ -171,6 +174,7 @@ void MetropolisSampler::save(const std::filesystem::path& path,
                   {"accepted", state.accepted},
                   {"generator", state.generator.get_state()}};
   file.put_record(state.kept);
+  file.put_time(state.time);
   save_state_file(path, file);
 }
 
@@ -188,6 +192,7 @@ MetropolisState MetropolisSampler::load(const std::filesystem::path& path,
   state.generator = make_generator(options_.seed, metropolis_stream);
   state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
   state.kept = file.take_record();
+  state.time = file.take_time();
   return state;
 }
 

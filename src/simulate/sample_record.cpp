@@ -64,6 +64,27 @@ SampleRecord StateFile::take_record() const {
   return record;
 }
 
+SamplingClock::SamplingClock(SamplingTime before)
+    : before_(before), cpu_start_(std::clock()), wall_start_(std::chrono::steady_clock::now()) {}
+
+SamplingTime SamplingClock::total() const {
+  const double cpu =
+      static_cast<double>(std::clock() - cpu_start_) / static_cast<double>(CLOCKS_PER_SEC);
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start_).count();
+  return {.cpu_seconds = before_.cpu_seconds + cpu, .wall_seconds = before_.wall_seconds + wall};
+}
+
+void StateFile::put_time(const SamplingTime& time) {
+  header["sampling_cpu_seconds"] = time.cpu_seconds;
+  header["sampling_wall_seconds"] = time.wall_seconds;
+}
+
+SamplingTime StateFile::take_time() const {
+  return {.cpu_seconds = header.value("sampling_cpu_seconds", 0.0),
+          .wall_seconds = header.value("sampling_wall_seconds", 0.0)};
+}
+
 const torch::Tensor& StateFile::tensor(const std::string& name, const std::string& source) const {
   auto it = tensors.find(name);
   check(it != tensors.end(), fmt::format("{}: state file has no '{}'", source, name));
@@ -99,6 +120,13 @@ StateFile load_state_file(const std::filesystem::path& path, torch::Device devic
         fmt::format("{}: not a psm state file ({})", source, reason.substr(0, reason.find('\n'))));
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("{}: state file header is not valid JSON ({})", source, e.what()));
+  } catch (const std::exception& e) {
+    // TorchScript reports a LibTorch archive of another kind (a training checkpoint) with a
+    // multi-line error that names no file.
+    const std::string reason = e.what();
+    throw Error(fmt::format(
+        "{}: not a psm simulation state file (one written by `psm simulate --checkpoint`): {}",
+        source, reason.substr(0, reason.find('\n'))));
   }
   return state;
 }

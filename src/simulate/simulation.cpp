@@ -3,11 +3,11 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include <chrono>
 #include <cmath>
 #include <ctime>
 
 #include "psm/core/error.h"
+#include "psm/core/memory.h"
 #include "psm/core/random.h"
 #include "psm/simulate/langevin.h"
 #include "psm/simulate/metropolis.h"
@@ -20,19 +20,15 @@ namespace {
 /// Generator stream of starting configurations.
 constexpr uint64_t start_stream = 3;
 
-/// Process CPU time and wall time since construction.
+/// Process CPU time since construction.
 class Stopwatch {
  public:
   double cpu_seconds() const {
     return static_cast<double>(std::clock() - cpu_) / static_cast<double>(CLOCKS_PER_SEC);
   }
-  double wall_seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_).count();
-  }
 
  private:
   std::clock_t cpu_ = std::clock();
-  std::chrono::steady_clock::time_point wall_ = std::chrono::steady_clock::now();
 };
 
 torch::Tensor starting_positions(const System& system, const SimulationSettings& settings,
@@ -61,6 +57,19 @@ State start_or_resume(const Sampler& sampler, const System& system,
   return sampler.start(starting_positions(system, settings, preset, chains));
 }
 
+/// Refuses chain counts and sample counts whose arrays cannot fit in memory, before any work:
+/// the chains' state (positions, proposals, forces, velocities: about 8 arrays) and the kept
+/// frames (positions, forces, plus their copies in the dataset: about 4).
+void check_memory(const System& system, const SimulationSettings& settings, int64_t chains) {
+  const double frame_bytes =
+      static_cast<double>(system.num_atoms()) * static_cast<double>(system.dim()) * 8.0;
+  check_memory_fits(8.0 * frame_bytes * static_cast<double>(chains),
+                    fmt::format("simulate: {} chains of {} atoms", chains, system.num_atoms()));
+  check_memory_fits(
+      4.0 * frame_bytes * static_cast<double>(settings.samples),
+      fmt::format("simulate: {} samples of {} atoms", settings.samples, system.num_atoms()));
+}
+
 }  // namespace
 
 SimulationOutcome simulate(const System& system, const SimulationSettings& settings) {
@@ -72,6 +81,7 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
   outcome.chains = settings.chains.value_or(preset.chains);
   outcome.thin = settings.thin.value_or(preset.thin);
   const int64_t burn_in = settings.burn_in.value_or(preset.burn_in);
+  check_memory(system, settings, outcome.chains);
 
   if (outcome.sampler == "mcmc") {
     MetropolisSampler sampler(system,
@@ -89,10 +99,9 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
                                .progress = settings.progress});
     auto state = start_or_resume<MetropolisSampler, MetropolisState>(sampler, system, settings,
                                                                      preset, outcome.chains);
-    const Stopwatch sampling;
     sampler.run(state);
-    outcome.sampling_cpu_seconds = sampling.cpu_seconds();
-    outcome.sampling_wall_seconds = sampling.wall_seconds();
+    outcome.sampling_cpu_seconds = state.time.cpu_seconds;
+    outcome.sampling_wall_seconds = state.time.wall_seconds;
     outcome.dataset = sampler.dataset(state);
     outcome.energy_series = state.kept.energy_series();
     outcome.acceptance = sampler.acceptance(state);
@@ -120,10 +129,9 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
                  .progress = settings.progress});
     auto state = start_or_resume<LangevinSampler, LangevinState>(sampler, system, settings, preset,
                                                                  outcome.chains);
-    const Stopwatch sampling;
     sampler.run(state);
-    outcome.sampling_cpu_seconds = sampling.cpu_seconds();
-    outcome.sampling_wall_seconds = sampling.wall_seconds();
+    outcome.sampling_cpu_seconds = state.time.cpu_seconds;
+    outcome.sampling_wall_seconds = state.time.wall_seconds;
     outcome.dataset = sampler.dataset(state);
     // Langevin computes forces at every step anyway; dropping them saves only file space.
     if (!settings.forces) outcome.dataset.forces = torch::Tensor();

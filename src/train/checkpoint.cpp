@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "checkpoint_archive.h"
+#include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/diffusion/schedule.h"
 
@@ -29,9 +30,15 @@ double CheckpointInfo::kT() const { return data.at("kT").get<double>(); }
 const nlohmann::json& CheckpointInfo::system() const { return data.at("system"); }
 
 void CheckpointInfo::check_frames(const Dataset& frames, const std::string& file) const {
-  check(frames.species == species() && frames.dim() == dim(),
+  check(frames.dim() == dim() && frames.num_atoms() == static_cast<int64_t>(species().size()),
         fmt::format("{}: its atoms ({} in {} dimensions) are not the checkpoint's ({} in {})", file,
                     frames.num_atoms(), frames.dim(), species().size(), dim()));
+  if (frames.species == species()) return;
+  const std::string theirs = chemical_formula(frames.species), ours = chemical_formula(species());
+  throw Error(theirs != ours
+                  ? fmt::format("{}: its atoms are {}, the checkpoint's are {}", file, theirs, ours)
+                  : fmt::format("{}: its atoms ({}) are in another order than the checkpoint's",
+                                file, ours));
 }
 
 nlohmann::json to_json(const CheckpointInfo& info) {

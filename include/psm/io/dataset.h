@@ -80,8 +80,17 @@ Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& optio
 /// Only the geometry is meant to be used, so XYZ files need not declare a temperature.
 Dataset read_geometry(const std::filesystem::path& path);
 
-/// Writes `dataset` as .npz (arrays positions, forces, energies, species, plus a JSON "metadata"
-/// entry stored as uint8 bytes: json.loads(np.load(f)["metadata"].tobytes())), atomically.
+/// Writes `dataset` atomically in the format the extension of `path` names: .npz (arrays
+/// positions, forces, energies, species, plus a JSON "metadata" entry stored as uint8 bytes:
+/// json.loads(np.load(f)["metadata"].tobytes())) or extended XYZ (.xyz, .extxyz; 3-D only).
+/// Throws psm::Error for any other extension, as check_dataset_output.
 void save_dataset(const std::filesystem::path& path, const Dataset& dataset);
+
+/// Throws psm::Error naming `path` when save_dataset could not write a dataset there: an
+/// extension other than .npz, .xyz or .extxyz, extended XYZ for data whose `dim` (when known) is
+/// not 3, or a path that is not writable (check_file_writable). Commands call it before their
+/// work, so that a bad --out loses nothing.
+void check_dataset_output(const std::filesystem::path& path,
+                          std::optional<int64_t> dim = std::nullopt);
 
 }  // namespace psm

@@ -59,6 +59,7 @@ struct LangevinState {
   int64_t step = 0;                    ///< steps taken by every trajectory, burn-in included
   torch::Generator generator;          ///< draws starting velocities and thermostat noise
   SampleRecord kept;                   ///< recorded frames with energies and forces
+  SamplingTime time;                   ///< spent so far, earlier runs of a resumed state included
   std::vector<torch::Tensor> kinetic;  ///< per recorded round [B] float64, kinetic energies
 };
 

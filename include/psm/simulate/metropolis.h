@@ -51,6 +51,7 @@ struct MetropolisState {
   int64_t step = 0;            ///< steps taken by every chain, burn-in included
   torch::Generator generator;  ///< draws proposals and acceptance tests
   SampleRecord kept;           ///< frames kept after burn-in, every `thin` steps
+  SamplingTime time;           ///< spent so far, earlier runs of a resumed state included
 };
 
 class MetropolisSampler {

@@ -3,9 +3,12 @@
 // file that lets a sampler stop and resume exactly where it was.
 
 #include <torch/types.h>
+
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -34,6 +37,26 @@ struct SampleRecord {
                      nlohmann::json provenance) const;
 };
 
+/// CPU and wall seconds a run has spent in burn-in and sampling, kept in its state files so that
+/// a resumed run reports the cost of the whole run, not only of its last part.
+struct SamplingTime {
+  double cpu_seconds = 0.0;  ///< process CPU time, all threads
+  double wall_seconds = 0.0;
+};
+
+/// Measures a run that had already spent `before` (zero for a fresh one).
+class SamplingClock {
+ public:
+  explicit SamplingClock(SamplingTime before);
+  /// `before` plus the time since construction.
+  SamplingTime total() const;
+
+ private:
+  SamplingTime before_;
+  std::clock_t cpu_start_;
+  std::chrono::steady_clock::time_point wall_start_;
+};
+
 /// A sampler's resumable state on disk: a JSON header (sampler name, options that must match on
 /// resume, counters) and named tensors (positions, generator state, kept frames, ...).
 struct StateFile {
@@ -45,6 +68,9 @@ struct StateFile {
   void put_record(const SampleRecord& record);
   /// The record stored by put_record (empty when T = 0).
   SampleRecord take_record() const;
+  /// Stores `time` in the header; read back by take_time (zero in files that predate it).
+  void put_time(const SamplingTime& time);
+  SamplingTime take_time() const;
   /// The tensor named `name`; throws psm::Error naming `source` when it is missing.
   const torch::Tensor& tensor(const std::string& name, const std::string& source) const;
 };
