@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 
 #include "psm/core/run_lock.h"
@@ -25,6 +26,11 @@ int64_t line_count(const std::string& text) { return std::count(text.begin(), te
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
+}
+
+/// A printed NaN ("nan", "-nan"), as a word: "provenance" does not count.
+bool prints_nan(const std::string& text) {
+  return std::regex_search(text, std::regex(R"((^|[^A-Za-z])nan([^A-Za-z]|$))"));
 }
 
 class CliHardening : public psm::test::ScratchDir {
@@ -159,7 +165,7 @@ TEST_F(CliHardening, DataInfoDoesNotCallNonFiniteStatisticsConsistent) {
   ASSERT_EQ(far.exit_code, 0) << far.output;
   EXPECT_TRUE(contains(far.output, "kT from forces (virial) cannot be estimated")) << far.output;
   EXPECT_FALSE(contains(far.output, "consistent")) << far.output;
-  EXPECT_FALSE(contains(far.output, "nan")) << far.output;
+  EXPECT_FALSE(prints_nan(far.output)) << far.output;
 
   psm::Dataset atom = data.select(torch::tensor({1, 2}, torch::kInt64));
   atom.positions = atom.positions.narrow(1, 0, 1).contiguous();
@@ -168,7 +174,7 @@ TEST_F(CliHardening, DataInfoDoesNotCallNonFiniteStatisticsConsistent) {
   psm::save_dataset(path("atom.npz"), atom);
   const RunResult one = run_psm("data info " + path("atom.npz").string());
   ASSERT_EQ(one.exit_code, 0) << one.output;
-  EXPECT_FALSE(contains(one.output, "nan")) << one.output;
+  EXPECT_FALSE(prints_nan(one.output)) << one.output;
 }
 
 TEST_F(CliHardening, EvalCountsDivergedSamplesAsOutliers) {
@@ -193,7 +199,8 @@ TEST_F(CliHardening, EvalRefusesASystemTheFilesAreNotOf) {
   const RunResult result =
       run_psm("eval --no-plots --system dw4 --samples " + reference.string() + " --reference " +
               reference.string() + " --out " + path("eval").string());
-  expect_error(result, "its frames are of system {\"name\":\"lj13\"");
+  expect_error(result, "its frames are of system {");
+  EXPECT_TRUE(contains(result.output, "\"name\":\"lj13\"")) << result.output;
   EXPECT_TRUE(contains(result.output, "not of --system dw4")) << result.output;
 }
 
