@@ -14,6 +14,7 @@
 #include "psm/eval/evaluation_inputs.h"
 #include "psm/eval/plots.h"
 #include "psm/simulate/presets.h"
+#include "psm/train/callbacks.h"
 #include "psm/train/checkpoint.h"
 
 namespace psm::stages {
