@@ -81,7 +81,7 @@ TEST(ExperimentConfig, ReadsTheDefaultJob) {
   EXPECT_EQ(experiment.system["name"], "lj13");
   EXPECT_EQ(experiment.variants, (std::vector<std::string>{"dsm", "hybrid"}));
   ASSERT_EQ(experiment.sets.size(), 2u);
-  EXPECT_EQ(experiment.sets[1].kind, "temperature");
+  EXPECT_EQ(experiment.sets[1].kind, psm::SubsetKind::temperature);
   EXPECT_DOUBLE_EQ(*experiment.sets[1].kT_data, 1.5);
 }
 
@@ -334,6 +334,14 @@ TEST_F(ExperimentPipeline, RunsEveryStageThenSkipsThem) {
   EXPECT_DOUBLE_EQ(hot.sampled_kT.value_or(0), 2.0);
   const Dataset samples = load_dataset(path("run/samples/hot_psm.npz"));
   EXPECT_EQ(samples.num_frames(), 80);
+  // The provenance of `psm sample`: the checkpoint, its step and every sampler option.
+  const CheckpointInfo hot_psm = read_checkpoint_info(path("run/models/hot/psm/checkpoint.pt"));
+  EXPECT_EQ(samples.provenance.at("command"), "psm run");
+  EXPECT_EQ(samples.provenance.at("checkpoint"), path("run/models/hot/psm/checkpoint.pt").string());
+  EXPECT_EQ(samples.provenance.at("training_step"), 12);
+  EXPECT_EQ(samples.provenance.at("steps"), 6);
+  EXPECT_EQ(samples.provenance.at("sigma_max"), hot_psm.loss.schedule.sigma_max);
+  EXPECT_EQ(samples.provenance.at("diverged"), 0);
   for (const char* file :
        {"report.md", "metrics.json", "report/limited/metrics.json", "report/hot/report.md",
         "models/hot/dsm/checkpoint.pt", "models/limited/psm/metrics.jsonl", "reference/test.npz"}) {

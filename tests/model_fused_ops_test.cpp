@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "psm/core/random.h"
-#include "psm/model/fused_ops.h"
+#include "model/internal/fused_ops.h"
 
 namespace {
 

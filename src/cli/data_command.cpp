@@ -2,6 +2,7 @@
 // METHOD.md.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "psm/cli/validators.h"
 #include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
+#include "psm/core/error.h"
 #include "psm/data/force_check.h"
 #include "psm/data/subsets.h"
 #include "psm/eval/molecular.h"
@@ -133,9 +135,9 @@ class DataSubsetCommand final : public Command {
   void configure(CLI::App& app) override {
     app.add_option("--in", in_, "Source dataset")->required();
     app.add_option("--out", out_, "Output dataset (.npz, .xyz)")->required();
-    app.add_option("--kind", kind_, "limited | temperature | basin | energy | torsion")
+    app.add_option("--kind", kind_, fmt::format("{}", fmt::join(subset_kind_names(), " | ")))
         ->required()
-        ->check(CLI::IsMember({"limited", "temperature", "basin", "energy", "torsion"}));
+        ->check(CLI::IsMember(subset_kind_names()));
     app.add_option("--frames", frames_, "Frames to keep (limited, temperature, basin)")
         ->check(positive_number);
     app.add_option("--seed", seed_, "Random seed")->capture_default_str()->check(seed_value);
@@ -176,21 +178,27 @@ class DataSubsetCommand final : public Command {
 
  private:
   Dataset make_subset(const Dataset& source) const {
-    if (kind_ == "limited") {
-      check(frames_.has_value(), "--kind limited needs --frames");
-      return limited_subset(source, *frames_, seed_);
+    switch (subset_kind_from_string(kind_)) {
+      case SubsetKind::limited:
+        check(frames_.has_value(), "--kind limited needs --frames");
+        return limited_subset(source, *frames_, seed_);
+      case SubsetKind::temperature:
+        check(target_kT_.has_value(), "--kind temperature needs --target-kT");
+        return temperature_biased_subset(source, *target_kT_, frames_, seed_);
+      case SubsetKind::energy:
+        return energy_selected_subset(source, {energy_max_, quantile_});
+      case SubsetKind::torsion:
+        check(atoms_.size() == 4 && window_.size() == 2,
+              "--kind torsion needs --atoms a b c d and --window low high");
+        return torsion_selected_subset(source, {atoms_[0], atoms_[1], atoms_[2], atoms_[3]},
+                                       window_[0], window_[1]);
+      case SubsetKind::basin:
+        return basin_subset(source);
     }
-    if (kind_ == "temperature") {
-      check(target_kT_.has_value(), "--kind temperature needs --target-kT");
-      return temperature_biased_subset(source, *target_kT_, frames_, seed_);
-    }
-    if (kind_ == "energy") return energy_selected_subset(source, {energy_max_, quantile_});
-    if (kind_ == "torsion") {
-      check(atoms_.size() == 4 && window_.size() == 2,
-            "--kind torsion needs --atoms a b c d and --window low high");
-      return torsion_selected_subset(source, {atoms_[0], atoms_[1], atoms_[2], atoms_[3]},
-                                     window_[0], window_[1]);
-    }
+    throw Error(fmt::format("--kind {}: no subset", kind_));
+  }
+
+  Dataset basin_subset(const Dataset& source) const {
     check(!source.system.is_null(),
           fmt::format("{}: --kind basin needs a dataset that names its system", in_));
     const auto system = make_system(source.system);

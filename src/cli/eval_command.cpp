@@ -17,6 +17,7 @@
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
+#include "psm/eval/evaluation_inputs.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
 #include "psm/io/dataset.h"
@@ -44,43 +45,50 @@ struct EvalOptions {
 /// overlapping atoms) is a failure of the model, counted; in the reference it is an error.
 enum class Role { samples, reference };
 
-/// Energies [F] of a dataset: its own, or computed with --system (or the file's system spec).
-/// Undefined for molecules with neither (samples of a model trained on DFT data): their
-/// structural metrics and xTB energies need none.
-torch::Tensor energies_of(const Dataset& data, const fs::path& file,
-                          const SystemArguments& system_arguments, Role role) {
-  if (data.has_energies()) return data.energies.to(torch::kFloat64);
-  std::unique_ptr<System> system;
-  if (!system_arguments.name.empty()) {
-    system = choose_system(system_arguments).system;
-  } else if (data.system.is_object()) {
-    system = make_system(data.system);
-  } else {
-    check(data.is_molecular(),
-          fmt::format("{}: no energies and no system in the file; pass --system NAME to compute "
-                      "them",
-                      file.string()));
-    fmt::print(stderr, "psm eval: {}: no energies and no system: energy metrics skipped\n",
-               file.string());
-    return {};
+/// The system that computes energies for a file without them: --system, else the file's own;
+/// null for molecules with neither (samples of a model trained on DFT data), whose structural
+/// metrics and xTB energies need none.
+std::unique_ptr<System> energy_system(const Dataset& data, const fs::path& file,
+                                      const SystemArguments& system_arguments) {
+  if (!system_arguments.name.empty()) return choose_system(system_arguments).system;
+  if (data.system.is_object()) return make_system(data.system);
+  check(data.is_molecular(),
+        fmt::format("{}: no energies and no system in the file; pass --system NAME to compute "
+                    "them",
+                    file.string()));
+  fmt::print(stderr, "psm eval: {}: no energies and no system: energy metrics skipped\n",
+             file.string());
+  return nullptr;
+}
+
+/// Frames of generated samples as `psm run` evaluates them: a frame the potential cannot
+/// evaluate (GFN2-xTB on overlapping atoms) is a failure of the model, counted as an outlier.
+Samples generated_samples(const Dataset& data, const fs::path& file, const System* system) {
+  Samples samples = samples_for_metrics(data, system);
+  if (data.has_energies() || !samples.energies.defined()) return samples;
+  const int64_t failed = torch::isnan(samples.energies).sum().item<int64_t>();
+  if (failed > 0) {
+    fmt::print(stderr,
+               "psm eval: {}: the potential failed on {} of {} frames (counted as "
+               "outliers, left out of energy W)\n",
+               file.string(), failed, data.num_frames());
   }
-  if (role == Role::samples) {
-    // NaN for frames the potential rejects, as in `psm run`.
-    const torch::Tensor energies = energies_or_nan(*system, data.positions);
-    const int64_t failed = torch::isnan(energies).sum().item<int64_t>();
-    if (failed > 0) {
-      fmt::print(stderr,
-                 "psm eval: {}: the potential failed on {} of {} frames (counted as "
-                 "outliers, left out of energy W)\n",
-                 file.string(), failed, data.num_frames());
-    }
-    return energies;
+  return samples;
+}
+
+/// Frames of the reference: a frame the potential cannot evaluate is an error.
+Samples reference_samples(const Dataset& data, const fs::path& file, const System* system) {
+  torch::Tensor energies =
+      data.has_energies() ? data.energies.to(torch::kFloat64) : torch::Tensor();
+  if (!data.has_energies() && system != nullptr) {
+    ProgressBar progress(fmt::format("energies of {}", file.filename().string()),
+                         data.num_frames());
+    energies = batched_energies(*system, data.positions, 1024,
+                                [&](int64_t done) { progress.update(done); });
+    progress.finish();
   }
-  ProgressBar progress(fmt::format("energies of {}", file.filename().string()), data.num_frames());
-  const torch::Tensor energies =
-      batched_energies(*system, data.positions, 1024, [&](int64_t done) { progress.update(done); });
-  progress.finish();
-  return energies;
+  return {data.positions.to(torch::kFloat64), energies,
+          data.has_forces() ? data.forces.to(torch::kFloat64) : torch::Tensor()};
 }
 
 struct LoadedSamples {
@@ -105,7 +113,7 @@ void check_system_matches(const Dataset& data, const fs::path& file,
 
 /// Energies with NaN for frames whose coordinates are too large for a distance to be computed
 /// (|x|^2 overflows): a diverged sample, whatever energy a file stores for it. NaN frames count
-/// as outliers and stay out of the energy W (see energies_of).
+/// as outliers and stay out of the energy W (see generated_samples).
 torch::Tensor without_diverged_frames(const torch::Tensor& energies, const torch::Tensor& positions,
                                       const fs::path& file, Role role) {
   const torch::Tensor diverged = ~torch::isfinite(positions.square().sum(torch::IntArrayRef{1, 2}));
@@ -131,30 +139,12 @@ LoadedSamples load_samples(const fs::path& file, const EvalOptions& options, Rol
                                                       file.string(), data.num_frames()));
     data = data.select(torch::arange(options.n, torch::kInt64));
   }
-  const torch::Tensor energies = without_diverged_frames(
-      energies_of(data, file, options.system, role), data.positions, file, role);
-  return {{data.positions.to(torch::kFloat64), energies,
-           data.has_forces() ? data.forces.to(torch::kFloat64) : torch::Tensor()},
-          data.units,
-          data.species,
-          data.system,
-          data.is_molecular()};
-}
-
-/// GFN2-xTB for the reference molecule: the reference file's own xtb system (with its charge and
-/// spin) when it names one, else a neutral closed-shell one. Null, with a warning, in a build
-/// without xtb.
-std::shared_ptr<const System> reference_xtb(const LoadedSamples& reference) {
-  nlohmann::json spec = {{"name", "xtb"}, {"species", reference.species}};
-  if (reference.system.is_object() && reference.system.value("name", "") == "xtb") {
-    spec = reference.system;
-  }
-  try {
-    return make_system(spec);
-  } catch (const Error& error) {
-    fmt::print(stderr, "psm eval: warning: no xTB energy W1: {}\n", error.what());
-    return nullptr;
-  }
+  const std::unique_ptr<System> system =
+      data.has_energies() ? nullptr : energy_system(data, file, options.system);
+  Samples samples = role == Role::samples ? generated_samples(data, file, system.get())
+                                          : reference_samples(data, file, system.get());
+  samples.energies = without_diverged_frames(samples.energies, data.positions, file, role);
+  return {std::move(samples), data.units, data.species, data.system, data.is_molecular()};
 }
 
 class EvalCommand final : public Command {
@@ -212,7 +202,12 @@ class EvalCommand final : public Command {
     if (loaded_reference.molecular) {
       molecular = MolecularReportOptions{.species = loaded_reference.species,
                                          .potential_frames = options_.xtb_frames};
-      if (options_.xtb_frames > 0) molecular->potential = reference_xtb(loaded_reference);
+      if (options_.xtb_frames > 0) {
+        molecular->potential = xtb_reference_potential(
+            loaded_reference.species, loaded_reference.system, [](const std::string& why) {
+              fmt::print(stderr, "psm eval: warning: no xTB energy W1: {}\n", why);
+            });
+      }
     }
     const fs::path out = output_directory();
     bool plots = !options_.no_plots;
@@ -251,7 +246,7 @@ class EvalCommand final : public Command {
     const auto row = [](const std::string& name, const std::string& value) {
       fmt::print("{:<40} {}\n", name, value);
     };
-    // Unset only for molecules without energies (energies_of).
+    // Unset only for molecules without energies (energy_system).
     const auto optional = [](const std::optional<double>& value) {
       return value ? fmt::format("{:.6g}", *value) : std::string("- (no energies)");
     };

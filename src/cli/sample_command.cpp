@@ -17,21 +17,16 @@
 #include "psm/core/device.h"
 #include "psm/core/error.h"
 #include "psm/core/memory.h"
-#include "psm/core/progress.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/labelling.h"
 #include "psm/systems/potential.h"
 #include "psm/train/checkpoint.h"
+#include "psm/train/model_sampling.h"
 
 namespace psm::cli {
 
 namespace {
-
-std::optional<double> optional_number(const nlohmann::json& record, const char* key) {
-  const nlohmann::json value = record.value(key, nlohmann::json());
-  return value.is_number() ? std::optional<double>(value.get<double>()) : std::nullopt;
-}
 
 class SampleCommand final : public Command {
  public:
@@ -92,84 +87,60 @@ class SampleCommand final : public Command {
                           static_cast<double>(info.species().size()) *
                           static_cast<double>(info.dim()) * 8.0,
                       fmt::format("psm sample: --n {} of {} atoms", count_, info.species().size()));
-    options_.solver = solver_from_string(solver_);
-    options_.grid = sigma_grid_from_string(grid_);
-    options_.sigma_min = sigma_min_.value_or(info.loss.schedule.sigma_min);
-    options_.sigma_max = sigma_max_.value_or(info.loss.schedule.sigma_max);
-    options_.com_free = info.loss.com_free;
-    options_.validate("psm sample");
+    SamplerOptions sampler = sampler_options_for(info, options_);
+    sampler.solver = solver_from_string(solver_);
+    sampler.grid = sigma_grid_from_string(grid_);
+    sampler.sigma_min = sigma_min_.value_or(sampler.sigma_min);
+    sampler.sigma_max = sigma_max_.value_or(sampler.sigma_max);
+    sampler.validate("psm sample");
+    const ModelSampling sampling{
+        .checkpoint = checkpoint_, .sampler = sampler, .device = device, .progress = progress_};
 
-    const int64_t atoms = static_cast<int64_t>(info.species().size());
-    std::unique_ptr<ProgressBar> bar;  // made at the first step, when the total is known
-    const SamplerProgress progress = [&](int64_t done, int64_t total) {
-      if (!bar) bar = std::make_unique<ProgressBar>("sample", total, progress_);
-      bar->update(done);
-    };
     const auto start = std::chrono::steady_clock::now();
-    const torch::Tensor positions =
-        from_.empty() ? sample_diffusion(trained.score(), count_, atoms, info.dim(), options_,
-                                         torch::dtype(torch::kFloat64).device(device), progress)
-                      : renoise_and_integrate(trained.score(), frames_to_renoise(info).to(device),
-                                              options_, progress);
-    if (bar) bar->finish();
+    ModelSamples drawn = from_.empty() ? sample_trained_model(trained, count_, sampling)
+                                       : renoise_trained_model(trained, frames_to_renoise(info),
+                                                               from_.string(), sampling);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    check(torch::isfinite(positions).all().item<bool>(),
+    check(drawn.diverged == 0,
           fmt::format("{}: sampling produced non-finite positions (try more --steps or another "
                       "checkpoint)",
                       checkpoint_.string()));
 
-    Dataset samples;
-    samples.positions = positions.cpu();
-    samples.species = info.species();
-    samples.units = info.units();
-    samples.kT = info.kT();
-    samples.temperature_kelvin = optional_number(info.data, "temperature_kelvin");
-    samples.system = info.system();
-    samples.provenance = {{"command", "psm sample"},
-                          {"checkpoint", checkpoint_.string()},
-                          {"training_step", info.step},
-                          {"solver", to_string(options_.solver)},
-                          {"steps", options_.steps},
-                          {"grid", to_string(options_.grid)},
-                          {"rho", options_.rho},
-                          {"sigma_min", options_.sigma_min},
-                          {"sigma_max", options_.sigma_max},
-                          {"corrector_steps", options_.corrector_steps},
-                          {"snr", options_.snr},
-                          {"corrector_sigma_min", options_.corrector_sigma_min},
-                          {"corrector_max_step", options_.corrector_max_step},
-                          {"seed", options_.seed},
-                          {"training_data", info.data.value("source", "")}};
-    if (!from_.empty()) samples.provenance["renoised_frames"] = from_.string();
-    if (energies_ && !info.system().is_null()) {
-      std::unique_ptr<System> system;
-      try {
-        system = make_system(info.system());
-      } catch (const Error& e) {
-        fmt::print("note        system {} is not available ({}): no energies\n",
-                   info.system().dump(), e.what());
-      }
-      const int64_t bad = system ? label_dataset(*system, samples, options_.batch_size) : 0;
-      if (bad > 0) {
-        fmt::print(
-            "note        {} sample(s) have a non-finite energy or force: energies and forces "
-            "are not written\n",
-            bad);
-      }
-    }
+    Dataset& samples = drawn.dataset;
+    samples.provenance["command"] = "psm sample";
+    if (energies_ && !info.system().is_null()) label(samples, info, sampler.batch_size);
     save_dataset(out_, samples);
     fmt::print(
         "sampled     {} configurations in {:.2f} s: {:.4g} samples/s ({} solver, {} steps, "
         "{} score evaluations each)\n",
-        count_, seconds, static_cast<double>(count_) / seconds, to_string(options_.solver),
-        options_.steps, score_evaluations(options_));
+        count_, seconds, static_cast<double>(count_) / seconds, to_string(sampler.solver),
+        sampler.steps, score_evaluations(sampler));
     fmt::print("wrote       {}{}\n", out_.string(),
                samples.has_energies() ? " (with energies and forces)" : "");
     return 0;
   }
 
  private:
+  /// Energies and forces of `samples` from the checkpoint's system, when it can be built.
+  static void label(Dataset& samples, const CheckpointInfo& info, int64_t batch) {
+    std::unique_ptr<System> system;
+    try {
+      system = make_system(info.system());
+    } catch (const Error& e) {
+      fmt::print("note        system {} is not available ({}): no energies\n", info.system().dump(),
+                 e.what());
+      return;
+    }
+    const int64_t bad = label_dataset(*system, samples, batch);
+    if (bad > 0) {
+      fmt::print(
+          "note        {} sample(s) have a non-finite energy or force: energies and forces "
+          "are not written\n",
+          bad);
+    }
+  }
+
   /// The first --n frames of --from, checked against the checkpoint's atoms; sets count_.
   torch::Tensor frames_to_renoise(const CheckpointInfo& info) {
     check(sigma_max_.has_value(),

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -18,11 +17,8 @@
 #include "psm/core/device.h"
 #include "psm/core/error.h"
 #include "psm/core/run_lock.h"
-#include "psm/diffusion/schedule.h"
-#include "psm/io/dataset.h"
 #include "psm/train/callbacks.h"
-#include "psm/train/run_config.h"
-#include "psm/train/trainer.h"
+#include "psm/train/training_run.h"
 
 namespace psm::cli {
 
@@ -47,7 +43,10 @@ std::string describe_crossover(const LossOptions& loss) {
   return "?";
 }
 
-void print_summary(const Trainer& trainer, const RunConfig& run, const Dataset& data) {
+void print_summary(const TrainingRun& training) {
+  const Trainer& trainer = training.trainer();
+  const RunConfig& run = training.run_config();
+  const Dataset& data = training.data();
   std::ostringstream model;
   model << *trainer.model();
   const LossOptions& loss = trainer.loss_options();
@@ -64,14 +63,7 @@ void print_summary(const Trainer& trainer, const RunConfig& run, const Dataset& 
   fmt::print(
       "crossover   {}{}\n", describe_crossover(loss),
       loss.crossover == Crossover::hybrid && !run.loss.sigma_c ? " (sigma_c from forces)" : "");
-  const double suggested = suggest_sigma_max(data.positions, loss.com_free);
-  if (loss.schedule.sigma_max < suggested) {
-    fmt::print(
-        "note        diffusion.sigma_max = {:.6g} is below the largest distance between "
-        "training configurations, {:.6g} (Song & Ermon's choice of sigma_max); raise it if "
-        "samples miss modes\n",
-        loss.schedule.sigma_max, suggested);
-  }
+  if (const auto note = training.sigma_max_note()) fmt::print("note        {}\n", *note);
   std::fflush(stdout);
 }
 
@@ -121,29 +113,22 @@ class TrainCommand final : public Command {
                         checkpoint.string()));
     }
 
-    const Dataset data = load_dataset(run.train_data).to(device);
-    const std::string config_text = config.to_toml();
-    Trainer trainer(data, run.network, run.loss, run.trainer,
-                    {.config_toml = config_text, .data_source = run.train_data.string()});
-    if (resume_) trainer.resume(checkpoint);
-    print_summary(trainer, run, data);
+    TrainingRun training(config, out, {.resume = resume_, .progress = progress_, .device = device});
+    Trainer& trainer = training.trainer();
+    print_summary(training);
     if (resume_) fmt::print("resumed     step {} of {}\n", trainer.step_count(), run.trainer.steps);
     std::fflush(stdout);
-
-    write_text_atomically(out / "config.toml", config_text);
-    add_run_directory_callbacks(trainer, out, progress_);
 
     std::optional<double> validation;
     trainer.add_callback(std::make_unique<LastValidation>(validation));
 
-    const int64_t first_step = trainer.step_count();
     const auto start = std::chrono::steady_clock::now();
-    trainer.train();
+    const int64_t steps_taken = training.train();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto steps = static_cast<double>(trainer.step_count() - first_step);
-    fmt::print("trained     {} steps in {:.1f} s: {:.3g} steps/s, {:.4g} samples/s\n",
-               trainer.step_count() - first_step, seconds, steps / seconds,
+    const auto steps = static_cast<double>(steps_taken);
+    fmt::print("trained     {} steps in {:.1f} s: {:.3g} steps/s, {:.4g} samples/s\n", steps_taken,
+               seconds, steps / seconds,
                steps * static_cast<double>(run.trainer.batch_size) / seconds);
     if (validation) fmt::print("validation  {:.6g} (EMA weights)\n", *validation);
     fmt::print("checkpoint  {}\n", checkpoint.string());

@@ -4,10 +4,24 @@
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
+#include "psm/core/value_registry.h"
 #include "psm/simulate/simulation.h"
 #include "psm/systems/minimize.h"
 
 namespace psm {
+
+namespace {
+const ValueRegistry<SubsetKind> kSubsetKinds("training-set kind",
+                                             {{"limited", SubsetKind::limited},
+                                              {"temperature", SubsetKind::temperature},
+                                              {"basin", SubsetKind::basin},
+                                              {"energy", SubsetKind::energy},
+                                              {"torsion", SubsetKind::torsion}});
+}  // namespace
+
+SubsetKind subset_kind_from_string(const std::string& name) { return kSubsetKinds.get(name); }
+std::string to_string(SubsetKind kind) { return kSubsetKinds.name_of(kind); }
+std::vector<std::string> subset_kind_names() { return kSubsetKinds.names(); }
 
 namespace {
 

@@ -4,19 +4,21 @@
 
 #include <cmath>
 
-#include "../core/enum_names.h"
 #include "psm/core/error.h"
+#include "psm/core/value_registry.h"
 
 namespace psm {
 
 namespace {
-const detail::EnumNames<Crossover> kCrossoverNames = {
-    {Crossover::dsm, "dsm"}, {Crossover::psm, "psm"}, {Crossover::hybrid, "hybrid"}};
-const detail::EnumNames<LossWeighting> kWeightingNames = {
-    {LossWeighting::sigma_squared, "sigma_squared"},
-    {LossWeighting::unit, "unit"},
-    {LossWeighting::edm, "edm"},
-    {LossWeighting::target_variance, "target_variance"}};
+const ValueRegistry<Crossover> kCrossoverNames("crossover", {{"dsm", Crossover::dsm},
+                                                             {"psm", Crossover::psm},
+                                                             {"hybrid", Crossover::hybrid}});
+const ValueRegistry<LossWeighting> kWeightingNames("loss weighting",
+                                                   {{"sigma_squared", LossWeighting::sigma_squared},
+                                                    {"unit", LossWeighting::unit},
+                                                    {"edm", LossWeighting::edm},
+                                                    {"target_variance",
+                                                     LossWeighting::target_variance}});
 
 torch::Tensor per_configuration(const torch::Tensor& values) { return values.view({-1, 1, 1}); }
 }  // namespace
@@ -146,15 +148,11 @@ LossOutput diffusion_loss(const ScoreFn& model, const torch::Tensor& x0,
   return diffusion_loss(model, x0, forces, sigma, noise, kT, options);
 }
 
-std::string to_string(Crossover value) { return detail::enum_to_string(value, kCrossoverNames); }
-std::string to_string(LossWeighting value) {
-  return detail::enum_to_string(value, kWeightingNames);
-}
-Crossover crossover_from_string(const std::string& name) {
-  return detail::enum_from_string(name, kCrossoverNames, "crossover");
-}
+std::string to_string(Crossover value) { return kCrossoverNames.name_of(value); }
+std::string to_string(LossWeighting value) { return kWeightingNames.name_of(value); }
+Crossover crossover_from_string(const std::string& name) { return kCrossoverNames.get(name); }
 LossWeighting loss_weighting_from_string(const std::string& name) {
-  return detail::enum_from_string(name, kWeightingNames, "loss weighting");
+  return kWeightingNames.get(name);
 }
 
 }  // namespace psm

@@ -1,22 +1,30 @@
 #include "psm/diffusion/sampler.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "../core/enum_names.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
+#include "psm/core/value_registry.h"
 
 namespace psm {
 
 namespace {
-const detail::EnumNames<Solver> kSolverNames = {{Solver::euler_maruyama, "euler_maruyama"},
-                                                {Solver::heun, "heun"},
-                                                {Solver::euler_maruyama, "sde"},
-                                                {Solver::heun, "ode"}};
+const ValueRegistry<Solver> kSolverNames("solver", {{"euler_maruyama", Solver::euler_maruyama},
+                                                    {"heun", Solver::heun},
+                                                    {"sde", Solver::euler_maruyama},
+                                                    {"ode", Solver::heun}});
+/// The keys of a JSON object, in its order.
+std::vector<std::string> known_keys(const nlohmann::json& object) {
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : object.items()) keys.push_back(key);
+  return keys;
+}
+
 constexpr uint64_t kSamplingStream = 0x73616d706c65ULL;  // "sample"
 }  // namespace
 
@@ -163,9 +171,58 @@ torch::Tensor finite_samples(const torch::Tensor& samples) {
   return samples.index({torch::isfinite(samples).flatten(1).all(1)});
 }
 
-std::string to_string(Solver value) { return detail::enum_to_string(value, kSolverNames); }
-Solver solver_from_string(const std::string& name) {
-  return detail::enum_from_string(name, kSolverNames, "solver");
+nlohmann::json to_json(const SamplerOptions& options) {
+  const bool capped = std::isfinite(options.corrector_max_step);
+  return {{"solver", to_string(options.solver)},
+          {"steps", options.steps},
+          {"grid", to_string(options.grid)},
+          {"rho", options.rho},
+          {"sigma_min", options.sigma_min},
+          {"sigma_max", options.sigma_max},
+          {"denoise_final", options.denoise_final},
+          {"corrector_steps", options.corrector_steps},
+          {"snr", options.snr},
+          {"corrector_sigma_min", options.corrector_sigma_min},
+          {"corrector_max_step", capped ? nlohmann::json(options.corrector_max_step) : nullptr},
+          {"batch_size", options.batch_size},
+          {"seed", options.seed},
+          {"com_free", options.com_free}};
 }
+
+SamplerOptions sampler_options_from_json(const nlohmann::json& json, const std::string& source) {
+  check(json.is_object(), fmt::format("{}: sampler options must be a JSON object", source));
+  SamplerOptions options;
+  const nlohmann::json known = to_json(options);
+  for (const auto& [key, value] : json.items()) {
+    check(known.contains(key), fmt::format("{}: unknown sampler option '{}' (known: {})", source,
+                                           key, fmt::join(known_keys(known), ", ")));
+  }
+  try {
+    options.solver = solver_from_string(json.value("solver", to_string(options.solver)));
+    options.steps = json.value("steps", options.steps);
+    options.grid = sigma_grid_from_string(json.value("grid", to_string(options.grid)));
+    options.rho = json.value("rho", options.rho);
+    options.sigma_min = json.value("sigma_min", options.sigma_min);
+    options.sigma_max = json.value("sigma_max", options.sigma_max);
+    options.denoise_final = json.value("denoise_final", options.denoise_final);
+    options.corrector_steps = json.value("corrector_steps", options.corrector_steps);
+    options.snr = json.value("snr", options.snr);
+    options.corrector_sigma_min = json.value("corrector_sigma_min", options.corrector_sigma_min);
+    const nlohmann::json cap = json.value("corrector_max_step", nlohmann::json());
+    if (!cap.is_null()) options.corrector_max_step = cap.get<double>();
+    options.batch_size = json.value("batch_size", options.batch_size);
+    options.seed = json.value("seed", options.seed);
+    options.com_free = json.value("com_free", options.com_free);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: sampler options: {}", source, e.what()));
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", source, e.what()));
+  }
+  options.validate(source);
+  return options;
+}
+
+std::string to_string(Solver value) { return kSolverNames.name_of(value); }
+Solver solver_from_string(const std::string& name) { return kSolverNames.get(name); }
 
 }  // namespace psm

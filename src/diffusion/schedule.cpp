@@ -4,18 +4,20 @@
 
 #include <cmath>
 
-#include "../core/enum_names.h"
 #include "psm/core/error.h"
+#include "psm/core/value_registry.h"
 
 namespace psm {
 
 namespace {
-const detail::EnumNames<SigmaDistribution> kDistributionNames = {
-    {SigmaDistribution::log_uniform, "log_uniform"}, {SigmaDistribution::log_normal, "log_normal"}};
-const detail::EnumNames<SigmaGrid> kGridNames = {{SigmaGrid::geometric, "geometric"},
-                                                 {SigmaGrid::edm, "edm"}};
-const detail::EnumNames<NoiseProcess> kProcessNames = {{NoiseProcess::variance_exploding, "ve"},
-                                                       {NoiseProcess::variance_preserving, "vp"}};
+const ValueRegistry<SigmaDistribution> kDistributionNames(
+    "sigma distribution", {{"log_uniform", SigmaDistribution::log_uniform},
+                           {"log_normal", SigmaDistribution::log_normal}});
+const ValueRegistry<SigmaGrid> kGridNames("sigma grid", {{"geometric", SigmaGrid::geometric},
+                                                         {"edm", SigmaGrid::edm}});
+const ValueRegistry<NoiseProcess> kProcessNames("noise process",
+                                                {{"ve", NoiseProcess::variance_exploding},
+                                                 {"vp", NoiseProcess::variance_preserving}});
 }  // namespace
 
 void NoiseSchedule::validate(const std::string& context) const {
@@ -102,20 +104,14 @@ ScoreFn as_variance_exploding(ScoreFn variance_preserving_model) {
   };
 }
 
-std::string to_string(SigmaDistribution value) {
-  return detail::enum_to_string(value, kDistributionNames);
-}
-std::string to_string(SigmaGrid value) { return detail::enum_to_string(value, kGridNames); }
-std::string to_string(NoiseProcess value) { return detail::enum_to_string(value, kProcessNames); }
+std::string to_string(SigmaDistribution value) { return kDistributionNames.name_of(value); }
+std::string to_string(SigmaGrid value) { return kGridNames.name_of(value); }
+std::string to_string(NoiseProcess value) { return kProcessNames.name_of(value); }
 
 SigmaDistribution sigma_distribution_from_string(const std::string& name) {
-  return detail::enum_from_string(name, kDistributionNames, "sigma distribution");
+  return kDistributionNames.get(name);
 }
-SigmaGrid sigma_grid_from_string(const std::string& name) {
-  return detail::enum_from_string(name, kGridNames, "sigma grid");
-}
-NoiseProcess noise_process_from_string(const std::string& name) {
-  return detail::enum_from_string(name, kProcessNames, "noise process");
-}
+SigmaGrid sigma_grid_from_string(const std::string& name) { return kGridNames.get(name); }
+NoiseProcess noise_process_from_string(const std::string& name) { return kProcessNames.get(name); }
 
 }  // namespace psm

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "psm/core/error.h"
+#include "psm/core/value_registry.h"
 #include "psm/experiment/default_config.h"
 #include "psm/systems/molecule.h"
 #include "psm/train/run_config.h"
@@ -14,6 +15,12 @@
 namespace psm {
 
 namespace {
+
+const ValueRegistry<SubsetKind> kTrainingSetKinds("training-set kind",
+                                                  {{"limited", SubsetKind::limited},
+                                                   {"temperature", SubsetKind::temperature},
+                                                   {"basin", SubsetKind::basin},
+                                                   {"energy", SubsetKind::energy}});
 
 bool is_plain_name(const std::string& name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
@@ -76,8 +83,8 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
   check(node.is_object(), fmt::format("{}: {} must be a table", source, where));
   ConfigSection section(node, where, source);
   TrainingSetSpec set;
-  set.kind = section.require<std::string>("kind");
-  set.name = section.get<std::string>("name", set.kind);
+  const std::string kind = section.require<std::string>("kind");
+  set.name = section.get<std::string>("name", kind);
   set.frames = section.get<int64_t>("frames", set.frames);
   const std::optional<double> kT_data = optional_number(section, "kT_data");
   const std::optional<double> temperature_data = optional_number(section, "temperature_data");
@@ -88,26 +95,27 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
   const std::string context = fmt::format("{}: {} ({})", source, where, set.name);
   check(is_plain_name(set.name),
         fmt::format("{}: name must be letters, digits, '_' or '-'", context));
-  static const std::set<std::string> kinds{"limited", "temperature", "basin", "energy"};
-  check(kinds.contains(set.kind),
-        fmt::format("{}: unknown kind '{}' (limited, temperature, basin, energy)", context,
-                    set.kind));
+  try {
+    set.kind = training_set_kind_from_string(kind);
+  } catch (const Error& error) {
+    throw Error(fmt::format("{}: {}", context, error.what()));
+  }
   check(set.frames > 0, fmt::format("{}: frames must be positive", context));
   check(set.sigma_c.value_or(1) > 0,
         fmt::format("{}: sigma_c must be positive (got {})", context, set.sigma_c.value_or(0)));
-  if (set.kind == "limited" && pool_size) {
+  if (set.kind == SubsetKind::limited && pool_size) {
     check(set.frames <= *pool_size, fmt::format("{}: frames = {} exceeds reference.samples = {}",
                                                 context, set.frames, *pool_size));
   }
-  const bool samples = set.kind == "temperature" || set.kind == "basin";
+  const bool samples = set.kind == SubsetKind::temperature || set.kind == SubsetKind::basin;
   check(system != nullptr || !samples,
         fmt::format("{}: kind {} samples new frames, but without [system] there is no potential "
                     "to sample with (the reference files define the system): use kind limited "
                     "or energy",
-                    context, set.kind));
+                    context, kind));
   check(samples || (!kT_data && !temperature_data),
         fmt::format("{}: kind {} samples no frames, so it takes no kT_data or temperature_data",
-                    context, set.kind));
+                    context, kind));
   if (samples) {
     try {
       const auto temperature = read_temperature(kT_data, temperature_data, system->units(),
@@ -117,13 +125,13 @@ TrainingSetSpec read_set(const nlohmann::json& node, int64_t index, const std::s
       throw Error(fmt::format("{}: {}", context, error.what()));
     }
   }
-  if (set.kind == "temperature") {
+  if (set.kind == SubsetKind::temperature) {
     check(set.kT_data.has_value(),
           fmt::format("{}: kind temperature needs kT_data (or temperature_data in K for "
                       "molecules)",
                       context));
   }
-  if (set.kind == "energy") {
+  if (set.kind == SubsetKind::energy) {
     check(set.quantile && *set.quantile > 0 && *set.quantile <= 1,
           fmt::format("{}: kind energy needs quantile in (0, 1]", context));
   }
@@ -153,6 +161,10 @@ void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
 }
 
 }  // namespace
+
+SubsetKind training_set_kind_from_string(const std::string& name) {
+  return kTrainingSetKinds.get(name);
+}
 
 ExperimentConfig read_experiment_config(const Config& config) {
   const std::string& source = config.source;

@@ -7,10 +7,10 @@
 #include <cctype>
 #include <cmath>
 
-#include "../core/enum_names.h"
 #include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
+#include "psm/core/value_registry.h"
 #include "psm/io/npy.h"
 #include "psm/io/xyz.h"
 
@@ -358,15 +358,14 @@ Dataset Dataset::to(torch::Device device) const {
   return out;
 }
 
-const detail::EnumNames<Rmd17Labels> rmd17_label_names = {{Rmd17Labels::recomputed, "recomputed"},
-                                                          {Rmd17Labels::original, "original"}};
+const ValueRegistry<Rmd17Labels> rmd17_label_names("rMD17 labels",
+                                                   {{"recomputed", Rmd17Labels::recomputed},
+                                                    {"original", Rmd17Labels::original}});
 
-std::string to_string(Rmd17Labels labels) {
-  return detail::enum_to_string(labels, rmd17_label_names);
-}
+std::string to_string(Rmd17Labels labels) { return rmd17_label_names.name_of(labels); }
 
 Rmd17Labels rmd17_labels_from_string(const std::string& name) {
-  return detail::enum_from_string(name, rmd17_label_names, "rMD17 labels");
+  return rmd17_label_names.get(name);
 }
 
 Dataset load_dataset(const std::filesystem::path& path) { return load_dataset(path, {}); }

@@ -6,11 +6,11 @@
 #include <utility>
 #include <vector>
 
-#include "internal/chunked.h"
-#include "internal/layers.h"
+#include "model/internal/chunked.h"
+#include "model/internal/fused_ops.h"
+#include "model/internal/layers.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
-#include "psm/model/fused_ops.h"
 
 namespace psm {
 

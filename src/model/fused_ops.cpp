@@ -1,6 +1,7 @@
-#include "psm/model/fused_ops.h"
+#include "model/internal/fused_ops.h"
 
 #include <ATen/Parallel.h>
+#include <fmt/format.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "psm/core/error.h"
+#include "psm/model/activation.h"
 
 // The kernels use GCC vector extensions, one source for SSE, AVX2 and AVX-512 (target_clones
 // picks the widest the CPU has when the program loads). Passing 64-byte vectors between the
@@ -680,16 +682,24 @@ bool has_fused_kernel(const torch::Tensor& t, int64_t width) {
 }
 
 bool is_known_activation(const std::string& name) {
-  return name == "silu" || name == "gelu" || name == "relu" || name == "tanh";
+  const std::vector<std::string> known = activation_names();
+  return std::ranges::find(known, name) != known.end();
 }
 
 torch::Tensor activation(const std::string& name, torch::Tensor x) {
   // In place when autograd does not need the input (inference): saves a pass and a buffer.
   const bool in_place = !x.requires_grad();
-  if (name == "silu") return in_place ? torch::silu_(x) : torch::silu(x);
-  if (name == "gelu") return torch::gelu(x);
-  if (name == "relu") return in_place ? torch::relu_(x) : torch::relu(x);
-  return in_place ? torch::tanh_(x) : torch::tanh(x);
+  switch (activation_from_string(name)) {
+    case Activation::silu:
+      return in_place ? torch::silu_(x) : torch::silu(x);
+    case Activation::gelu:
+      return torch::gelu(x);
+    case Activation::relu:
+      return in_place ? torch::relu_(x) : torch::relu(x);
+    case Activation::tanh:
+      return in_place ? torch::tanh_(x) : torch::tanh(x);
+  }
+  throw Error(fmt::format("activation '{}' has no function", name));
 }
 
 torch::Tensor pair_activation(const std::string& name, const torch::Tensor& a,

@@ -7,11 +7,11 @@
 #include <cmath>
 #include <utility>
 
-#include "internal/chunked.h"
-#include "internal/layers.h"
+#include "model/internal/chunked.h"
+#include "model/internal/fused_ops.h"
+#include "model/internal/layers.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
-#include "psm/model/fused_ops.h"
 
 namespace psm {
 

@@ -6,7 +6,6 @@
 
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
-#include "psm/core/progress.h"
 #include "psm/core/random.h"
 
 namespace psm {
@@ -70,11 +69,7 @@ torch::Tensor LangevinSampler::kinetic_energy(const torch::Tensor& velocities) c
 }
 
 LangevinState LangevinSampler::start(const torch::Tensor& positions) const {
-  const int64_t batch = options_.trajectories;
-  check(positions.dim() == 3 && positions.size(0) == batch &&
-            positions.size(1) == system_.num_atoms() && positions.size(2) == system_.dim(),
-        fmt::format("langevin: starting positions must have shape [{}, {}, {}], got [{}]", batch,
-                    system_.num_atoms(), system_.dim(), fmt::join(positions.sizes(), ", ")));
+  check_start_shape(system_, positions, options_.trajectories, "langevin");
   LangevinState state;
   state.positions = positions.to(torch::kFloat64).contiguous();
   const auto evaluation = system_.evaluate(state.positions, {.forces = true});
@@ -113,30 +108,33 @@ void LangevinSampler::step(LangevinState& state) const {
 }
 
 void LangevinSampler::run(LangevinState& state) const {
-  const SamplingClock clock(state.time);
-  const int64_t batch = options_.trajectories;
-  const int64_t rounds = (options_.samples + batch - 1) / batch;
-  const int64_t checkpoint_rounds = std::max<int64_t>(1, options_.checkpoint_every / batch);
-  ProgressBar bar("langevin", options_.burn_in + rounds * options_.record_every, options_.progress);
-  while (state.kept.rounds() < rounds) {
-    step(state);
-    const int64_t production = state.step - options_.burn_in;
-    if (production > 0 && production % options_.record_every == 0) {
-      state.kept.add(state.positions, state.energies, state.forces);
-      state.kinetic.push_back(kinetic_energy(state.velocities));
-      if (!options_.checkpoint.empty() && state.kept.rounds() % checkpoint_rounds == 0) {
-        state.time = clock.total();
-        save(options_.checkpoint, state);
-      }
-    }
-    bar.update(state.step, {{"E", state.energies.mean().item<double>()}});
-  }
-  bar.finish();
-  state.time = clock.total();
-  check(torch::isfinite(state.energies).all().item<bool>(),
-        fmt::format("langevin: energies became non-finite; time_step {} is too large",
-                    options_.time_step));
-  if (!options_.checkpoint.empty()) save(options_.checkpoint, state);
+  const ChainSteps steps{
+      .advance =
+          [&] {
+            step(state);
+            return std::vector<std::pair<std::string, double>>{
+                {"E", state.energies.mean().item<double>()}};
+          },
+      .keep =
+          [&] {
+            state.kept.add(state.positions, state.energies, state.forces);
+            state.kinetic.push_back(kinetic_energy(state.velocities));
+          },
+      .save = options_.checkpoint.empty() ? std::function<void()>()
+                                          : [&] { save(options_.checkpoint, state); },
+      .finish =
+          [&] {
+            check(torch::isfinite(state.energies).all().item<bool>(),
+                  fmt::format("langevin: energies became non-finite; time_step {} is too large",
+                              options_.time_step));
+          }};
+  run_chains(state,
+             {.chains = options_.trajectories,
+              .burn_in = options_.burn_in,
+              .every = options_.record_every,
+              .samples = options_.samples,
+              .checkpoint_every = options_.checkpoint_every},
+             steps, "langevin", options_.progress);
 }
 
 double LangevinSampler::kinetic_temperature(const LangevinState& state) const {
@@ -181,16 +179,9 @@ nlohmann::json LangevinSampler::provenance(const LangevinState& state) const {
 }
 
 void LangevinSampler::save(const std::filesystem::path& path, const LangevinState& state) const {
-  StateFile file;
-  file.header = fingerprint();
-  file.header["step"] = state.step;
-  file.tensors = {{"positions", state.positions},
-                  {"velocities", state.velocities},
-                  {"forces", state.forces},
-                  {"energies", state.energies},
-                  {"generator", state.generator.get_state()}};
-  file.put_record(state.kept);
-  file.put_time(state.time);
+  StateFile file = chain_state_file(state, fingerprint());
+  file.tensors["velocities"] = state.velocities;
+  file.tensors["forces"] = state.forces;
   if (!state.kinetic.empty()) file.tensors["kept_kinetic"] = torch::stack(state.kinetic);
   save_state_file(path, file);
 }
@@ -198,17 +189,11 @@ void LangevinSampler::save(const std::filesystem::path& path, const LangevinStat
 LangevinState LangevinSampler::load(const std::filesystem::path& path, torch::Device device) const {
   const std::string source = path.string();
   const StateFile file = load_state_file(path, device);
-  check_state_matches(file.header, fingerprint(), source);
   LangevinState state;
-  state.positions = file.tensor("positions", source);
+  read_chain_state(file, fingerprint(), make_generator(options_.seed, langevin_stream), source,
+                   state);
   state.velocities = file.tensor("velocities", source);
   state.forces = file.tensor("forces", source);
-  state.energies = file.tensor("energies", source);
-  state.step = file.header.value("step", int64_t{0});
-  state.generator = make_generator(options_.seed, langevin_stream);
-  state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
-  state.kept = file.take_record();
-  state.time = file.take_time();
   if (file.tensors.contains("kept_kinetic")) {
     for (const auto& round : file.tensors.at("kept_kinetic").unbind(0)) {
       state.kinetic.push_back(round.contiguous());

@@ -41,10 +41,7 @@ MetropolisSampler::MetropolisSampler(const System& system, MetropolisOptions opt
 
 MetropolisState MetropolisSampler::start(const torch::Tensor& positions) const {
   const int64_t chains = options_.chains;
-  check(positions.dim() == 3 && positions.size(0) == chains &&
-            positions.size(1) == system_.num_atoms() && positions.size(2) == system_.dim(),
-        fmt::format("metropolis: starting positions must have shape [{}, {}, {}], got [{}]", chains,
-                    system_.num_atoms(), system_.dim(), fmt::join(positions.sizes(), ", ")));
+  check_start_shape(system_, positions, chains, "metropolis");
   MetropolisState state;
   state.positions = positions.to(torch::kFloat64).contiguous();
   state.energies = system_.evaluate(state.positions, {.forces = false}).energy;
@@ -90,29 +87,25 @@ double MetropolisSampler::step(MetropolisState& state) const {
 }
 
 void MetropolisSampler::run(MetropolisState& state) const {
-  const SamplingClock clock(state.time);
-  const int64_t chains = options_.chains;
-  const int64_t rounds = (options_.samples + chains - 1) / chains;
-  const int64_t checkpoint_rounds = std::max<int64_t>(1, options_.checkpoint_every / chains);
-  ProgressBar bar("mcmc", options_.burn_in + rounds * options_.thin, options_.progress);
   // Display only: a moving average of the acceptance over about 100 steps.
   double recent_acceptance = options_.target_acceptance;
-  while (state.kept.rounds() < rounds) {
-    recent_acceptance += 0.01 * (step(state) - recent_acceptance);
-    const int64_t production = state.step - options_.burn_in;
-    if (production > 0 && production % options_.thin == 0) {
-      state.kept.add(state.positions, state.energies);
-      if (!options_.checkpoint.empty() && state.kept.rounds() % checkpoint_rounds == 0) {
-        state.time = clock.total();
-        save(options_.checkpoint, state);
-      }
-    }
-    bar.update(state.step,
-               {{"acc", recent_acceptance}, {"step", state.log_step.exp().mean().item<double>()}});
-  }
-  bar.finish();
-  state.time = clock.total();
-  if (!options_.checkpoint.empty()) save(options_.checkpoint, state);
+  const ChainSteps steps{
+      .advance =
+          [&] {
+            recent_acceptance += 0.01 * (step(state) - recent_acceptance);
+            return std::vector<std::pair<std::string, double>>{
+                {"acc", recent_acceptance}, {"step", state.log_step.exp().mean().item<double>()}};
+          },
+      .keep = [&] { state.kept.add(state.positions, state.energies); },
+      .save = options_.checkpoint.empty() ? std::function<void()>()
+                                          : [&] { save(options_.checkpoint, state); }};
+  run_chains(state,
+             {.chains = options_.chains,
+              .burn_in = options_.burn_in,
+              .every = options_.thin,
+              .samples = options_.samples,
+              .checkpoint_every = options_.checkpoint_every},
+             steps, "mcmc", options_.progress);
 }
 
 double MetropolisSampler::acceptance(const MetropolisState& state) const {
@@ -165,16 +158,9 @@ nlohmann::json MetropolisSampler::provenance(const MetropolisState& state) const
 
 void MetropolisSampler::save(const std::filesystem::path& path,
                              const MetropolisState& state) const {
-  StateFile file;
-  file.header = fingerprint();
-  file.header["step"] = state.step;
-  file.tensors = {{"positions", state.positions},
-                  {"energies", state.energies},
-                  {"log_step", state.log_step},
-                  {"accepted", state.accepted},
-                  {"generator", state.generator.get_state()}};
-  file.put_record(state.kept);
-  file.put_time(state.time);
+  StateFile file = chain_state_file(state, fingerprint());
+  file.tensors["log_step"] = state.log_step;
+  file.tensors["accepted"] = state.accepted;
   save_state_file(path, file);
 }
 
@@ -182,17 +168,11 @@ MetropolisState MetropolisSampler::load(const std::filesystem::path& path,
                                         torch::Device device) const {
   const std::string source = path.string();
   const StateFile file = load_state_file(path, device);
-  check_state_matches(file.header, fingerprint(), source);
   MetropolisState state;
-  state.positions = file.tensor("positions", source);
-  state.energies = file.tensor("energies", source);
+  read_chain_state(file, fingerprint(), make_generator(options_.seed, metropolis_stream), source,
+                   state);
   state.log_step = file.tensor("log_step", source);
   state.accepted = file.tensor("accepted", source);
-  state.step = file.header.value("step", int64_t{0});
-  state.generator = make_generator(options_.seed, metropolis_stream);
-  state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
-  state.kept = file.take_record();
-  state.time = file.take_time();
   return state;
 }
 

@@ -1,10 +1,12 @@
 #include "psm/simulate/sample_record.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/serialize.h>
 
 #include "psm/core/atomic_file.h"
 #include "psm/core/error.h"
+#include "psm/core/progress.h"
 
 namespace psm {
 
@@ -89,6 +91,63 @@ const torch::Tensor& StateFile::tensor(const std::string& name, const std::strin
   auto it = tensors.find(name);
   check(it != tensors.end(), fmt::format("{}: state file has no '{}'", source, name));
   return it->second;
+}
+
+void run_chains(ChainState& state, const ChainSchedule& schedule, const ChainSteps& steps,
+                const std::string& label, bool progress) {
+  const int64_t rounds = (schedule.samples + schedule.chains - 1) / schedule.chains;
+  const int64_t checkpoint_rounds =
+      std::max<int64_t>(1, schedule.checkpoint_every / schedule.chains);
+  const SamplingClock clock(state.time);
+  ProgressBar bar(label, schedule.burn_in + rounds * schedule.every, progress);
+  while (state.kept.rounds() < rounds) {
+    const auto shown = steps.advance();
+    const int64_t production = state.step - schedule.burn_in;
+    if (production > 0 && production % schedule.every == 0) {
+      steps.keep();
+      if (steps.save && state.kept.rounds() % checkpoint_rounds == 0) {
+        state.time = clock.total();
+        steps.save();
+      }
+    }
+    bar.update(state.step, shown);
+  }
+  bar.finish();
+  state.time = clock.total();
+  if (steps.finish) steps.finish();
+  if (steps.save) steps.save();
+}
+
+void check_start_shape(const System& system, const torch::Tensor& positions, int64_t chains,
+                       const std::string& sampler) {
+  check(positions.dim() == 3 && positions.size(0) == chains &&
+            positions.size(1) == system.num_atoms() && positions.size(2) == system.dim(),
+        fmt::format("{}: starting positions must have shape [{}, {}, {}], got [{}]", sampler,
+                    chains, system.num_atoms(), system.dim(), fmt::join(positions.sizes(), ", ")));
+}
+
+StateFile chain_state_file(const ChainState& state, nlohmann::json fingerprint) {
+  StateFile file;
+  file.header = std::move(fingerprint);
+  file.header["step"] = state.step;
+  file.tensors = {{"positions", state.positions},
+                  {"energies", state.energies},
+                  {"generator", state.generator.get_state()}};
+  file.put_record(state.kept);
+  file.put_time(state.time);
+  return file;
+}
+
+void read_chain_state(const StateFile& file, const nlohmann::json& fingerprint,
+                      torch::Generator generator, const std::string& source, ChainState& state) {
+  check_state_matches(file.header, fingerprint, source);
+  state.positions = file.tensor("positions", source);
+  state.energies = file.tensor("energies", source);
+  state.step = file.header.value("step", int64_t{0});
+  state.generator = std::move(generator);
+  state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
+  state.kept = file.take_record();
+  state.time = file.take_time();
 }
 
 void save_state_file(const std::filesystem::path& path, const StateFile& state) {

@@ -9,6 +9,7 @@
 #include "psm/core/error.h"
 #include "psm/core/memory.h"
 #include "psm/core/random.h"
+#include "psm/core/value_registry.h"
 #include "psm/simulate/langevin.h"
 #include "psm/simulate/metropolis.h"
 #include "psm/simulate/presets.h"
@@ -70,20 +71,32 @@ void check_memory(const System& system, const SimulationSettings& settings, int6
       fmt::format("simulate: {} samples of {} atoms", settings.samples, system.num_atoms()));
 }
 
+const ValueRegistry<SimulationSampler> kSimulationSamplers(
+    "sampler", {{"mcmc", SimulationSampler::mcmc}, {"langevin", SimulationSampler::langevin}});
+
 }  // namespace
+
+SimulationSampler simulation_sampler_from_string(const std::string& name) {
+  return kSimulationSamplers.get(name);
+}
+std::string to_string(SimulationSampler sampler) { return kSimulationSamplers.name_of(sampler); }
 
 SimulationOutcome simulate(const System& system, const SimulationSettings& settings) {
   const SamplerPreset preset = sampler_preset(system);
   SimulationOutcome outcome;
-  outcome.sampler = settings.sampler.value_or(preset.sampler);
-  check(outcome.sampler == "mcmc" || outcome.sampler == "langevin",
-        fmt::format("simulate: unknown sampler '{}' (known: mcmc, langevin)", outcome.sampler));
+  SimulationSampler kind = SimulationSampler::mcmc;
+  try {
+    kind = simulation_sampler_from_string(settings.sampler.value_or(preset.sampler));
+  } catch (const Error& error) {
+    throw Error(fmt::format("simulate: {}", error.what()));
+  }
+  outcome.sampler = to_string(kind);
   outcome.chains = settings.chains.value_or(preset.chains);
   outcome.thin = settings.thin.value_or(preset.thin);
   const int64_t burn_in = settings.burn_in.value_or(preset.burn_in);
   check_memory(system, settings, outcome.chains);
 
-  if (outcome.sampler == "mcmc") {
+  if (kind == SimulationSampler::mcmc) {
     MetropolisSampler sampler(system,
                               {.kT = settings.kT,
                                .chains = outcome.chains,

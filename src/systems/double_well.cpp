@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "pair_geometry.h"
+#include "systems/internal/pair_geometry.h"
 #include "psm/core/error.h"
 
 namespace psm {

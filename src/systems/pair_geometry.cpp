@@ -1,4 +1,4 @@
-#include "pair_geometry.h"
+#include "systems/internal/pair_geometry.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

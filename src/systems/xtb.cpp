@@ -4,7 +4,7 @@
 
 #include <numeric>
 
-#include "pair_geometry.h"
+#include "systems/internal/pair_geometry.h"
 #include "psm/core/error.h"
 #include "psm/core/units.h"
 

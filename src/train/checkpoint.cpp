@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 
-#include "checkpoint_archive.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/diffusion/schedule.h"
+#include "train/internal/checkpoint_archive.h"
 
 namespace psm {
 

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "../core/enum_names.h"
 #include "psm/core/error.h"
+#include "psm/core/value_registry.h"
 
 namespace psm {
 
@@ -74,16 +74,12 @@ double learning_rate(const TrainerOptions& options, int64_t step) {
          (options.lr - options.lr_min) * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
 }
 
-const detail::EnumNames<OptimizerKind> optimizer_names = {{OptimizerKind::adam, "adam"},
-                                                          {OptimizerKind::adamw, "adamw"}};
+const ValueRegistry<OptimizerKind> optimizer_names("optimizer", {{"adam", OptimizerKind::adam},
+                                                                 {"adamw", OptimizerKind::adamw}});
 
-std::string to_string(OptimizerKind value) {
-  return detail::enum_to_string(value, optimizer_names);
-}
+std::string to_string(OptimizerKind value) { return optimizer_names.name_of(value); }
 
-OptimizerKind optimizer_from_string(const std::string& name) {
-  return detail::enum_from_string(name, optimizer_names, "optimizer");
-}
+OptimizerKind optimizer_from_string(const std::string& name) { return optimizer_names.get(name); }
 
 nlohmann::json to_json(const TrainerOptions& o) {
   return {{"steps", o.steps},

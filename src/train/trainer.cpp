@@ -9,7 +9,7 @@
 #include <cmath>
 #include <limits>
 
-#include "checkpoint_archive.h"
+#include "train/internal/checkpoint_archive.h"
 #include "psm/core/atomic_file.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"

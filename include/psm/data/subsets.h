@@ -10,11 +10,21 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
 
 namespace psm {
+
+/// The ways of making a training set from a larger dataset, one function below each.
+enum class SubsetKind { limited, temperature, basin, energy, torsion };
+
+/// "limited", "temperature", "basin", "energy" or "torsion"; throws psm::Error
+/// "unknown training-set kind 'x' (known: ...)".
+SubsetKind subset_kind_from_string(const std::string& name);
+std::string to_string(SubsetKind kind);
+std::vector<std::string> subset_kind_names();
 
 /// `frames` frames drawn without replacement from `source`. Throws psm::Error when `frames`
 /// is not in [1, source.num_frames()].

@@ -24,6 +24,7 @@
 // as_variance_exploding() (schedule.h).
 
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -93,6 +94,13 @@ torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& f
 /// The samples [B, ...] whose values are all finite, in order. A sample that diverged (an
 /// overflow where a learned score is wild) is left out rather than spoiling every metric.
 torch::Tensor finite_samples(const torch::Tensor& samples);
+
+/// Every option, by its field name, with solver and grid by name; an infinite
+/// corrector_max_step is null (JSON has no infinity).
+nlohmann::json to_json(const SamplerOptions& options);
+/// Reads what to_json wrote; absent keys keep their defaults. Throws psm::Error naming `source`
+/// on an unknown key, a value of the wrong type or an impossible option.
+SamplerOptions sampler_options_from_json(const nlohmann::json& json, const std::string& source);
 
 std::string to_string(Solver value);
 /// "euler_maruyama" (or "sde") and "heun" (or "ode"); throws psm::Error listing them.

@@ -56,6 +56,7 @@
 
 #include "psm/core/config.h"
 #include "psm/core/units.h"
+#include "psm/data/subsets.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/eval/metrics.h"
 #include "psm/io/dataset.h"
@@ -92,7 +93,7 @@ struct TrainingSetSpec {
   /// labelled for the target kT; basin: short trajectories from one minimum; energy: the lowest
   /// `quantile` of the pool by energy (quantile = 0.3: the lowest 30 %), then `frames` of those
   /// (all of them when there are fewer).
-  std::string kind;
+  SubsetKind kind = SubsetKind::limited;
   int64_t frames = 1000;
   /// Sampling kT: temperature (required) and basin (default: target); given as kT_data, or for
   /// molecules as temperature_data in K.
@@ -129,6 +130,11 @@ struct ExperimentConfig {
   nlohmann::json training = nlohmann::json::object();
   Config config;  ///< the whole configuration, overrides applied
 };
+
+/// The kind of a [[sets]] table: limited, temperature, basin or energy (a torsion window is
+/// specific to one molecule, so it is a `psm data subset` kind only). Throws psm::Error
+/// "unknown training-set kind 'x' (known: ...)".
+SubsetKind training_set_kind_from_string(const std::string& name);
 
 /// Reads and checks `config`; throws psm::Error naming config.source and the offending key.
 /// The [system] table is checked by building the system (which reads its molecule file), and the

@@ -51,15 +51,12 @@ struct LangevinOptions {
   void validate() const;
 };
 
-struct LangevinState {
-  torch::Tensor positions;             ///< [B, N, D] float64
+/// The trajectories (ChainState: positions, energies, step, generator of starting velocities
+/// and thermostat noise, recorded frames with energies and forces), plus their velocities and
+/// forces and the kinetic energies of the recorded rounds.
+struct LangevinState : ChainState {
   torch::Tensor velocities;            ///< [B, N, D] float64, length / time units
   torch::Tensor forces;                ///< [B, N, D] float64, forces at `positions`
-  torch::Tensor energies;              ///< [B] float64, energies at `positions`
-  int64_t step = 0;                    ///< steps taken by every trajectory, burn-in included
-  torch::Generator generator;          ///< draws starting velocities and thermostat noise
-  SampleRecord kept;                   ///< recorded frames with energies and forces
-  SamplingTime time;                   ///< spent so far, earlier runs of a resumed state included
   std::vector<torch::Tensor> kinetic;  ///< per recorded round [B] float64, kinetic energies
 };
 

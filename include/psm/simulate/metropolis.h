@@ -41,17 +41,12 @@ struct MetropolisOptions {
   void validate() const;
 };
 
-/// Everything a run needs to continue exactly: chain positions and energies, frozen or adapting
-/// step sizes, counters, the generator, and the frames kept so far.
-struct MetropolisState {
-  torch::Tensor positions;     ///< [C, N, D] float64, current configuration of each chain
-  torch::Tensor energies;      ///< [C] float64, energy of `positions`
-  torch::Tensor log_step;      ///< [C] float64, log proposal standard deviation per chain
-  torch::Tensor accepted;      ///< [C] int64, accepted moves since burn-in ended
-  int64_t step = 0;            ///< steps taken by every chain, burn-in included
-  torch::Generator generator;  ///< draws proposals and acceptance tests
-  SampleRecord kept;           ///< frames kept after burn-in, every `thin` steps
-  SamplingTime time;           ///< spent so far, earlier runs of a resumed state included
+/// Everything a run needs to continue exactly: the chains (ChainState: positions, energies,
+/// step, generator of proposals and acceptance tests, kept frames), plus frozen or adapting step
+/// sizes and acceptance counts.
+struct MetropolisState : ChainState {
+  torch::Tensor log_step;  ///< [C] float64, log proposal standard deviation per chain
+  torch::Tensor accepted;  ///< [C] int64, accepted moves since burn-in ended
 };
 
 class MetropolisSampler {

@@ -1,6 +1,7 @@
 #pragma once
-// Frames kept by a many-chain sampler, one entry per round (all chains at once), and the state
-// file that lets a sampler stop and resume exactly where it was.
+// What the many-chain samplers (Metropolis, Langevin) share: the frames kept, one entry per
+// round (all chains at once); the state every sampler has and the loop that advances it; and
+// the state file that lets a sampler stop and resume exactly where it was.
 
 #include <torch/types.h>
 
@@ -10,8 +11,10 @@
 #include <cstdint>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "psm/io/dataset.h"
@@ -75,12 +78,64 @@ struct StateFile {
   const torch::Tensor& tensor(const std::string& name, const std::string& source) const;
 };
 
+/// The state every many-chain sampler has; each sampler's own state derives from it.
+struct ChainState {
+  torch::Tensor positions;     ///< [C, N, D] float64, current configuration of each chain
+  torch::Tensor energies;      ///< [C] float64, energy of `positions`
+  int64_t step = 0;            ///< steps taken by every chain, burn-in included
+  torch::Generator generator;  ///< the sampler's random draws
+  SampleRecord kept;           ///< rounds kept after burn-in
+  SamplingTime time;           ///< spent so far, earlier runs of a resumed state included
+};
+
+/// When a sampler keeps rounds and writes its state file.
+struct ChainSchedule {
+  int64_t chains = 1;   ///< chains (trajectories) advanced together
+  int64_t burn_in = 0;  ///< steps before the first kept round
+  int64_t every = 1;    ///< steps between kept rounds
+  int64_t samples = 1;  ///< frames to keep, all chains together (last round may be partial)
+  int64_t checkpoint_every = 1;  ///< kept frames between state files (rounded to rounds)
+};
+
+/// What one sampler does in the loop of run_chains.
+struct ChainSteps {
+  /// One step of every chain (increments state.step); returns the values the progress bar shows.
+  std::function<std::vector<std::pair<std::string, double>>()> advance;
+  std::function<void()> keep;  ///< adds the current round to state.kept (and any extras)
+  std::function<void()> save;  ///< writes the state file; empty when there is none
+  /// Checks the state after the last step, before the final state file; may throw. Optional.
+  std::function<void()> finish{};
+};
+
+/// Advances `state` with `steps` until it holds ceil(samples / chains) rounds, keeping a round
+/// every `every` steps after burn-in and saving every checkpoint_every frames and (after
+/// steps.finish) at the end;
+/// a progress bar named `label` when `progress`. Continuing a saved state keeps the same rounds
+/// as one uninterrupted run.
+void run_chains(ChainState& state, const ChainSchedule& schedule, const ChainSteps& steps,
+                const std::string& label, bool progress);
+
+/// Throws psm::Error "<sampler>: starting positions must have shape [C, N, D], got [...]" unless
+/// `positions` is [chains, N, D] for `system`.
+void check_start_shape(const System& system, const torch::Tensor& positions, int64_t chains,
+                       const std::string& sampler);
+
 /// Writes `state` atomically (a LibTorch archive; the header is stored as a JSON string).
 void save_state_file(const std::filesystem::path& path, const StateFile& state);
 
 /// Reads a file written by save_state_file. Throws psm::Error naming the file when it is
 /// missing or unreadable. Its tensors are put on `device`.
 StateFile load_state_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
+
+/// A state file of `state`: header `fingerprint` plus the step and the time spent; tensors
+/// positions, energies, the generator's state and the kept rounds. Samplers add their own tensors.
+StateFile chain_state_file(const ChainState& state, nlohmann::json fingerprint);
+
+/// Reads back what chain_state_file stored into `state`, after checking that the file was made
+/// with `fingerprint` (check_state_matches); `generator` is a fresh generator of the sampler,
+/// which takes the stored state. Throws psm::Error naming `source`.
+void read_chain_state(const StateFile& file, const nlohmann::json& fingerprint,
+                      torch::Generator generator, const std::string& source, ChainState& state);
 
 /// Throws psm::Error naming `source` when a key of `expected` has a different value in `saved`
 /// (a state file resumed with options it was not made with).

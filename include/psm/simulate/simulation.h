@@ -15,6 +15,14 @@
 
 namespace psm {
 
+/// The samplers a simulation can run: Metropolis MCMC (metropolis.h) or Langevin dynamics
+/// (langevin.h).
+enum class SimulationSampler { mcmc, langevin };
+
+/// "mcmc" or "langevin"; throws psm::Error "unknown sampler 'x' (known: mcmc, langevin)".
+SimulationSampler simulation_sampler_from_string(const std::string& name);
+std::string to_string(SimulationSampler sampler);
+
 struct SimulationSettings {
   double kT = 1.0;                       ///< k_B T, energy units of the system
   int64_t samples = 1000;                ///< frames to keep, all chains together

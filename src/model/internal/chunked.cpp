@@ -1,4 +1,4 @@
-#include "chunked.h"
+#include "model/internal/chunked.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>

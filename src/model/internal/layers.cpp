@@ -1,4 +1,4 @@
-#include "layers.h"
+#include "model/internal/layers.h"
 
 #include <cmath>
 #include <numbers>

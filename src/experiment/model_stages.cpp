@@ -1,0 +1,188 @@
+// The stages that make the experiment's training sets and models: sets, train, sample.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "experiment/internal/experiment_run.h"
+#include "psm/core/atomic_file.h"
+#include "psm/core/error.h"
+#include "psm/core/random.h"
+#include "psm/data/subsets.h"
+#include "psm/systems/labelling.h"
+#include "psm/train/checkpoint.h"
+#include "psm/train/model_sampling.h"
+#include "psm/train/training_run.h"
+
+namespace psm::stages {
+
+namespace {
+
+/// Set `index` of the experiment made from the pool. Kinds temperature and basin sample new
+/// frames: read_experiment_config lets them through only with a [system], whose potential they
+/// use.
+Dataset make_training_set(const ExperimentRun& run, size_t index, const fs::path& file) {
+  const ExperimentConfig& experiment = run.experiment;
+  const TrainingSetSpec& set = experiment.sets[index];
+  const ExperimentSystem& system = *run.system;
+  const Dataset& pool = run.pool;
+  const uint64_t seed = derive_seed(derive_seed(experiment.seed, kSetStream), index);
+  switch (set.kind) {
+    case SubsetKind::limited:
+      check(set.frames <= pool.num_frames(),
+            fmt::format("set {}: frames = {} exceeds the pool's {} frames", set.name, set.frames,
+                        pool.num_frames()));
+      return limited_subset(pool, set.frames, seed);
+    case SubsetKind::temperature: {
+      const Dataset hot =
+          simulated(system, reference_settings(run, *set.kT_data, set.frames, seed), file);
+      return temperature_biased_subset(hot, system.kT, std::nullopt, seed);
+    }
+    case SubsetKind::basin:
+      return basin_biased_subset(*system.system, pool,
+                                 {.frames = set.frames, .kT = set.kT_data, .seed = seed});
+    case SubsetKind::energy: {
+      const Dataset selected = energy_selected_subset(pool, {.quantile = set.quantile});
+      return limited_subset(selected, std::min(set.frames, selected.num_frames()), seed);
+    }
+    case SubsetKind::torsion:
+      break;
+  }
+  throw Error(
+      fmt::format("set {}: kind {} is not a kind of [[sets]]", set.name, to_string(set.kind)));
+}
+
+/// Trains (or finishes training) the model of `slot` into `dir`; returns its checkpoint.
+fs::path train_model(const ExperimentRun& run, const ModelSlot& slot, const fs::path& dir) {
+  const std::string& variant = run.variant_of(slot);
+  const Config config =
+      training_config(run.experiment, run.set_of(slot), run.set_files[slot.set].string(), variant);
+  const fs::path checkpoint = dir / "checkpoint.pt";
+  if (training_finished(config, dir)) {
+    say(fmt::format("  {:<28} trained (exists: {})", variant, checkpoint.string()));
+    return checkpoint;
+  }
+  const bool resume = fs::exists(checkpoint);
+  TrainingRun training(
+      config, dir,
+      {.resume = resume, .progress = run.options.progress, .device = run.options.device});
+  if (const auto note = training.sigma_max_note()) say("  note: " + *note);
+  const int64_t first_step = training.trainer().step_count();
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t steps = training.train();
+  say(fmt::format("  {:<28} {} steps in {:.0f} s{} -> {}", variant, steps, seconds_since(start),
+                  resume ? fmt::format(" (resumed at step {})", first_step) : "",
+                  checkpoint.string()));
+  return checkpoint;
+}
+
+/// Every sample of a model diverged: the run reports the model as failed and goes on.
+class SamplesDiverged : public Error {
+  using Error::Error;
+};
+
+/// Beside a model's samples file: why its sampling failed, so that reruns report the failure
+/// rather than sample again (--fresh clears it).
+fs::path failure_marker(const fs::path& samples_file) {
+  return fs::path(samples_file).replace_extension(".failed");
+}
+
+/// Samples the trained model of `slot`, labelled with the system's energies and forces.
+/// Without a potential (no [system]) the samples have positions only.
+Dataset sample_model(const ExperimentRun& run, const ModelSlot& slot, uint64_t seed,
+                     const std::string& what) {
+  const TrainedModel trained = load_trained_model(*slot.checkpoint, run.options.device);
+  SamplerOptions sampler = sampler_options_for(trained.info, run.experiment.sampler);
+  sampler.seed = seed;
+  ModelSamples drawn = sample_trained_model(trained, run.experiment.sample_count,
+                                            {.checkpoint = *slot.checkpoint,
+                                             .sampler = sampler,
+                                             .device = run.options.device,
+                                             .progress = run.options.progress,
+                                             .label = "sample " + what});
+  if (drawn.diverged == drawn.drawn) {
+    throw SamplesDiverged(
+        "every sample diverged (non-finite positions): try more sample.steps, or retrain");
+  }
+  if (drawn.diverged > 0) {
+    say(
+        fmt::format("  note: {} of {} samples of {} diverged (non-finite positions) and are left "
+                    "out; the report counts the rest (try more sample.steps)",
+                    drawn.diverged, drawn.drawn, what));
+  }
+  Dataset samples = std::move(drawn.dataset);
+  samples.provenance["command"] = "psm run";
+  const ExperimentSystem& system = *run.system;
+  if (!system.system) return samples;
+  const int64_t failed = label_dataset(*system.system, samples);
+  if (failed > 0) {
+    say(fmt::format("  note: {} of {} samples of {} have no finite energy (clashing atoms{})",
+                    failed, samples.num_frames(), what,
+                    system.units == Units::kcal_mol_angstrom ? ", or xtb failed on them" : ""));
+  }
+  return samples;
+}
+
+/// Loads or makes the samples of `slot`, or records why they failed.
+void sample_slot(const ExperimentRun& run, ModelSlot& slot) {
+  const std::string what = run.set_of(slot).name + "_" + run.variant_of(slot);
+  const fs::path file = run.options.out / "samples" / (what + ".npz");
+  const fs::path marker = failure_marker(file);
+  if (fs::exists(marker)) {
+    slot.failure = read_text(marker);
+    if (slot.selected) {
+      say(fmt::format("  {:<28} failed before: {} ({})", what, slot.failure, marker.string()));
+    }
+    return;
+  }
+  if (!slot.selected && !fs::exists(file)) return;
+  const uint64_t seed =
+      derive_seed(derive_seed(run.experiment.seed, kSampleStream), slot.set * 1000 + slot.variant);
+  try {
+    slot.samples = cached_dataset(file, what, [&] { return sample_model(run, slot, seed, what); });
+  } catch (const SamplesDiverged& diverged) {
+    write_text_atomically(marker, diverged.what());
+    say(fmt::format("  {:<28} failed: {}", what, diverged.what()));
+    slot.failure = diverged.what();
+  }
+}
+
+}  // namespace
+
+void sets_stage(ExperimentRun& run) {
+  say("[2/5] training sets");
+  for (size_t i = 0; i < run.experiment.sets.size(); ++i) {
+    const TrainingSetSpec& set = run.experiment.sets[i];
+    const fs::path file = run.options.out / "sets" / (set.name + ".npz");
+    run.set_files.push_back(file);
+    if (!run.any_selected(i) && !fs::exists(file)) {
+      run.set_frames.push_back(0);
+      continue;
+    }
+    const std::string what = fmt::format("{} ({})", set.name, to_string(set.kind));
+    run.set_frames.push_back(
+        cached_dataset(file, what, [&] { return make_training_set(run, i, file); }).num_frames());
+  }
+}
+
+void train_stage(ExperimentRun& run) {
+  say("[3/5] training");
+  for (ModelSlot& slot : run.models) {
+    if (slot.variant == 0 && run.any_selected(slot.set)) {
+      say(fmt::format("  set {}", run.set_of(slot).name));
+    }
+    const fs::path dir = run.options.out / "models" / run.set_of(slot).name / run.variant_of(slot);
+    if (slot.selected) {
+      slot.checkpoint = train_model(run, slot, dir);
+    } else if (fs::exists(dir / "checkpoint.pt")) {
+      slot.checkpoint = dir / "checkpoint.pt";
+    }
+  }
+}
+
+void sample_stage(ExperimentRun& run) {
+  say("[4/5] sampling");
+  for (ModelSlot& slot : run.models) sample_slot(run, slot);
+}
+
+}  // namespace psm::stages

@@ -1,0 +1,96 @@
+#include "psm/train/model_sampling.h"
+
+#include <memory>
+#include <optional>
+
+#include "psm/core/progress.h"
+
+namespace psm {
+
+namespace {
+
+std::optional<double> optional_number(const nlohmann::json& record, const char* key) {
+  const nlohmann::json value = record.value(key, nlohmann::json());
+  return value.is_number() ? std::optional<double>(value.get<double>()) : std::nullopt;
+}
+
+/// A progress bar made at the sampler's first step, when the total is known.
+class LazyProgressBar {
+ public:
+  LazyProgressBar(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled) {}
+  SamplerProgress callback() {
+    return [this](int64_t done, int64_t total) {
+      if (!bar_) bar_ = std::make_unique<ProgressBar>(label_, total, enabled_);
+      bar_->update(done);
+    };
+  }
+  void finish() {
+    if (bar_) bar_->finish();
+  }
+
+ private:
+  std::string label_;
+  bool enabled_;
+  std::unique_ptr<ProgressBar> bar_;
+};
+
+/// The finite rows of `positions` as a dataset of the checkpoint's system.
+ModelSamples as_model_samples(const torch::Tensor& positions, const CheckpointInfo& info,
+                              const ModelSampling& sampling) {
+  ModelSamples out;
+  out.drawn = positions.size(0);
+  Dataset& samples = out.dataset;
+  samples.positions = finite_samples(positions.cpu());
+  out.diverged = out.drawn - samples.positions.size(0);
+  samples.species = info.species();
+  samples.units = info.units();
+  samples.kT = info.kT();
+  samples.temperature_kelvin = optional_number(info.data, "temperature_kelvin");
+  samples.system = info.system();
+  samples.provenance = sample_provenance(info, sampling, out.diverged);
+  return out;
+}
+
+}  // namespace
+
+SamplerOptions sampler_options_for(const CheckpointInfo& info, SamplerOptions base) {
+  base.sigma_min = info.loss.schedule.sigma_min;
+  base.sigma_max = info.loss.schedule.sigma_max;
+  base.com_free = info.loss.com_free;
+  return base;
+}
+
+ModelSamples sample_trained_model(const TrainedModel& trained, int64_t count,
+                                  const ModelSampling& sampling) {
+  const CheckpointInfo& info = trained.info;
+  LazyProgressBar bar(sampling.label, sampling.progress);
+  const torch::Tensor positions = sample_diffusion(
+      trained.score(), count, static_cast<int64_t>(info.species().size()), info.dim(),
+      sampling.sampler, torch::dtype(torch::kFloat64).device(sampling.device), bar.callback());
+  bar.finish();
+  return as_model_samples(positions, info, sampling);
+}
+
+ModelSamples renoise_trained_model(const TrainedModel& trained, const torch::Tensor& frames,
+                                   const std::string& frames_source,
+                                   const ModelSampling& sampling) {
+  LazyProgressBar bar(sampling.label, sampling.progress);
+  const torch::Tensor positions = renoise_and_integrate(trained.score(), frames.to(sampling.device),
+                                                        sampling.sampler, bar.callback());
+  bar.finish();
+  ModelSamples out = as_model_samples(positions, trained.info, sampling);
+  out.dataset.provenance["renoised_frames"] = frames_source;
+  return out;
+}
+
+nlohmann::json sample_provenance(const CheckpointInfo& info, const ModelSampling& sampling,
+                                 int64_t diverged) {
+  nlohmann::json record = {{"checkpoint", sampling.checkpoint.string()},
+                           {"training_step", info.step},
+                           {"training_data", info.data.value("source", "")}};
+  record.update(to_json(sampling.sampler));
+  record["diverged"] = diverged;
+  return record;
+}
+
+}  // namespace psm
