@@ -181,19 +181,11 @@ void EgnnImpl::reset_parameters() {
 
 torch::Tensor EgnnImpl::forward(const torch::Tensor& x, const torch::Tensor& c_noise,
                                 const torch::Tensor& length_scale) {
-  const int64_t n = options.species().size(0);
-  check(x.dim() == 3 && x.size(1) == n && x.size(2) == options.dim(),
-        fmt::format("model: positions must be [B, {}, {}], got {}", n, options.dim(),
-                    fmt::join(x.sizes(), "x")));
-  const int64_t batch = x.size(0);
-  check(c_noise.dim() == 1 && c_noise.size(0) == batch && length_scale.dim() == 1 &&
-            length_scale.size(0) == batch,
-        "model: c_noise and length_scale must be [B] with the batch size of the positions");
-  const auto dtype = options.dtype();
-  // Chunks spread a batch over CPU threads; a GPU gets the whole batch in each kernel instead.
-  const int64_t chunk = x.device().is_cpu() ? options.chunk_size() : 0;
-  return chunked::forward(*this, chunk, x.to(dtype), c_noise.to(dtype), length_scale.to(dtype),
-                          parameters());
+  const chunked::NetworkShape shape{.atoms = options.species().size(0),
+                                    .dim = options.dim(),
+                                    .dtype = options.dtype(),
+                                    .chunk_size = options.chunk_size()};
+  return chunked::run_network(*this, shape, x, c_noise, length_scale, parameters());
 }
 
 torch::Tensor EgnnImpl::forward_chunk(const torch::Tensor& x, const torch::Tensor& c_noise,

@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/autograd.h>
 
 #if __has_include(<omp.h>)
@@ -123,6 +125,22 @@ torch::Tensor forward(ScoreNetwork& network, int64_t chunk, const torch::Tensor&
   if (!record) return run_chunks(network, chunk, x, c_noise, length_scale);
   return ChunkedFunction::apply(&network, chunk, x, c_noise, length_scale,
                                 at::TensorList(parameters))[0];
+}
+
+torch::Tensor run_network(ScoreNetwork& network, const NetworkShape& shape, const torch::Tensor& x,
+                          const torch::Tensor& c_noise, const torch::Tensor& length_scale,
+                          const std::vector<torch::Tensor>& parameters) {
+  check(x.dim() == 3 && x.size(1) == shape.atoms && x.size(2) == shape.dim,
+        fmt::format("model: positions must be [B, {}, {}], got {}", shape.atoms, shape.dim,
+                    fmt::join(x.sizes(), "x")));
+  const int64_t batch = x.size(0);
+  check(c_noise.dim() == 1 && c_noise.size(0) == batch && length_scale.dim() == 1 &&
+            length_scale.size(0) == batch,
+        "model: c_noise and length_scale must be [B] with the batch size of the positions");
+  // Chunks spread a batch over CPU threads; a GPU gets the whole batch in each kernel instead.
+  const int64_t chunk = x.device().is_cpu() ? shape.chunk_size : 0;
+  return forward(network, chunk, x.to(shape.dtype), c_noise.to(shape.dtype),
+                 length_scale.to(shape.dtype), parameters);
 }
 
 }  // namespace psm::chunked

@@ -25,4 +25,18 @@ torch::Tensor forward(ScoreNetwork& network, int64_t chunk, const torch::Tensor&
                       const torch::Tensor& c_noise, const torch::Tensor& length_scale,
                       const std::vector<torch::Tensor>& parameters);
 
+/// What run_network checks and uses of a network's options.
+struct NetworkShape {
+  int64_t atoms = 0;
+  int64_t dim = 0;
+  torch::Dtype dtype = torch::kFloat32;
+  int64_t chunk_size = 0;  ///< CPU only; other devices take the whole batch in each kernel
+};
+
+/// A network's forward pass: throws psm::Error unless x is [B, atoms, dim] and c_noise and
+/// length_scale are [B], converts the inputs to the network's dtype and runs forward() above.
+torch::Tensor run_network(ScoreNetwork& network, const NetworkShape& shape, const torch::Tensor& x,
+                          const torch::Tensor& c_noise, const torch::Tensor& length_scale,
+                          const std::vector<torch::Tensor>& parameters);
+
 }  // namespace psm::chunked
