@@ -120,12 +120,19 @@ TrainerOptions trainer_options_from_json(const nlohmann::json& j) {
           .log_every = field<int64_t>(j, "log_every", what)};
 }
 
-nlohmann::json to_json(const EgnnOptions& o) {
-  const torch::Tensor species = o.species().to(torch::kCPU).contiguous();
-  return {{"kind", "egnn"},
+namespace {
+
+std::vector<int64_t> int64_list(const torch::Tensor& t) {
+  const torch::Tensor flat = t.to(torch::kCPU).contiguous();
+  return {flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel()};
+}
+
+/// The keys every network kind has.
+template <class Options>
+nlohmann::json common_network_json(const Options& o, const char* kind) {
+  return {{"kind", kind},
           {"dim", o.dim()},
-          {"species", std::vector<int64_t>(species.data_ptr<int64_t>(),
-                                           species.data_ptr<int64_t>() + species.numel())},
+          {"species", int64_list(o.species())},
           {"layers", o.layers()},
           {"hidden", o.hidden()},
           {"activation", o.activation()},
@@ -133,18 +140,17 @@ nlohmann::json to_json(const EgnnOptions& o) {
           {"num_rbf", o.num_rbf()},
           {"rbf_cutoff", o.rbf_cutoff()},
           {"cutoff", o.cutoff()},
-          {"attention", o.attention()},
-          {"tanh", o.tanh()},
-          {"coord_range", o.coord_range()},
           {"dtype", dtype_name(o.dtype())},
           {"chunk_size", o.chunk_size()},
           {"seed", o.seed()}};
 }
 
-EgnnOptions egnn_options_from_json(const nlohmann::json& j) {
+/// Options of one kind with the keys every kind has read from `j`.
+template <class Options>
+Options common_network_options(const nlohmann::json& j) {
   constexpr const char* what = "model";
   const auto species = field<std::vector<int64_t>>(j, "species", what);
-  return EgnnOptions(field<int64_t>(j, "dim", what), torch::tensor(species, torch::kInt64))
+  return Options(field<int64_t>(j, "dim", what), torch::tensor(species, torch::kInt64))
       .layers(field<int64_t>(j, "layers", what))
       .hidden(field<int64_t>(j, "hidden", what))
       .activation(field<std::string>(j, "activation", what))
@@ -152,64 +158,50 @@ EgnnOptions egnn_options_from_json(const nlohmann::json& j) {
       .num_rbf(field<int64_t>(j, "num_rbf", what))
       .rbf_cutoff(field<double>(j, "rbf_cutoff", what))
       .cutoff(field<double>(j, "cutoff", what))
-      .attention(field<bool>(j, "attention", what))
-      .tanh(field<bool>(j, "tanh", what))
-      .coord_range(field<double>(j, "coord_range", what))
       .dtype(dtype_from_name(field<std::string>(j, "dtype", what)))
       .chunk_size(field<int64_t>(j, "chunk_size", what))
       .seed(field<uint64_t>(j, "seed", what));
 }
 
+}  // namespace
+
+nlohmann::json to_json(const EgnnOptions& o) {
+  nlohmann::json json = common_network_json(o, "egnn");
+  json["attention"] = o.attention();
+  json["tanh"] = o.tanh();
+  json["coord_range"] = o.coord_range();
+  return json;
+}
+
+EgnnOptions egnn_options_from_json(const nlohmann::json& j) {
+  constexpr const char* what = "model";
+  return common_network_options<EgnnOptions>(j)
+      .attention(field<bool>(j, "attention", what))
+      .tanh(field<bool>(j, "tanh", what))
+      .coord_range(field<double>(j, "coord_range", what));
+}
+
 nlohmann::json to_json(const PainnOptions& o) {
-  const torch::Tensor species = o.species().to(torch::kCPU).contiguous();
-  nlohmann::json graph = nullptr;
-  if (o.graph().defined()) {
-    const torch::Tensor g = o.graph().to(torch::kCPU).contiguous();
-    graph = std::vector<int64_t>(g.data_ptr<int64_t>(), g.data_ptr<int64_t>() + g.numel());
-  }
-  return {{"kind", "painn"},
-          {"dim", o.dim()},
-          {"species", std::vector<int64_t>(species.data_ptr<int64_t>(),
-                                           species.data_ptr<int64_t>() + species.numel())},
-          {"layers", o.layers()},
-          {"hidden", o.hidden()},
-          {"activation", o.activation()},
-          {"noise_features", o.noise_features()},
-          {"num_rbf", o.num_rbf()},
-          {"rbf_cutoff", o.rbf_cutoff()},
-          {"num_input_rbf", o.num_input_rbf()},
-          {"cutoff", o.cutoff()},
-          {"neighbours", to_string(o.neighbours())},
-          {"bond_graph", o.bond_graph()},
-          {"graph", graph},
-          {"conservative", o.conservative()},
-          {"dtype", dtype_name(o.dtype())},
-          {"chunk_size", o.chunk_size()},
-          {"seed", o.seed()}};
+  nlohmann::json json = common_network_json(o, "painn");
+  json["num_input_rbf"] = o.num_input_rbf();
+  json["neighbours"] = to_string(o.neighbours());
+  json["bond_graph"] = o.bond_graph();
+  json["graph"] = o.graph().defined() ? nlohmann::json(int64_list(o.graph())) : nullptr;
+  json["conservative"] = o.conservative();
+  return json;
 }
 
 PainnOptions painn_options_from_json(const nlohmann::json& j) {
   constexpr const char* what = "model";
-  const auto species = field<std::vector<int64_t>>(j, "species", what);
-  const auto n = static_cast<int64_t>(species.size());
   auto options =
-      PainnOptions(field<int64_t>(j, "dim", what), torch::tensor(species, torch::kInt64))
-          .layers(field<int64_t>(j, "layers", what))
-          .hidden(field<int64_t>(j, "hidden", what))
-          .activation(field<std::string>(j, "activation", what))
-          .noise_features(field<int64_t>(j, "noise_features", what))
-          .num_rbf(field<int64_t>(j, "num_rbf", what))
-          .rbf_cutoff(field<double>(j, "rbf_cutoff", what))
+      common_network_options<PainnOptions>(j)
           .num_input_rbf(field<int64_t>(j, "num_input_rbf", what))
-          .cutoff(field<double>(j, "cutoff", what))
           .neighbours(neighbour_mode_from_string(field<std::string>(j, "neighbours", what)))
           .bond_graph(field<bool>(j, "bond_graph", what))
-          .conservative(field<bool>(j, "conservative", what))
-          .dtype(dtype_from_name(field<std::string>(j, "dtype", what)))
-          .chunk_size(field<int64_t>(j, "chunk_size", what))
-          .seed(field<uint64_t>(j, "seed", what));
+          .conservative(field<bool>(j, "conservative", what));
   check(j.contains("graph"), "checkpoint: model options lack 'graph'");
   if (!j.at("graph").is_null()) {
+    const int64_t n = options.species().size(0);
     const auto graph = field<std::vector<int64_t>>(j, "graph", what);
     check(
         static_cast<int64_t>(graph.size()) == n * n,
