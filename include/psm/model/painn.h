@@ -75,9 +75,9 @@ struct PainnOptions {
   TORCH_ARG(uint64_t, seed) = 0;
 };
 
-/// Up to this many atoms NeighbourMode::automatic uses every pair: with every pair an edge the
-/// dense layout is 1.8x faster than the edge list, which pays once a cutoff removes about half
-/// the pairs (BENCHMARKS.md, "Training step and forward pass: EGNN against PaiNN").
+/// Up to this many atoms NeighbourMode::automatic uses every pair: the edge list pays once a
+/// cutoff removes a good part of the pairs, as it does for larger systems (BENCHMARKS.md,
+/// "Training step and forward pass: EGNN against PaiNN").
 inline constexpr int64_t kDenseAtomLimit = 32;
 
 /// Bond-graph distances are capped here: 1, 2, 3 bonds apart, and 4 for farther.
