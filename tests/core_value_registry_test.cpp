@@ -6,12 +6,12 @@
 #include <cmath>
 #include <limits>
 
+#include "model/internal/fused_ops.h"
 #include "psm/core/value_registry.h"
 #include "psm/data/subsets.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/experiment/experiment_config.h"
 #include "psm/model/activation.h"
-#include "model/internal/fused_ops.h"
 #include "psm/simulate/simulation.h"
 #include "test_util.h"
 
@@ -44,8 +44,9 @@ TEST(ValueRegistry, UnknownActivationIsAnErrorNotTanh) {
   const torch::Tensor x = torch::linspace(-2, 2, 16);
   EXPECT_PSM_ERROR(psm::fused::activation("swish", x.clone()), "unknown activation 'swish'");
   EXPECT_TRUE(torch::allclose(psm::fused::activation("tanh", x.clone()), torch::tanh(x)));
-  EXPECT_FALSE(psm::fused::is_known_activation("swish"));
-  EXPECT_TRUE(psm::fused::is_known_activation("relu"));
+  EXPECT_PSM_ERROR(psm::check_activation("swish", "run.toml: model.activation"),
+                   "run.toml: model.activation: unknown activation 'swish'", "relu");
+  EXPECT_NO_THROW(psm::check_activation("relu", "model"));
 }
 
 TEST(ValueRegistry, TrainingSetKindsOfExperimentsAndOfDataSubset) {
@@ -102,8 +103,8 @@ TEST(SamplerOptionsJson, BadOptionsNameTheSource) {
   EXPECT_PSM_ERROR(psm::sampler_options_from_json({{"stpes", 3}}, "run.json"), "run.json",
                    "unknown sampler option 'stpes'", "steps");
   EXPECT_PSM_ERROR(psm::sampler_options_from_json({{"steps", "many"}}, "run.json"), "run.json");
-  EXPECT_PSM_ERROR(psm::sampler_options_from_json({{"solver", "rk4"}}, "run.json"),
-                   "run.json", "unknown solver 'rk4'");
+  EXPECT_PSM_ERROR(psm::sampler_options_from_json({{"solver", "rk4"}}, "run.json"), "run.json",
+                   "unknown solver 'rk4'");
   EXPECT_PSM_ERROR(psm::sampler_options_from_json({{"steps", 0}}, "run.json"), "run.json",
                    "steps must be >= 1");
 }

@@ -11,6 +11,7 @@
 #include "model/internal/layers.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
+#include "psm/model/activation.h"
 
 namespace psm {
 
@@ -130,9 +131,7 @@ EgnnImpl::EgnnImpl(EgnnOptions options_) : options(std::move(options_)) {
         "model: species must be an int64 tensor [N] with N >= 2 atoms");
   check(o.layers() >= 1, fmt::format("model: layers must be >= 1, got {}", o.layers()));
   check(o.hidden() >= 1, fmt::format("model: hidden must be >= 1, got {}", o.hidden()));
-  check(fused::is_known_activation(o.activation()),
-        fmt::format("model: unknown activation '{}' (known: silu, gelu, relu, tanh)",
-                    o.activation()));
+  check_activation(o.activation(), "model");
   check(o.noise_features() >= 2 && o.noise_features() % 2 == 0,
         fmt::format("model: noise_features must be even and >= 2, got {}", o.noise_features()));
   check(o.num_rbf() >= 0, fmt::format("model: num_rbf must be >= 0, got {}", o.num_rbf()));

@@ -681,11 +681,6 @@ bool has_fused_kernel(const torch::Tensor& t, int64_t width) {
   return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && width % kLanes == 0;
 }
 
-bool is_known_activation(const std::string& name) {
-  const std::vector<std::string> known = activation_names();
-  return std::ranges::find(known, name) != known.end();
-}
-
 torch::Tensor activation(const std::string& name, torch::Tensor x) {
   // In place when autograd does not need the input (inference): saves a pass and a buffer.
   const bool in_place = !x.requires_grad();

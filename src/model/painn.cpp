@@ -12,6 +12,7 @@
 #include "model/internal/layers.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
+#include "psm/model/activation.h"
 
 namespace psm {
 
@@ -189,9 +190,7 @@ PainnImpl::PainnImpl(PainnOptions options_) : options(std::move(options_)) {
   const int64_t n = o.species().size(0);
   check(o.layers() >= 1, fmt::format("model: layers must be >= 1, got {}", o.layers()));
   check(o.hidden() >= 1, fmt::format("model: width must be >= 1, got {}", o.hidden()));
-  check(fused::is_known_activation(o.activation()),
-        fmt::format("model: unknown activation '{}' (known: silu, gelu, relu, tanh)",
-                    o.activation()));
+  check_activation(o.activation(), "model");
   check(o.noise_features() >= 2 && o.noise_features() % 2 == 0,
         fmt::format("model: noise_features must be even and >= 2, got {}", o.noise_features()));
   check(o.num_rbf() >= 0 && o.num_input_rbf() >= 0 && o.num_rbf() + o.num_input_rbf() >= 1,

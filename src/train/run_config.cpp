@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "psm/core/error.h"
+#include "psm/model/activation.h"
 
 namespace psm {
 
@@ -80,10 +81,7 @@ NetworkOptions read_network(ConfigSection section, const std::string& source) {
         check(options.noise_features() >= 2 && options.noise_features() % 2 == 0,
               fmt::format("{}: model.noise_features must be even and >= 2 (got {})", source,
                           options.noise_features()));
-        check(options.activation() == "silu" || options.activation() == "gelu" ||
-                  options.activation() == "relu" || options.activation() == "tanh",
-              fmt::format("{}: model.activation '{}' is unknown (known: silu, gelu, relu, tanh)",
-                          source, options.activation()));
+        check_activation(options.activation(), source + ": model.activation");
       },
       network);
   if (const auto* painn = std::get_if<PainnOptions>(&network)) {

@@ -20,9 +20,6 @@ namespace psm::fused {
 /// True when the fused CPU kernels handle tensors like `t` with feature width `width`.
 bool has_fused_kernel(const torch::Tensor& t, int64_t width);
 
-/// "silu", "gelu", "relu" and "tanh" are known; only silu has fused kernels.
-bool is_known_activation(const std::string& name);
-
 /// The activation `name` applied to x (in place when x does not require grad).
 torch::Tensor activation(const std::string& name, torch::Tensor x);
 
