@@ -269,6 +269,48 @@ TEST_F(TrainMetricLogger, WritesBandsAndValidationAndTrimsOnResume) {
   EXPECT_EQ(count, 3);
 }
 
+TEST_F(TrainMetricLogger, ElapsedTimeGoesOnAfterAResume) {
+  const psm::Dataset data = psm::test::spring_triangle(64, 6);
+  psm::TrainerOptions options = quick_options(20);
+  options.log_every = 5;
+  const psm::SigmaBands bands(0.01, 3.0);
+  psm::Trainer first(data, small_network(), triangle_loss(), options);
+  {
+    psm::MetricLogger logger(dir_ / "metrics.jsonl", 5, bands);
+    logger.on_train_begin(first, std::nullopt);
+    for (int i = 0; i < 10; ++i) logger.on_step_end(first, first.step());
+  }
+  first.save_checkpoint(dir_ / "checkpoint.pt");
+  // The interrupted run had trained for 1000 s by step 10 (its log, edited: steps take ms here).
+  std::vector<nlohmann::json> lines;
+  {
+    std::ifstream in(dir_ / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_EQ(lines.back().at("step"), 10);
+  lines.back()["elapsed_s"] = 1000.0;
+  {
+    std::ofstream out(dir_ / "metrics.jsonl", std::ios::trunc);
+    for (const auto& line : lines) out << line.dump() << '\n';
+  }
+
+  psm::Trainer resumed(data, small_network(), triangle_loss(), options);
+  resumed.resume(dir_ / "checkpoint.pt");
+  resumed.add_callback(
+      std::make_unique<psm::MetricLogger>(dir_ / "metrics.jsonl", 5, bands, /*resume_step=*/10));
+  resumed.train();
+  std::ifstream in(dir_ / "metrics.jsonl");
+  std::vector<double> elapsed;
+  for (std::string line; std::getline(in, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record.at("step").get<int64_t>() > 10) elapsed.push_back(record.at("elapsed_s"));
+  }
+  ASSERT_EQ(elapsed.size(), 2u);  // steps 15 and 20
+  EXPECT_GE(elapsed[0], 1000.0);
+  EXPECT_LT(elapsed[0], 1000.0 + 60.0);
+  EXPECT_GE(elapsed[1], elapsed[0]);
+}
+
 TEST(TrainRunConfig, ReadsSectionsAndDefaults) {
   psm::Config config = psm::Config::from_toml_string(
       "threads = 2\n[data]\ntrain = \"x.npz\"\nvalidation_fraction = 0.2\n"

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -110,6 +111,7 @@ MetricLogger::MetricLogger(std::filesystem::path path, int64_t every, SigmaBands
       const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (record.is_object() && record.value("step", int64_t{-1}) <= resume_step) {
         kept += line + "\n";
+        elapsed_before_ = std::max(elapsed_before_, record.value("elapsed_s", 0.0));
       }
     }
   }
@@ -146,7 +148,8 @@ void MetricLogger::on_step_end(const Trainer& trainer, const StepInfo& info) {
       {"band_losses", average_.band_losses()},
       {"band_edges", average_.bands().edges()},
       {"elapsed_s",
-       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count()}};
+       elapsed_before_ +
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count()}};
   if (info.validation_loss) line["validation_loss"] = *info.validation_loss;
   write(line);
   average_.reset();

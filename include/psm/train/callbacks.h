@@ -81,7 +81,9 @@ class CheckpointWriter final : public Callback {
 /// one line {"step", "lr", "loss", "grad_norm", "band_losses", "band_edges", "elapsed_s"} with
 /// the means since the previous line, plus "validation_loss" when one was computed at that step.
 /// A fresh run's first line is {"step": 0, "validation_loss": ...}. Resuming at step S keeps the
-/// existing lines up to S and appends after them.
+/// existing lines up to S and appends after them; "elapsed_s" (wall seconds of training) then
+/// goes on from the last kept line, so it counts every run that reached the step, less the
+/// steps an interruption lost.
 class MetricLogger final : public Callback {
  public:
   MetricLogger(std::filesystem::path path, int64_t every, SigmaBands bands,
@@ -97,6 +99,7 @@ class MetricLogger final : public Callback {
   LossAverager average_;
   std::ofstream out_;
   std::chrono::steady_clock::time_point start_;
+  double elapsed_before_ = 0;  // seconds logged by the runs before a resume
 };
 
 /// The callbacks of a run directory `dir`: a progress bar (when `progress`), dir/metrics.jsonl
