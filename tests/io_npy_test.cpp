@@ -114,6 +114,23 @@ TEST(Npz, ReadsNumpyStrings) {
   EXPECT_PSM_ERROR(reader.read_string("z"), "sgdml_mini.npz:z", "expected a single string");
 }
 
+// Found by the npz fuzzer: a 539-byte file whose entry header claims 1.7 GB (and 1.85 GB stored);
+// the buffer was allocated from the claim (1.9 GB resident) before the read failed.
+TEST(Npz, AnEntrySizeItsCompressedBytesCannotHoldIsRefusedBeforeAllocating) {
+  const auto file =
+      data_path("fuzz_regressions/npz_dataset/entry_header_claims_1768387173_bytes.npz");
+  const psm::NpzReader reader(file);
+  EXPECT_PSM_ERROR(reader.read("z"), "npz:z: corrupt archive entry",
+                   "says 1852113025 compressed bytes, more than the file's 539");
+}
+
+TEST(Npz, ADeflatedEntryClaimingMoreThanDeflateCanHoldIsRefused) {
+  // deflated.npz with both entries' sizes set to 10^9 in their headers (89 and 77 bytes deflated).
+  const psm::NpzReader reader(data_path("deflated_entry_claims_1e9_bytes.npz"));
+  EXPECT_PSM_ERROR(reader.read("a"), "npz:a: corrupt archive entry",
+                   "says 1000000000 bytes, more than its 89 deflated bytes can hold");
+}
+
 TEST(Npz, CorruptMemberIsReported) {
   const psm::NpzReader reader(data_path("corrupt_member.npz"));
   EXPECT_TRUE(torch::equal(reader.read("energies"), torch::tensor({-1.0, -2.0}, torch::kFloat64)));

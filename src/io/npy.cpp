@@ -12,6 +12,7 @@
 
 #include "psm/core/atomic_file.h"
 #include "psm/core/error.h"
+#include "psm/core/memory.h"
 #include "psm/io/file_bytes.h"
 
 namespace psm {
@@ -378,6 +379,7 @@ void write_npy(const std::filesystem::path& path, const torch::Tensor& array) {
 struct NpzReader::Zip {
   zip_t* archive = nullptr;
   std::map<std::string, zip_uint64_t> entry_index;  ///< key -> zip entry index
+  zip_uint64_t file_bytes = 0;                      ///< size of the archive file
   ~Zip() {
     if (archive != nullptr) zip_discard(archive);
   }
@@ -390,6 +392,7 @@ NpzReader::NpzReader(const std::filesystem::path& path) : path_(path), zip_(new 
   if (zip_->archive == nullptr) {
     throw_zip_error(fmt::format("{}: cannot open as .npz (zip) archive", path.string()), code);
   }
+  zip_->file_bytes = std::filesystem::file_size(path);
   const zip_int64_t count = zip_get_num_entries(zip_->archive, 0);
   for (zip_int64_t i = 0; i < count; ++i) {
     const char* name = zip_get_name(zip_->archive, static_cast<zip_uint64_t>(i), 0);
@@ -406,6 +409,37 @@ NpzReader::~NpzReader() = default;
 
 bool NpzReader::contains(const std::string& key) const { return zip_->entry_index.contains(key); }
 
+namespace {
+
+/// The largest factor by which deflate expands (its maximum compression ratio).
+constexpr double kDeflateMaxRatio = 1032;
+
+/// Throws psm::Error when the sizes an entry's header claims cannot be true: more compressed
+/// bytes than the file has, more bytes than the compressed ones can hold, or more memory than
+/// the machine has. The buffer is allocated from that claim, so a corrupt header must not reach
+/// the allocation.
+void check_entry_size(const zip_stat_t& stat, zip_uint64_t file_bytes, const std::string& source) {
+  const bool known = (stat.valid & ZIP_STAT_COMP_SIZE) && (stat.valid & ZIP_STAT_COMP_METHOD);
+  check(!known || stat.comp_size <= file_bytes,
+        fmt::format("{}: corrupt archive entry: its header says {} compressed bytes, more than the "
+                    "file's {}",
+                    source, stat.comp_size, file_bytes));
+  if (known && stat.comp_method == ZIP_CM_STORE) {
+    check(stat.size == stat.comp_size,
+          fmt::format("{}: corrupt archive entry: {} bytes stored, but its header says {}", source,
+                      stat.comp_size, stat.size));
+  } else if (known && stat.comp_method == ZIP_CM_DEFLATE) {
+    check(static_cast<double>(stat.size) <=
+              kDeflateMaxRatio * static_cast<double>(stat.comp_size) + 1024,
+          fmt::format("{}: corrupt archive entry: its header says {} bytes, more than its {} "
+                      "deflated bytes can hold",
+                      source, stat.size, stat.comp_size));
+  }
+  check_memory_fits(static_cast<double>(stat.size), source);
+}
+
+}  // namespace
+
 std::string NpzReader::entry_bytes(const std::string& key) const {
   const std::string source = source_in_archive(path_, key);
   const auto it = zip_->entry_index.find(key);
@@ -418,6 +452,7 @@ std::string NpzReader::entry_bytes(const std::string& key) const {
     throw Error(
         fmt::format("{}: cannot read the archive entry: {}", source, zip_strerror(zip_->archive)));
   }
+  check_entry_size(stat, zip_->file_bytes, source);
   zip_file_t* file = zip_fopen_index(zip_->archive, it->second, 0);
   if (file == nullptr) {
     throw Error(
