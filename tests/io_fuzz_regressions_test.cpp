@@ -1,6 +1,6 @@
 // Inputs that once crashed a parser (found by the fuzzers in fuzz/, or reported), run through
 // the same parser as the fuzz target of their folder: each must now end in a psm::Error or
-// parse, never crash. The fuzz tests run them too, but only in builds with clang.
+// parse, never crash. The fuzz tests run them too, but only in builds with libFuzzer.
 
 #include <gtest/gtest.h>
 
@@ -13,6 +13,7 @@
 #include "psm/io/file_bytes.h"
 #include "psm/io/npy.h"
 #include "psm/io/xyz.h"
+#include "psm/train/checkpoint.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -32,6 +33,8 @@ void parse_as(const std::string& parser, const fs::path& file) {
     psm::parse_extxyz(bytes, file.string(), {.temperature_kelvin = 300.0}).validate(file.string());
   } else if (parser == "toml_config") {
     psm::Config::from_toml_string(bytes, file.string());
+  } else if (parser == "checkpoint_metadata") {
+    psm::checkpoint_info_from_json(nlohmann::json::parse(bytes), file.string());
   } else {
     FAIL() << "no fuzz target named " << parser;
   }
