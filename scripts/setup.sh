@@ -14,7 +14,7 @@ packages=(
   libzip-dev zipcmp zipmerge ziptool zlib1g-dev
   libgtest-dev libbenchmark-dev
   gnuplot-nox
-  clang-14 libfuzzer-14-dev
+  libfuzzer-14-dev      # the fuzzers (fuzz/): libFuzzer's runtime
 )
 missing=()
 for p in "${packages[@]}"; do
