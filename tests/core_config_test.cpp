@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "psm/core/config.h"
+#include "test_util.h"
 
 namespace {
 
@@ -62,6 +63,19 @@ TEST(Config, RoundTripsThroughToml) {
       Config::from_toml_string("name = \"x\"\n[a]\nn = 3\nv = [1.5, 2.5]\nflag = true\n", "t.toml");
   Config again = Config::from_toml_string(config.to_toml(), "again");
   EXPECT_EQ(config.tree, again.tree);
+}
+
+// Found by the TOML fuzzer: a quoted key of one tab read fine, but toml++ wrote it back bare
+// ("[\t]"), which it then could not read. psm's keys are bare keys; others are refused.
+TEST(Config, KeysThatAreNotBareKeysAreRefused) {
+  EXPECT_PSM_ERROR(Config::from_toml_string("[\t\"\t\"]\na = 1\n", "t.toml"),
+                   "t.toml: key \"\\t\" is not a psm config key");
+  EXPECT_PSM_ERROR(Config::from_toml_string("\"x y\" = 1\n", "t.toml"), "key \"x y\"");
+  Config config;
+  EXPECT_PSM_ERROR(config.set("train.st eps=3"), "--set 'train.st eps=3': key \"st eps\"");
+  EXPECT_PSM_ERROR(config.set("sets=[{\"a b\" = 1}]"), "key \"a b\"");
+  config.set("train.warmup_steps=3");
+  EXPECT_EQ(Config::from_toml_string(config.to_toml(), "again").tree, config.tree);
 }
 
 }  // namespace

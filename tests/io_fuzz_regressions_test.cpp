@@ -32,7 +32,13 @@ void parse_as(const std::string& parser, const fs::path& file) {
   } else if (parser == "extxyz") {
     psm::parse_extxyz(bytes, file.string(), {.temperature_kelvin = 300.0}).validate(file.string());
   } else if (parser == "toml_config") {
-    psm::Config::from_toml_string(bytes, file.string());
+    psm::Config config = psm::Config::from_toml_string(bytes, file.string());
+    config.set("train.steps=3");
+    try {
+      psm::Config::from_toml_string(config.to_toml(), "written back");
+    } catch (const psm::Error& e) {
+      ADD_FAILURE() << file << ": psm cannot read the config it wrote: " << e.what();
+    }
   } else if (parser == "checkpoint_metadata") {
     psm::checkpoint_info_from_json(nlohmann::json::parse(bytes), file.string());
   } else {

@@ -59,6 +59,15 @@ TEST(Npy, NonContiguousTensorsAreWrittenInCOrder) {
   EXPECT_TRUE(torch::equal(psm::parse_npy(psm::npy_bytes(transposed), "t"), transposed));
 }
 
+// Found by the npy fuzzer: no elements, but axes whose product overflows; LibTorch sizes the
+// storage from every axis and threw a c10::Error past psm's error handling.
+TEST(Npy, AnEmptyShapeWhoseAxesOverflowIsRefused) {
+  const std::string bytes =
+      psm::read_file_bytes(data_path("fuzz_regressions/npy/empty_shape_with_overflowing_axes.npy"));
+  EXPECT_PSM_ERROR(psm::parse_npy(bytes, "x.npy"),
+                   "x.npy: .npy shape (0, 6216942781220373619, 3) is too large");
+}
+
 TEST(Npy, RejectsUnsupportedDtypes) {
   EXPECT_PSM_ERROR(psm::read_npy(data_path("c16_2.npy")), "c16_2.npy", "unsupported dtype '<c16'");
   EXPECT_PSM_ERROR(psm::read_npy(data_path("f8_big_endian_2.npy")), "f8_big_endian_2.npy",
@@ -129,6 +138,15 @@ TEST(Npz, ADeflatedEntryClaimingMoreThanDeflateCanHoldIsRefused) {
   const psm::NpzReader reader(data_path("deflated_entry_claims_1e9_bytes.npz"));
   EXPECT_PSM_ERROR(reader.read("a"), "npz:a: corrupt archive entry",
                    "says 1000000000 bytes, more than its 89 deflated bytes can hold");
+}
+
+// Found by the npz fuzzer: an entry of compression method 0x18ff (none numpy writes) whose header
+// claims 4.2 GB; the buffer was allocated before libzip refused the method.
+TEST(Npz, AnEntryOfACompressionNumpyNeverWritesIsRefusedBeforeAllocating) {
+  const psm::NpzReader reader(data_path(
+      "fuzz_regressions/npz_dataset/entry_of_unknown_compression_claims_4229955800_bytes.npz"));
+  EXPECT_PSM_ERROR(reader.read("name"), "npz:name: compression method 6399",
+                   "is not one numpy writes (stored, deflated)");
 }
 
 TEST(Npz, CorruptMemberIsReported) {

@@ -3,28 +3,48 @@
 #include <fmt/ranges.h>
 
 #include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
 #include <sstream>
 
 namespace psm {
 
 namespace {
 
-nlohmann::json to_json(const toml::node& node) {
+/// psm's keys are bare TOML keys (letters, digits, '_', '-'). Others are refused on reading:
+/// none is a psm key, and toml++ writes some (a quoted "\t") back as keys it cannot read.
+void check_bare_key(const std::string& key, const std::string& where) {
+  check(!key.empty() && std::ranges::all_of(key,
+                                            [](char c) {
+                                              return std::isalnum(static_cast<unsigned char>(c)) ||
+                                                     c == '_' || c == '-';
+                                            }),
+        fmt::format(
+            "{}: key {} is not a psm config key (letters, digits, '_' and '-')", where,
+            nlohmann::json(key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+}
+
+nlohmann::json to_json(const toml::node& node, const std::string& source) {
   if (const auto* table = node.as_table()) {
     nlohmann::json out = nlohmann::json::object();
-    for (const auto& [key, value] : *table) out[std::string(key.str())] = to_json(value);
+    for (const auto& [key, value] : *table) {
+      const std::string name(key.str());
+      check_bare_key(name, source);
+      out[name] = to_json(value, source);
+    }
     return out;
   }
   if (const auto* array = node.as_array()) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& value : *array) out.push_back(to_json(value));
+    for (const auto& value : *array) out.push_back(to_json(value, source));
     return out;
   }
   if (const auto* v = node.as_string()) return v->get();
   if (const auto* v = node.as_integer()) return v->get();
   if (const auto* v = node.as_floating_point()) return v->get();
   if (const auto* v = node.as_boolean()) return v->get();
-  throw Error("dates and times are not supported in psm configs");
+  throw Error(fmt::format("{}: dates and times are not supported in psm configs", source));
 }
 
 void insert_toml(const nlohmann::json& value, toml::table& out, const std::string& key);
@@ -73,7 +93,7 @@ void insert_toml(const nlohmann::json& value, toml::table& out, const std::strin
 
 Config Config::from_toml_string(const std::string& text, const std::string& source) {
   try {
-    return Config{to_json(toml::parse(text, source)), source};
+    return Config{to_json(toml::parse(text, source), source), source};
   } catch (const toml::parse_error& e) {
     throw Error(fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
                             e.description()));
@@ -84,7 +104,7 @@ Config Config::from_toml_file(const std::filesystem::path& path) {
   check(std::filesystem::is_regular_file(path),
         fmt::format("{}: no such config file", path.string()));
   try {
-    return Config{to_json(toml::parse_file(path.string())), path.string()};
+    return Config{to_json(toml::parse_file(path.string()), path.string()), path.string()};
   } catch (const toml::parse_error& e) {
     throw Error(fmt::format("{}:{}:{}: {}", path.string(), e.source().begin.line,
                             e.source().begin.column, e.description()));
@@ -99,7 +119,7 @@ void Config::set(const std::string& assignment) {
   const std::string text = assignment.substr(eq + 1);
   nlohmann::json value;
   try {
-    value = to_json(*toml::parse("v = " + text)["v"].node());
+    value = to_json(*toml::parse("v = " + text)["v"].node(), fmt::format("--set '{}'", assignment));
   } catch (const toml::parse_error&) {
     value = text;  // bare words: --set system=lj13
   }
@@ -109,6 +129,7 @@ void Config::set(const std::string& assignment) {
     const auto dot = key.find('.', start);
     const std::string part = key.substr(start, dot == std::string::npos ? dot : dot - start);
     check(!part.empty(), fmt::format("--set '{}': empty key component", assignment));
+    check_bare_key(part, fmt::format("--set '{}'", assignment));
     check(node->is_object(),
           fmt::format("--set '{}': '{}' is not a table", assignment, key.substr(0, start - 1)));
     if (dot == std::string::npos) {

@@ -212,18 +212,19 @@ NpyHeader parse_header(std::string_view bytes, const std::string& source) {
   return header;
 }
 
-/// Number of elements in `shape`, checked against overflow.
-int64_t element_count(const std::vector<int64_t>& shape, const std::string& source) {
-  int64_t count = 1;
+/// Number of elements in `shape`. Throws psm::Error when the shape's bytes at `itemsize` bytes an
+/// element overflow int64, counting the nonzero axes alone: LibTorch sizes an empty array's
+/// storage from every axis too, and fails on the overflow.
+int64_t element_count(const std::vector<int64_t>& shape, int64_t itemsize,
+                      const std::string& source) {
+  int64_t bytes = itemsize;
   for (const int64_t size : shape) {
-    if (size == 0) return 0;
-  }
-  for (const int64_t size : shape) {
-    check(count <= std::numeric_limits<int64_t>::max() / size,
+    check(size == 0 || bytes <= std::numeric_limits<int64_t>::max() / size,
           fmt::format("{}: .npy shape {} is too large", source, python_tuple(shape)));
-    count *= size;
+    bytes *= std::max<int64_t>(size, 1);
   }
-  return count;
+  if (std::ranges::find(shape, 0) != shape.end()) return 0;
+  return bytes / itemsize;
 }
 
 /// Appends the UTF-8 encoding of one Unicode code point.
@@ -250,7 +251,7 @@ void append_utf8(std::string& out, uint32_t code_point, const std::string& sourc
 /// A numpy string scalar: '<U' (UTF-32LE) or '|S' (bytes), with trailing NULs removed.
 std::string parse_npy_string(std::string_view bytes, const std::string& source) {
   const NpyHeader header = parse_header(bytes, source);
-  check(element_count(header.shape, source) == 1,
+  check(element_count(header.shape, 1, source) == 1,
         fmt::format("{}: expected a single string, got shape {}", source,
                     python_tuple(header.shape)));
   const std::string_view descr = header.descr;
@@ -338,7 +339,8 @@ torch::Tensor parse_npy(std::string_view bytes, const std::string& source_name) 
     throw Error(fmt::format("{}: unsupported dtype '{}' (supported: {})", source_name, header.descr,
                             supported_descr_list()));
   }
-  const int64_t count = element_count(header.shape, source_name);
+  const int64_t count =
+      element_count(header.shape, static_cast<int64_t>(info->itemsize), source_name);
   const size_t data_bytes = static_cast<size_t>(count) * info->itemsize;
   const size_t available = bytes.size() - header.data_offset;
   check(available >= data_bytes,
@@ -414,11 +416,12 @@ namespace {
 /// The largest factor by which deflate expands (its maximum compression ratio).
 constexpr double kDeflateMaxRatio = 1032;
 
-/// Throws psm::Error when the sizes an entry's header claims cannot be true: more compressed
-/// bytes than the file has, more bytes than the compressed ones can hold, or more memory than
-/// the machine has. The buffer is allocated from that claim, so a corrupt header must not reach
-/// the allocation.
-void check_entry_size(const zip_stat_t& stat, zip_uint64_t file_bytes, const std::string& source) {
+/// Throws psm::Error when what an entry's header claims cannot be true or cannot be read: more
+/// compressed bytes than the file has, more bytes than the compressed ones can hold, a
+/// compression method numpy never writes, or more memory than the machine has. The buffer is
+/// allocated from the claimed size, so a corrupt header must not reach the allocation.
+void check_entry_claims(const zip_stat_t& stat, zip_uint64_t file_bytes,
+                        const std::string& source) {
   const bool known = (stat.valid & ZIP_STAT_COMP_SIZE) && (stat.valid & ZIP_STAT_COMP_METHOD);
   check(!known || stat.comp_size <= file_bytes,
         fmt::format("{}: corrupt archive entry: its header says {} compressed bytes, more than the "
@@ -434,6 +437,9 @@ void check_entry_size(const zip_stat_t& stat, zip_uint64_t file_bytes, const std
           fmt::format("{}: corrupt archive entry: its header says {} bytes, more than its {} "
                       "deflated bytes can hold",
                       source, stat.size, stat.comp_size));
+  } else if (known) {
+    throw Error(fmt::format("{}: compression method {} is not one numpy writes (stored, deflated)",
+                            source, stat.comp_method));
   }
   check_memory_fits(static_cast<double>(stat.size), source);
 }
@@ -452,7 +458,7 @@ std::string NpzReader::entry_bytes(const std::string& key) const {
     throw Error(
         fmt::format("{}: cannot read the archive entry: {}", source, zip_strerror(zip_->archive)));
   }
-  check_entry_size(stat, zip_->file_bytes, source);
+  check_entry_claims(stat, zip_->file_bytes, source);
   zip_file_t* file = zip_fopen_index(zip_->archive, it->second, 0);
   if (file == nullptr) {
     throw Error(
