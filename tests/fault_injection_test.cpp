@@ -28,7 +28,8 @@ namespace {
 /// Delays after the start at which a run is killed: spread over start-up (LibTorch loads in
 /// about a second), data preparation and the work itself.
 const std::vector<std::chrono::milliseconds> kKillDelays = {
-    std::chrono::milliseconds(900), std::chrono::milliseconds(1300),
+    std::chrono::milliseconds(300),  std::chrono::milliseconds(600),
+    std::chrono::milliseconds(900),  std::chrono::milliseconds(1300),
     std::chrono::milliseconds(1700), std::chrono::milliseconds(2400)};
 
 /// Runs the psm binary with `arguments` and SIGKILLs it after `delay` unless it ended first.
@@ -173,9 +174,11 @@ TEST_F(FaultInjection, KilledSimulationResumesToTheUninterruptedResult) {
     if (resume) arguments.push_back("--resume");
     return arguments;
   };
+  int kills = 0;
   for (const auto delay : kKillDelays) {
     const bool resume = fs::exists(path("killed.state"));
     if (!run_and_kill(simulate("killed", resume), delay)) break;
+    ++kills;
     expect_complete_files(dir_, /*allow_temporaries=*/true);
     if (fs::exists(path("killed.state"))) {
       // The state file is always a whole one: resuming from it works.
@@ -191,6 +194,7 @@ TEST_F(FaultInjection, KilledSimulationResumesToTheUninterruptedResult) {
   const psm::Dataset b = psm::load_dataset(path("whole.npz"));
   EXPECT_TRUE(torch::equal(a.positions, b.positions));
   EXPECT_TRUE(torch::equal(a.energies, b.energies));
+  RecordProperty("kills", kills);
 }
 
 constexpr const char* kTinyExperiment = R"(
@@ -233,8 +237,10 @@ TEST_F(FaultInjection, KilledExperimentResumesToTheUninterruptedResult) {
         "--threads",     "1",          "run",   path("tiny.toml").string(),
         "--no-progress", "--no-plots", "--out", out.string()};
   };
+  int kills = 0;
   for (const auto delay : kKillDelays) {
     if (!run_and_kill(experiment(path("killed")), delay)) break;
+    ++kills;
     expect_complete_files(path("killed"), /*allow_temporaries=*/true);
   }
   const auto finish = psm::test::run_psm(quoted(experiment(path("killed"))));
@@ -251,6 +257,7 @@ TEST_F(FaultInjection, KilledExperimentResumesToTheUninterruptedResult) {
     ++compared;
   }
   EXPECT_GE(compared, 4);  // reference pool and test set, the training set, the samples
+  RecordProperty("kills", kills);
 }
 
 }  // namespace
