@@ -17,9 +17,11 @@
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
+#include "psm/diffusion/importance_weights.h"
 #include "psm/eval/evaluation_inputs.h"
 #include "psm/eval/plots.h"
 #include "psm/eval/report.h"
+#include "psm/eval/weighted_metrics.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/labelling.h"
 #include "psm/systems/potential.h"
@@ -39,6 +41,8 @@ struct EvalOptions {
   int64_t equivariant_n = 0;
   int64_t xtb_frames = 200;  ///< molecules: frames per set whose GFN2-xTB energies are compared
   bool no_plots = false;
+  bool weights = false;  ///< also the metrics of the importance-weighted samples
+  double min_ess = kDefaultMinEssFraction;
 };
 
 /// Which file of the comparison: a generated frame the potential cannot evaluate (GFN2-xTB on
@@ -93,6 +97,9 @@ Samples reference_samples(const Dataset& data, const fs::path& file, const Syste
 
 struct LoadedSamples {
   Samples samples;
+  /// [B] log importance weights: the file's, or -U/kT - log q from its log q and the energies;
+  /// undefined without log q
+  torch::Tensor log_weights;
   Units units;
   std::vector<int64_t> species;
   nlohmann::json system;  ///< the file's system spec, may be null
@@ -133,6 +140,9 @@ torch::Tensor without_diverged_frames(const torch::Tensor& energies, const torch
 
 LoadedSamples load_samples(const fs::path& file, const EvalOptions& options, Role role) {
   Dataset data = load_dataset(file);
+  check(role == Role::reference || !options.weights || data.has_log_q(),
+        fmt::format("psm eval --weights: {} has no log q (draw it with psm sample --likelihood)",
+                    file.string()));
   check_system_matches(data, file, options.system);
   if (options.n > 0) {
     check(options.n <= data.num_frames(), fmt::format("--n {}: {} has only {} frames", options.n,
@@ -144,7 +154,12 @@ LoadedSamples load_samples(const fs::path& file, const EvalOptions& options, Rol
   Samples samples = role == Role::samples ? generated_samples(data, file, system.get())
                                           : reference_samples(data, file, system.get());
   samples.energies = without_diverged_frames(samples.energies, data.positions, file, role);
-  return {std::move(samples), data.units, data.species, data.system, data.is_molecular()};
+  torch::Tensor log_weights = data.log_weights;
+  if (!log_weights.defined() && data.has_log_q() && samples.energies.defined()) {
+    log_weights = log_importance_weights(samples.energies, data.kT, data.log_q);
+  }
+  return {std::move(samples), std::move(log_weights), data.units, data.species,
+          data.system,        data.is_molecular()};
 }
 
 class EvalCommand final : public Command {
@@ -177,11 +192,22 @@ class EvalCommand final : public Command {
         ->capture_default_str()
         ->check(non_negative_number);
     app.add_flag("--no-plots", options_.no_plots, "Skip the histograms (they need gnuplot)");
+    app.add_flag("--weights", options_.weights,
+                 "Also the metrics of the samples reweighted to the Boltzmann distribution "
+                 "(their log importance weights, from `psm sample --likelihood`)");
+    app.add_option("--min-ess", options_.min_ess,
+                   "Effective sample size (fraction) below which the weights are reported as "
+                   "degenerate and not used")
+        ->capture_default_str()
+        ->check(unit_interval);
   }
 
   int run(const GlobalOptions&) override {
     check_directory_writable(output_directory());
     const LoadedSamples loaded = load_samples(options_.samples, options_, Role::samples);
+    check(!options_.weights || loaded.log_weights.defined(),
+          fmt::format("psm eval --weights: {} has log q but no energies to weight it with",
+                      options_.samples.string()));
     const LoadedSamples loaded_reference =
         load_samples(options_.reference, options_, Role::reference);
     const Samples& samples = loaded.samples;
@@ -230,6 +256,13 @@ class EvalCommand final : public Command {
                                   {"xtb_frames", options_.xtb_frames}}});
     print_table(rows.front().metrics, units);
     if (rows.front().molecular) print_molecular_table(*rows.front().molecular);
+    if (options_.weights) {
+      const WeightedMetrics weighted =
+          compute_weighted_metrics(samples, loaded.log_weights, reference, {}, options_.min_ess);
+      print_weighted_table(weighted, units);
+      write_text_atomically(out / "weighted_metrics.json", weighted.to_json().dump(2) + "\n");
+      fmt::print("wrote {}\n", (out / "weighted_metrics.json").string());
+    }
     fmt::print("wrote {}\n", (out / "report.md").string());
     return 0;
   }
@@ -265,6 +298,40 @@ class EvalCommand final : public Command {
       row(fmt::format("equivariant W2 ({}), n = {}", l, m.equivariant_samples),
           fmt::format("{:.6g}", *m.equivariant_w2));
     }
+  }
+
+  static void print_weighted_table(const WeightedMetrics& w, Units units) {
+    const std::string e = energy_unit(units);
+    const auto row = [](const std::string& name, const std::string& value) {
+      fmt::print("{:<40} {}\n", name, value);
+    };
+    fmt::print("\nreweighted to the Boltzmann distribution (importance weights exp(-U/kT) / q)\n");
+    row("effective sample size (Kish)",
+        fmt::format("{:.4f} of {} ({:.1f} samples), largest weight {:.3g}", w.ess_fraction,
+                    w.samples, w.ess_fraction * static_cast<double>(w.samples), w.max_weight));
+    if (w.mean_energy_unweighted) {
+      row(fmt::format("mean energy ({}), unweighted", e),
+          fmt::format("{:.6g}", *w.mean_energy_unweighted));
+      row(fmt::format("mean energy ({}), reference", e),
+          fmt::format("{:.6g}", *w.mean_energy_reference));
+    }
+    if (w.degenerate) {
+      row("weighted metrics",
+          fmt::format("none: degenerate weights (ESS below {:.3g})", w.min_ess_fraction));
+      return;
+    }
+    if (w.mean_energy)
+      row(fmt::format("mean energy ({}), reweighted", e), fmt::format("{:.6g}", *w.mean_energy));
+    const Metrics& m = *w.metrics;
+    const auto optional = [](const std::optional<double>& value) {
+      return value ? fmt::format("{:.6g}", *value) : std::string("- (no energies)");
+    };
+    row(fmt::format("energy W1 ({}), reweighted", e), optional(m.energy_w1));
+    row(fmt::format("energy W2 ({}), reweighted", e), optional(m.energy_w2));
+    row("distance TVD, reweighted", fmt::format("{:.6g}", m.distance_tvd));
+    row(fmt::format("distance W2 ({}), reweighted", length_unit(units)),
+        fmt::format("{:.6g}", m.distance_w2));
+    row("outlier fraction, reweighted", optional(m.outlier_fraction));
   }
 
   static void print_molecular_table(const MolecularMetrics& m) {

@@ -9,8 +9,9 @@
 #include <numbers>
 
 #include "psm/core/random.h"
-#include "psm/eval/importance_weights.h"
+#include "psm/diffusion/importance_weights.h"
 #include "psm/eval/metrics.h"
+#include "psm/eval/weighted_metrics.h"
 #include "test_util.h"
 
 namespace {
