@@ -145,6 +145,29 @@ TEST(DiffusionLikelihood, InvariantUnderTheNetworksSymmetries) {
   EXPECT_GT((a.log_q - a.log_q.mean()).abs().max().item<double>(), 1e-2);
 }
 
+// A loaded checkpoint has frozen parameters, and batches above the chunk size run through the
+// chunked forward: its backward must differentiate in x alone, chunk by chunk.
+TEST(DiffusionLikelihood, DivergenceOfAFrozenChunkedNetwork) {
+  torch::manual_seed(7);
+  psm::ScoreModel model(psm::ScoreModelOptions(
+      psm::EgnnOptions(3, torch::zeros({4}, torch::kInt64)).layers(2).hidden(8).chunk_size(3),
+      1.0));
+  for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);
+  const psm::ScoreFn score = [model](const torch::Tensor& x, const torch::Tensor& sigma) mutable {
+    return model->forward(x, sigma);
+  };
+  torch::Generator rng = psm::make_generator(8);
+  const torch::Tensor x = torch::randn({7, 4, 3}, rng, kF64);
+  const torch::Tensor sigma = torch::full({7}, 0.4, kF64);
+  const torch::Tensor batched = psm::score_and_divergence(score, x, sigma, true).divergence;
+  for (int64_t b = 0; b < 7; ++b) {
+    const torch::Tensor one =
+        psm::score_and_divergence(score, x.narrow(0, b, 1), sigma.narrow(0, b, 1), true).divergence;
+    EXPECT_NEAR(batched[b].item<double>(), one.item<double>(),
+                1e-4 * std::abs(one.item<double>()) + 1e-6);
+  }
+}
+
 TEST(DiffusionLikelihood, RejectsBadInputWithOneLineErrors) {
   const psm::ScoreFn score = two_component_mixture().score_fn();
   EXPECT_PSM_ERROR(psm::log_density(score, torch::zeros({2, 3, 2}, kF64), options_for(7)),

@@ -72,9 +72,16 @@ class ChunkedFunction : public torch::autograd::Function<ChunkedFunction> {
     const auto parameters = ctx->saved_data["parameters"].toTensorVector();
     const bool x_grad = ctx->saved_data["x_requires_grad"].toBool();
     const auto count = static_cast<int64_t>(outputs.size());
+    // Frozen parameters (a loaded model whose score is differentiated in x only) get no
+    // gradient: autograd refuses to differentiate with respect to them.
+    std::vector<size_t> trained;
+    for (size_t p = 0; p < parameters.size(); ++p) {
+      if (parameters[p].requires_grad()) trained.push_back(p);
+    }
     std::vector<std::vector<torch::Tensor>> chunk_grads(count);
     for_each_chunk(count, [&](int64_t c) {
-      std::vector<torch::Tensor> wrt = parameters;
+      std::vector<torch::Tensor> wrt;
+      for (const size_t p : trained) wrt.push_back(parameters[p]);
       if (x_grad) wrt.push_back(inputs[c]);
       chunk_grads[c] = torch::autograd::grad({outputs[c]}, wrt, {chunk_of(grads[0], c, chunk)},
                                              /*retain_graph=*/true, /*create_graph=*/false,
@@ -83,11 +90,12 @@ class ChunkedFunction : public torch::autograd::Function<ChunkedFunction> {
     // Returned in the order of forward's arguments: net, chunk, x, c_noise, length_scale,
     // then one per parameter.
     torch::autograd::variable_list result(5 + parameters.size());
-    for (size_t p = 0; p < parameters.size(); ++p) {
+    for (size_t k = 0; k < trained.size(); ++k) {
+      torch::Tensor& sum = result[5 + trained[k]];
       for (int64_t c = 0; c < count; ++c) {
-        const auto& g = chunk_grads[c][p];
+        const auto& g = chunk_grads[c][k];
         if (!g.defined()) continue;
-        result[5 + p] = result[5 + p].defined() ? result[5 + p] + g : g;
+        sum = sum.defined() ? sum + g : g;
       }
     }
     if (x_grad) {
