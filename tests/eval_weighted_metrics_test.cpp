@@ -52,6 +52,11 @@ TEST(ImportanceWeights, ReweightingRecoversTheBoltzmannAverages) {
   ASSERT_TRUE(weighted.metrics.has_value());
   // <U> = 0.5 under p and 0.98 under q; the reweighted mean is p's within its noise.
   EXPECT_NEAR(*weighted.mean_energy, 0.5, 0.03);
+  // The delta-method error of the weighted mean, sqrt(E_q[w² (U - <U>)²] / n) with E_q[w] = 1:
+  // p² / q is a Gaussian of variance s² = 1 / (2 / 0.25 - 1 / 0.49) = 0.168 and mass 1.147, so
+  // E = 1.147 (2 (2 s²)² + (2 s² - 0.5)²) = 0.289 and the error sqrt(0.289 / 20000) = 0.0038.
+  EXPECT_NEAR(*weighted.mean_energy_standard_error, 0.0038, 0.0003);
+  EXPECT_NEAR(*weighted.mean_energy_reference_standard_error, 0.707 / std::sqrt(20000.0), 0.0003);
   EXPECT_NEAR(*weighted.mean_energy_unweighted, 0.98, 0.03);
   EXPECT_NEAR(*weighted.mean_energy_reference, 0.5, 0.03);
   const psm::Metrics unweighted = psm::compute_metrics(generated, reference);

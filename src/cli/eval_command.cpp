@@ -309,19 +309,24 @@ class EvalCommand final : public Command {
     row("effective sample size (Kish)",
         fmt::format("{:.4f} of {} ({:.1f} samples), largest weight {:.3g}", w.ess_fraction,
                     w.samples, w.ess_fraction * static_cast<double>(w.samples), w.max_weight));
+    const auto mean = [](double value, const std::optional<double>& error) {
+      return fmt::format("{:.6g} ± {:.2g}", value, error.value_or(0.0));
+    };
     if (w.mean_energy_unweighted) {
       row(fmt::format("mean energy ({}), unweighted", e),
-          fmt::format("{:.6g}", *w.mean_energy_unweighted));
+          mean(*w.mean_energy_unweighted, w.mean_energy_unweighted_standard_error));
       row(fmt::format("mean energy ({}), reference", e),
-          fmt::format("{:.6g}", *w.mean_energy_reference));
+          mean(*w.mean_energy_reference, w.mean_energy_reference_standard_error));
     }
     if (w.degenerate) {
       row("weighted metrics",
           fmt::format("none: degenerate weights (ESS below {:.3g})", w.min_ess_fraction));
       return;
     }
-    if (w.mean_energy)
-      row(fmt::format("mean energy ({}), reweighted", e), fmt::format("{:.6g}", *w.mean_energy));
+    if (w.mean_energy) {
+      row(fmt::format("mean energy ({}), reweighted", e),
+          mean(*w.mean_energy, w.mean_energy_standard_error));
+    }
     const Metrics& m = *w.metrics;
     const auto optional = [](const std::optional<double>& value) {
       return value ? fmt::format("{:.6g}", *value) : std::string("- (no energies)");

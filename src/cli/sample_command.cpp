@@ -141,14 +141,21 @@ class SampleCommand final : public Command {
     Dataset& samples = drawn.dataset;
     samples.provenance["command"] = "psm sample";
     if (energies_ && !info.system().is_null()) label(samples, info, sampler.batch_size);
-    if (likelihood) add_likelihood(samples, trained, *likelihood);
+    double likelihood_seconds = 0;
+    if (likelihood) {
+      const auto likelihood_start = std::chrono::steady_clock::now();
+      add_likelihood(samples, trained, *likelihood);
+      likelihood_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - likelihood_start)
+              .count();
+    }
     save_dataset(out_, samples);
     fmt::print(
         "sampled     {} configurations in {:.2f} s: {:.4g} samples/s ({} solver, {} steps, "
         "{} score evaluations each)\n",
         count_, seconds, static_cast<double>(count_) / seconds, to_string(sampler.solver),
         sampler.steps, score_evaluations(sampler));
-    if (likelihood) print_likelihood(samples);
+    if (likelihood) print_likelihood(samples, *likelihood, likelihood_seconds);
     fmt::print("wrote       {}{}\n", out_.string(),
                samples.has_energies() ? " (with energies and forces)" : "");
     return 0;
@@ -175,7 +182,14 @@ class SampleCommand final : public Command {
   }
 
   /// The log-density's summary and the effective sample size of the importance weights.
-  static void print_likelihood(const Dataset& samples) {
+  static void print_likelihood(const Dataset& samples, const ModelLikelihood& likelihood,
+                               double seconds) {
+    fmt::print(
+        "likelihood  {:.2f} s: {:.4g} samples/s ({} divergence, {} steps, {} score "
+        "evaluations each)\n",
+        seconds, static_cast<double>(samples.num_frames()) / seconds,
+        samples.provenance["likelihood"].value("divergence", ""), likelihood.options.steps,
+        likelihood_evaluations(likelihood.options));
     fmt::print("log q       mean {:.4f} nats, ODE error {:.2g} mean, {:.2g} largest\n",
                samples.log_q.mean().item<double>(),
                samples.log_q_error.defined() ? samples.log_q_error.mean().item<double>() : 0.0,

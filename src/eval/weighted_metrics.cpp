@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <tuple>
+#include <utility>
+
 #include "psm/core/error.h"
 #include "psm/diffusion/importance_weights.h"
 
@@ -11,15 +15,19 @@ nlohmann::json WeightedMetrics::to_json() const {
   const auto optional = [](const std::optional<double>& value) {
     return value ? nlohmann::json(*value) : nlohmann::json();
   };
-  return {{"samples", samples},
-          {"ess_fraction", ess_fraction},
-          {"min_ess_fraction", min_ess_fraction},
-          {"max_weight", max_weight},
-          {"degenerate", degenerate},
-          {"metrics", metrics ? metrics->to_json() : nlohmann::json()},
-          {"mean_energy", optional(mean_energy)},
-          {"mean_energy_unweighted", optional(mean_energy_unweighted)},
-          {"mean_energy_reference", optional(mean_energy_reference)}};
+  return {
+      {"samples", samples},
+      {"ess_fraction", ess_fraction},
+      {"min_ess_fraction", min_ess_fraction},
+      {"max_weight", max_weight},
+      {"degenerate", degenerate},
+      {"metrics", metrics ? metrics->to_json() : nlohmann::json()},
+      {"mean_energy", optional(mean_energy)},
+      {"mean_energy_standard_error", optional(mean_energy_standard_error)},
+      {"mean_energy_unweighted", optional(mean_energy_unweighted)},
+      {"mean_energy_unweighted_standard_error", optional(mean_energy_unweighted_standard_error)},
+      {"mean_energy_reference", optional(mean_energy_reference)},
+      {"mean_energy_reference_standard_error", optional(mean_energy_reference_standard_error)}};
 }
 
 WeightedMetrics compute_weighted_metrics(const Samples& generated, const torch::Tensor& log_weights,
@@ -41,9 +49,15 @@ WeightedMetrics compute_weighted_metrics(const Samples& generated, const torch::
   out.degenerate = out.ess_fraction < min_ess_fraction;
   const bool energies = generated.energies.defined() && reference.energies.defined();
   if (energies) {
-    const torch::Tensor known = ~torch::isnan(generated.energies);
-    out.mean_energy_unweighted = generated.energies.masked_select(known).mean().item<double>();
-    out.mean_energy_reference = reference.energies.mean().item<double>();
+    const auto mean_and_error = [](const torch::Tensor& values) {
+      const double n = static_cast<double>(values.numel());
+      return std::pair{values.mean().item<double>(),
+                       n > 1 ? values.std().item<double>() / std::sqrt(n) : 0.0};
+    };
+    std::tie(out.mean_energy_unweighted, out.mean_energy_unweighted_standard_error) =
+        mean_and_error(generated.energies.masked_select(~torch::isnan(generated.energies)));
+    std::tie(out.mean_energy_reference, out.mean_energy_reference_standard_error) =
+        mean_and_error(reference.energies);
   }
   if (out.degenerate) return out;
   Samples weighted = generated;
@@ -51,8 +65,11 @@ WeightedMetrics compute_weighted_metrics(const Samples& generated, const torch::
   out.metrics = compute_metrics(weighted, reference, options);
   if (energies) {
     // Frames without an energy have weight 0; 0 x NaN must not spoil the sum.
-    out.mean_energy =
-        (w * torch::nan_to_num(generated.energies.to(torch::kFloat64), 0.0)).sum().item<double>();
+    const torch::Tensor energy = torch::nan_to_num(generated.energies.to(torch::kFloat64), 0.0);
+    const double mean = (w * energy).sum().item<double>();
+    out.mean_energy = mean;
+    out.mean_energy_standard_error =
+        std::sqrt((w.square() * (energy - mean).square()).sum().item<double>());
   }
   return out;
 }

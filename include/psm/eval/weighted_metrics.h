@@ -26,10 +26,15 @@ struct WeightedMetrics {
   double max_weight = 0;        ///< the largest normalised weight
   /// ESS fraction below the threshold: `metrics` and the means are left out
   bool degenerate = true;
-  std::optional<Metrics> metrics{};     ///< compute_metrics of the weighted samples
-  std::optional<double> mean_energy{};  ///< Σ w U, the reweighted estimate of <U>
-  std::optional<double> mean_energy_unweighted{};
-  std::optional<double> mean_energy_reference{};
+  std::optional<Metrics> metrics{};  ///< compute_metrics of the weighted samples
+  /// Σ w U, the reweighted estimate of <U>, with the self-normalised estimator's standard error
+  /// sqrt(Σ w² (U - Σ w U)²) (delta method)
+  std::optional<double> mean_energy{};
+  std::optional<double> mean_energy_standard_error{};
+  std::optional<double> mean_energy_unweighted{};  ///< with standard error std / sqrt(n)
+  std::optional<double> mean_energy_unweighted_standard_error{};
+  std::optional<double> mean_energy_reference{};  ///< with standard error std / sqrt(n)
+  std::optional<double> mean_energy_reference_standard_error{};
 
   nlohmann::json to_json() const;
 };
