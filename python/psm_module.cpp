@@ -50,7 +50,9 @@ namespace {
 /// JSON through Python's json module: dicts, lists, numbers, strings, booleans and None.
 nlohmann::json to_json(const py::handle& object) {
   if (object.is_none()) return nullptr;
-  const std::string text = py::module_::import("json").attr("dumps")(object).cast<std::string>();
+  const py::object dumps = py::module_::import("json").attr("dumps");
+  const py::object plain = py::module_::import("psm._support").attr("json_default");
+  const std::string text = dumps(object, py::arg("default") = plain).cast<std::string>();
   return nlohmann::json::parse(text);
 }
 
@@ -155,7 +157,7 @@ py::object progress_callable(const py::object& progress, const std::string& labe
   if (progress.is_none()) return py::none();
   if (py::isinstance<py::bool_>(progress)) {
     if (!progress.cast<bool>()) return py::none();
-    return py::module_::import("psm._progress").attr("TextProgress")(label);
+    return py::module_::import("psm._support").attr("TextProgress")(label);
   }
   return progress;
 }
@@ -493,13 +495,13 @@ py::object evaluate_sets(const py::object& samples_object, const py::object& ref
     options.system = system.system;
     options.system_name = system.system->name();
   }
+  const std::vector<int64_t> species = reference.data.species;
   const ModelMetrics row = without_gil(py::none(), [&] {
     return evaluate_samples({std::move(samples.data), samples.source},
                             {std::move(reference.data), reference.source}, out, options);
   });
   py::dict metrics = from_json(row.metrics.to_json());
-  if (row.molecular)
-    metrics["molecular"] = from_json(row.molecular->to_json(reference.data.species));
+  if (row.molecular) metrics["molecular"] = from_json(row.molecular->to_json(species));
   return metrics;
 }
 

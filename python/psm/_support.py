@@ -1,8 +1,19 @@
-"""The default progress display of psm's long calls (progress=True): a one-line text bar on
-sys.stderr, which notebooks show under the cell."""
+"""Python-side helpers of the native module: the default progress display of psm's long calls
+(progress=True: a one-line text bar on sys.stderr, which notebooks show under the cell) and the
+JSON form of option values."""
 
+import os
 import sys
 import time
+
+
+def json_default(value):
+    """json.dumps(default=...): numpy scalars and arrays as numbers and lists, paths as text."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 class TextProgress:
