@@ -24,7 +24,7 @@ def test_lj_frames_round_trip_through_atoms(lj13_reference):
 def test_molecules_convert_between_ev_and_kcal_mol():
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    d = psm.load(data_path("ethanol.xyz"))
+    d = psm.load(data_path("ethanol.xyz"), temperature=300)
     atoms = psm.to_atoms(d)[0]
     atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.ones((len(atoms), 3)))
     back = psm.from_atoms([atoms], temperature=300)

@@ -68,7 +68,7 @@ def test_molecular_datasets_take_a_temperature_in_kelvin():
 
 
 def test_select_and_extxyz(tmp_path):
-    d = psm.load(data_path("ethanol.xyz"))
+    d = psm.load(data_path("ethanol.xyz"), temperature=300)
     first = d.select([0])
     assert first.num_frames == 1 and first.species == d.species
     first.save(tmp_path / "one.xyz")
