@@ -33,6 +33,10 @@ from psm._psm import (
 )
 from psm.atoms import from_atoms, to_atoms
 
+for _cls in (Dataset, Error, System):
+    _cls.__module__ = "psm"  # psm.Error, not psm._psm.Error, in tracebacks and reprs
+del _cls
+
 __all__ = [
     "Dataset",
     "Error",
