@@ -496,12 +496,13 @@ py::object evaluate_sets(const py::object& samples_object, const py::object& ref
     options.system_name = system.system->name();
   }
   const std::vector<int64_t> species = reference.data.species;
-  const ModelMetrics row = without_gil(py::none(), [&] {
+  const SampleEvaluation result = without_gil(py::none(), [&] {
     return evaluate_samples({std::move(samples.data), samples.source},
                             {std::move(reference.data), reference.source}, out, options);
   });
-  py::dict metrics = from_json(row.metrics.to_json());
-  if (row.molecular) metrics["molecular"] = from_json(row.molecular->to_json(species));
+  py::dict metrics = from_json(result.row.metrics.to_json());
+  if (result.row.molecular)
+    metrics["molecular"] = from_json(result.row.molecular->to_json(species));
   return metrics;
 }
 

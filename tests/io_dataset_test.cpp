@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 
 #include "psm/core/units.h"
 #include "psm/data/force_check.h"
@@ -60,6 +61,42 @@ TEST_F(DatasetFiles, SaveLoadRoundTrip) {
   lj.species = std::vector<int64_t>(13, 0);
   psm::save_dataset(path("lj13.npz"), lj);
   expect_same(psm::load_dataset(path("lj13.npz")), lj);
+}
+
+// Generated samples carry their model's log-density and log weights (-inf: weight zero) in both
+// formats; select keeps them with their frames.
+TEST_F(DatasetFiles, LikelihoodColumnsRoundTrip) {
+  psm::Dataset data = ethanol_like(4);
+  data.log_q = torch::tensor({-12.5, 3.25, 0.0, -1e3}, torch::kFloat64);
+  data.log_q_error = torch::tensor({0.01, 0.02, 0.0, 0.5}, torch::kFloat64);
+  data.log_weights =
+      torch::tensor({1.5, -std::numeric_limits<double>::infinity(), -2.0, 4.0}, torch::kFloat64);
+  for (const char* name : {"samples.npz", "samples.xyz"}) {
+    SCOPED_TRACE(name);
+    psm::save_dataset(path(name), data);
+    const psm::Dataset read = psm::load_dataset(path(name));
+    ASSERT_TRUE(read.has_log_q());
+    EXPECT_TRUE(torch::allclose(read.log_q, data.log_q, 1e-12, 0));
+    EXPECT_TRUE(torch::allclose(read.log_q_error, data.log_q_error, 1e-12, 0));
+    EXPECT_TRUE(torch::equal(torch::isinf(read.log_weights), torch::isinf(data.log_weights)));
+    EXPECT_TRUE(
+        torch::allclose(read.log_weights, data.log_weights, 1e-12, 0, /*equal_nan=*/false) ||
+        torch::equal(read.log_weights, data.log_weights));
+  }
+  const psm::Dataset picked = data.select(torch::tensor({3, 1}));
+  EXPECT_TRUE(torch::equal(picked.log_q, torch::tensor({-1e3, 3.25}, torch::kFloat64)));
+  EXPECT_EQ(picked.log_weights.size(0), 2);
+
+  data.log_q[2] = std::nan("");
+  EXPECT_PSM_ERROR(data.validate("s.npz"), "s.npz", "log_q hold NaN or Inf (frame 2)");
+  data.log_q = torch::zeros({4}, torch::kFloat64);
+  data.log_weights[0] = std::numeric_limits<double>::infinity();
+  EXPECT_PSM_ERROR(data.validate("s.npz"), "log_weights hold NaN or +Inf");
+  data.log_weights = torch::zeros({3}, torch::kFloat64);
+  EXPECT_PSM_ERROR(data.validate("s.npz"), "log_weights have shape [3], expected [4]");
+  data.log_weights = torch::Tensor();
+  data.log_q = torch::Tensor();
+  EXPECT_PSM_ERROR(data.validate("s.npz"), "log_q_error or log_weights without log_q");
 }
 
 TEST_F(DatasetFiles, SavedLayoutIsWhatNumpyUsersExpect) {

@@ -103,6 +103,56 @@ TEST_F(TrainCli, TrainsResumesAndSamples) {
   EXPECT_EQ(renoised.provenance.at("renoised_frames"), path("triangle.npz").string());
 }
 
+// `psm sample --likelihood` and `psm likelihood` give the same log q for the same frames and
+// options; samples of the SDE have no density, and `psm eval --weights` needs log q.
+TEST_F(TrainCli, LikelihoodOfSamplesAndOfFrames) {
+  const fs::path checkpoint = path("run") / "checkpoint.pt";
+  ASSERT_EQ(run_psm("--threads 1 train --no-progress --config " + path("run.toml").string() +
+                    " --out " + path("run").string())
+                .exit_code,
+            0);
+  const std::string sample = "--threads 1 sample --no-progress --checkpoint " +
+                             checkpoint.string() + " --n 6 --steps 4 --batch 4 --likelihood " +
+                             "--likelihood-steps 6 --out " + path("samples.npz").string();
+  psm::test::RunResult r = run_psm(sample + " --solver sde");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("the reverse SDE's samples have no tractable density"), std::string::npos)
+      << r.output;
+  r = run_psm(sample);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("log q       mean"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("weights     none: the samples have no energies"), std::string::npos)
+      << r.output;
+  const psm::Dataset samples = psm::load_dataset(path("samples.npz"));
+  ASSERT_TRUE(samples.has_log_q());
+  EXPECT_EQ(samples.log_q.size(0), 6);
+  EXPECT_TRUE(samples.log_q_error.defined());
+  EXPECT_FALSE(samples.log_weights.defined());
+  EXPECT_EQ(samples.provenance.at("denoise_final"), false);
+  EXPECT_EQ(samples.provenance.at("likelihood").at("divergence"), "exact");
+
+  r = run_psm("--threads 1 likelihood --no-progress --checkpoint " + checkpoint.string() +
+              " --frames " + path("samples.npz").string() + " --steps 6 --batch 4 --out " +
+              path("scored.npz").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("NLL "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("4-dimensional centre-of-mass-free space"), std::string::npos)
+      << r.output;
+  const psm::Dataset scored = psm::load_dataset(path("scored.npz"));
+  EXPECT_TRUE(torch::allclose(scored.log_q, samples.log_q, 1e-9, 1e-9));
+
+  r = run_psm("--threads 1 likelihood --no-progress --checkpoint " + checkpoint.string() +
+              " --frames " + path("triangle.npz").string() + " --steps 5");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("steps must be even for the error estimate (got 5)"), std::string::npos)
+      << r.output;
+  r = run_psm("eval --no-plots --weights --samples " + path("triangle.npz").string() +
+              " --reference " + path("triangle.npz").string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("has no log q (draw it with psm sample --likelihood)"), std::string::npos)
+      << r.output;
+}
+
 TEST_F(TrainCli, ASecondTrainingInTheSameDirectoryIsRefused) {
   const psm::RunLock held = psm::lock_run_directory(path("run"));
   const psm::test::RunResult r =

@@ -78,8 +78,8 @@ def main():
               f"trajectory: mean {np.mean(data.energies):.4f}, std {np.std(data.energies):.4f}")
 
     # 4. Reweighting goes here. Importance weights w_i ∝ exp(-U(x_i) / kT) / q(x_i) need the
-    #    model's exact likelihood q(x_i) of every sample, which psm does not compute yet (it will
-    #    come with `psm sample --likelihood`). Until then the samples are used unweighted.
+    #    model's exact likelihood q(x_i) of every sample: `psm sample --likelihood` computes it,
+    #    the Python module does not expose it yet. Until then the samples are used unweighted.
 
     # 5. Metrics against the trajectory (metrics.json and report.md in out/eval).
     metrics = psm.eval(samples, data, out=out / "eval")

@@ -34,6 +34,9 @@ void register_builtin_commands(CommandRegistry& registry) {
                make_validate_command);
   registry.add("train", "Train a score model from a TOML config", make_train_command);
   registry.add("sample", "Draw samples from a trained checkpoint", make_sample_command);
+  registry.add("likelihood",
+               "Log-likelihood of frames under a trained checkpoint (probability-flow ODE)",
+               make_likelihood_command);
   registry.add("eval", "Metrics, histograms and a report: samples against a reference",
                make_eval_command);
   registry.add("score-check",

@@ -36,6 +36,8 @@ struct EvalOptions {
   int64_t equivariant_n = 0;
   int64_t xtb_frames = 200;  ///< molecules: frames per set whose GFN2-xTB energies are compared
   bool no_plots = false;
+  bool weights = false;  ///< also the metrics of the importance-weighted samples
+  double min_ess = kDefaultMinEssFraction;
 };
 
 class EvalCommand final : public Command {
@@ -68,6 +70,14 @@ class EvalCommand final : public Command {
         ->capture_default_str()
         ->check(non_negative_number);
     app.add_flag("--no-plots", options_.no_plots, "Skip the histograms (they need gnuplot)");
+    app.add_flag("--weights", options_.weights,
+                 "Also the metrics of the samples reweighted to the Boltzmann distribution "
+                 "(their log importance weights, from `psm sample --likelihood`)");
+    app.add_option("--min-ess", options_.min_ess,
+                   "Effective sample size (fraction) below which the weights are reported as "
+                   "degenerate and not used")
+        ->capture_default_str()
+        ->check(unit_interval);
   }
 
   int run(const GlobalOptions&) override {
@@ -76,6 +86,8 @@ class EvalCommand final : public Command {
                                        .equivariant_n = options_.equivariant_n,
                                        .xtb_frames = options_.xtb_frames,
                                        .plots = !options_.no_plots,
+                                       .weights = options_.weights,
+                                       .min_ess = options_.min_ess,
                                        .context = {{"command", "psm eval"},
                                                    {"samples", options_.samples.string()},
                                                    {"reference", options_.reference.string()},
@@ -88,11 +100,15 @@ class EvalCommand final : public Command {
     Dataset samples = load_dataset(options_.samples);
     Dataset reference = load_dataset(options_.reference);
     const Units units = samples.units;
-    const ModelMetrics row = evaluate_samples({std::move(samples), options_.samples},
-                                              {std::move(reference), options_.reference},
-                                              output_directory(), evaluation);
-    print_table(row.metrics, units);
-    if (row.molecular) print_molecular_table(*row.molecular);
+    const SampleEvaluation result = evaluate_samples({std::move(samples), options_.samples},
+                                                     {std::move(reference), options_.reference},
+                                                     output_directory(), evaluation);
+    print_table(result.row.metrics, units);
+    if (result.row.molecular) print_molecular_table(*result.row.molecular);
+    if (result.weighted) {
+      print_weighted_table(*result.weighted, units);
+      fmt::print("wrote {}\n", (output_directory() / "weighted_metrics.json").string());
+    }
     fmt::print("wrote {}\n", (output_directory() / "report.md").string());
     return 0;
   }
@@ -128,6 +144,40 @@ class EvalCommand final : public Command {
       row(fmt::format("equivariant W2 ({}), n = {}", l, m.equivariant_samples),
           fmt::format("{:.6g}", *m.equivariant_w2));
     }
+  }
+
+  static void print_weighted_table(const WeightedMetrics& w, Units units) {
+    const std::string e = energy_unit(units);
+    const auto row = [](const std::string& name, const std::string& value) {
+      fmt::print("{:<40} {}\n", name, value);
+    };
+    fmt::print("\nreweighted to the Boltzmann distribution (importance weights exp(-U/kT) / q)\n");
+    row("effective sample size (Kish)",
+        fmt::format("{:.4f} of {} ({:.1f} samples), largest weight {:.3g}", w.ess_fraction,
+                    w.samples, w.ess_fraction * static_cast<double>(w.samples), w.max_weight));
+    if (w.mean_energy_unweighted) {
+      row(fmt::format("mean energy ({}), unweighted", e),
+          fmt::format("{:.6g}", *w.mean_energy_unweighted));
+      row(fmt::format("mean energy ({}), reference", e),
+          fmt::format("{:.6g}", *w.mean_energy_reference));
+    }
+    if (w.degenerate) {
+      row("weighted metrics",
+          fmt::format("none: degenerate weights (ESS below {:.3g})", w.min_ess_fraction));
+      return;
+    }
+    if (w.mean_energy)
+      row(fmt::format("mean energy ({}), reweighted", e), fmt::format("{:.6g}", *w.mean_energy));
+    const Metrics& m = *w.metrics;
+    const auto optional = [](const std::optional<double>& value) {
+      return value ? fmt::format("{:.6g}", *value) : std::string("- (no energies)");
+    };
+    row(fmt::format("energy W1 ({}), reweighted", e), optional(m.energy_w1));
+    row(fmt::format("energy W2 ({}), reweighted", e), optional(m.energy_w2));
+    row("distance TVD, reweighted", fmt::format("{:.6g}", m.distance_tvd));
+    row(fmt::format("distance W2 ({}), reweighted", length_unit(units)),
+        fmt::format("{:.6g}", m.distance_w2));
+    row("outlier fraction, reweighted", optional(m.outlier_fraction));
   }
 
   static void print_molecular_table(const MolecularMetrics& m) {

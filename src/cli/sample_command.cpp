@@ -22,6 +22,7 @@
 #include "psm/systems/labelling.h"
 #include "psm/systems/potential.h"
 #include "psm/train/checkpoint.h"
+#include "psm/train/model_likelihood.h"
 #include "psm/train/model_sampling.h"
 
 namespace psm::cli {
@@ -72,6 +73,22 @@ class SampleCommand final : public Command {
     app.add_option("--seed", options_.seed, "Random seed")
         ->capture_default_str()
         ->check(seed_value);
+    app.add_flag("--likelihood", likelihood_,
+                 "Also write log q of each sample (probability-flow ODE; needs --solver heun, "
+                 "turns off the final denoising step) and, with energies, log importance "
+                 "weights -U/kT - log q and their effective sample size");
+    app.add_option("--likelihood-steps", likelihood_options_.steps,
+                   "Heun steps of the likelihood integration (even)")
+        ->capture_default_str()
+        ->check(positive_number);
+    app.add_option("--divergence", divergence_,
+                   fmt::format("Likelihood divergence: exact or hutchinson (default: exact up to "
+                               "{} dimensions)",
+                               kExactDivergenceMaxDim));
+    app.add_option("--probes", likelihood_options_.probes,
+                   "Rademacher probes per sample (hutchinson)")
+        ->capture_default_str()
+        ->check(positive_number);
     app.add_flag("--energies,!--no-energies", energies_,
                  "Label samples with energies and forces when the system is known");
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
@@ -93,6 +110,20 @@ class SampleCommand final : public Command {
     sampler.sigma_min = sigma_min_.value_or(sampler.sigma_min);
     sampler.sigma_max = sigma_max_.value_or(sampler.sigma_max);
     sampler.validate("psm sample");
+    std::optional<ModelLikelihood> likelihood;
+    if (likelihood_) {
+      check(from_.empty(),
+            "psm sample: --likelihood and --from exclude each other (renoised frames have no "
+            "model density)");
+      sampler.denoise_final = false;
+      check_likelihood_sampler(sampler, "psm sample --likelihood");
+      LikelihoodOptions options = likelihood_options_for(info, likelihood_options_);
+      if (divergence_) options.divergence = divergence_method_from_string(*divergence_);
+      options.batch_size = sampler.batch_size;
+      options.seed = sampler.seed;
+      options.validate("psm sample --likelihood");
+      likelihood = ModelLikelihood{.options = options, .device = device, .progress = progress_};
+    }
     const ModelSampling sampling{
         .checkpoint = checkpoint_, .sampler = sampler, .device = device, .progress = progress_};
 
@@ -110,12 +141,14 @@ class SampleCommand final : public Command {
     Dataset& samples = drawn.dataset;
     samples.provenance["command"] = "psm sample";
     if (energies_ && !info.system().is_null()) label(samples, info, sampler.batch_size);
+    if (likelihood) add_likelihood(samples, trained, *likelihood);
     save_dataset(out_, samples);
     fmt::print(
         "sampled     {} configurations in {:.2f} s: {:.4g} samples/s ({} solver, {} steps, "
         "{} score evaluations each)\n",
         count_, seconds, static_cast<double>(count_) / seconds, to_string(sampler.solver),
         sampler.steps, score_evaluations(sampler));
+    if (likelihood) print_likelihood(samples);
     fmt::print("wrote       {}{}\n", out_.string(),
                samples.has_energies() ? " (with energies and forces)" : "");
     return 0;
@@ -138,6 +171,20 @@ class SampleCommand final : public Command {
           "note        {} sample(s) have a non-finite energy or force: energies and forces "
           "are not written\n",
           bad);
+    }
+  }
+
+  /// The log-density's summary and the effective sample size of the importance weights.
+  static void print_likelihood(const Dataset& samples) {
+    fmt::print("log q       mean {:.4f} nats, ODE error {:.2g} mean, {:.2g} largest\n",
+               samples.log_q.mean().item<double>(),
+               samples.log_q_error.defined() ? samples.log_q_error.mean().item<double>() : 0.0,
+               samples.log_q_error.defined() ? samples.log_q_error.max().item<double>() : 0.0);
+    if (const auto ess = effective_sample_fraction(samples)) {
+      fmt::print("weights     Kish effective sample size {:.4f} of {} samples ({:.1f} samples)\n",
+                 *ess, samples.num_frames(), *ess * static_cast<double>(samples.num_frames()));
+    } else {
+      fmt::print("weights     none: the samples have no energies\n");
     }
   }
 
@@ -166,6 +213,9 @@ class SampleCommand final : public Command {
   std::optional<double> sigma_max_;
   bool energies_ = true;
   bool progress_ = true;
+  bool likelihood_ = false;
+  LikelihoodOptions likelihood_options_{};
+  std::optional<std::string> divergence_;
 };
 
 }  // namespace

@@ -77,4 +77,15 @@ void ProgressBar::draw(bool final) {
   std::fflush(stderr);
 }
 
+std::function<void(int64_t, int64_t)> LazyProgressBar::callback() {
+  return [this](int64_t done, int64_t total) {
+    if (!bar_) bar_ = std::make_unique<ProgressBar>(label_, total, enabled_);
+    bar_->update(done);
+  };
+}
+
+void LazyProgressBar::finish() {
+  if (bar_) bar_->finish();
+}
+
 }  // namespace psm

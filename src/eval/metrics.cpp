@@ -20,6 +20,18 @@ torch::Tensor flat_float64(const torch::Tensor& values, const char* what) {
   return flat;
 }
 
+/// `weights` [n] (any shape of n elements) as float64 summing to 1.
+torch::Tensor normalised_weights(const torch::Tensor& weights, int64_t n, const char* what) {
+  const int64_t given = weights.defined() ? weights.numel() : 0;
+  check(given == n, fmt::format("{}: {} weights for {} values", what, given, n));
+  const torch::Tensor w = weights.flatten().to(torch::kFloat64);
+  check(torch::isfinite(w).all().item<bool>() && (w >= 0).all().item<bool>(),
+        fmt::format("{}: weights must be finite and non-negative", what));
+  const double total = w.sum().item<double>();
+  check(total > 0, fmt::format("{}: the weights are all zero", what));
+  return w / total;
+}
+
 void check_configurations(const torch::Tensor& positions, const char* what) {
   check(positions.defined() && positions.dim() == 3,
         fmt::format("{}: positions must have shape [B, N, D]", what));
@@ -37,22 +49,24 @@ std::optional<VirialTemperature> virial_of_finite_frames(const Samples& samples)
 
 }  // namespace
 
-double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& b, double p) {
-  check(p >= 1.0, fmt::format("wasserstein_1d: p must be >= 1, got {}", p));
-  const torch::Tensor u = std::get<0>(flat_float64(a, "wasserstein_1d").sort());
-  const torch::Tensor v = std::get<0>(flat_float64(b, "wasserstein_1d").sort());
-  const int64_t n = u.numel(), m = v.numel();
-  if (n == m) return (u - v).abs().pow(p).mean().pow(1.0 / p).item<double>();
-  // Quantile levels k/n are computed as divisions, so levels equal as rationals are equal
-  // doubles and the merged grid has no spurious slivers.
-  const torch::Tensor u_levels = torch::arange(1, n + 1, u.options()) / static_cast<double>(n);
-  const torch::Tensor v_levels = torch::arange(1, m + 1, v.options()) / static_cast<double>(m);
+namespace {
+
+/// Quantile levels k / n, k = 1..n, computed as divisions, so that levels equal as rationals are
+/// equal doubles and a merged grid has no spurious slivers.
+torch::Tensor uniform_levels(int64_t n, const torch::TensorOptions& options) {
+  return torch::arange(1, n + 1, options) / static_cast<double>(n);
+}
+
+/// W_p between two quantile functions, each given by sorted values and the cumulative
+/// probability reached at each value (the last one 1), compared on the merged breakpoints.
+double wasserstein_from_levels(const torch::Tensor& u, const torch::Tensor& u_levels,
+                               const torch::Tensor& v, const torch::Tensor& v_levels, double p) {
   const torch::Tensor levels = std::get<0>(torch::cat({u_levels, v_levels}).sort());
-  // Left-continuous quantile function: Q(q) = x_(k) for q in ((k-1)/n, k/n].
+  // Left-continuous quantile function: Q(q) = the first value whose level reaches q.
   const torch::Tensor u_at =
-      u.index_select(0, torch::searchsorted(u_levels, levels).clamp_max(n - 1));
+      u.index_select(0, torch::searchsorted(u_levels, levels).clamp_max(u.numel() - 1));
   const torch::Tensor v_at =
-      v.index_select(0, torch::searchsorted(v_levels, levels).clamp_max(m - 1));
+      v.index_select(0, torch::searchsorted(v_levels, levels).clamp_max(v.numel() - 1));
   const torch::Tensor widths = levels - torch::cat({levels.new_zeros({1}), levels.slice(0, 0, -1)});
   // Zero-width steps (levels shared by both grids) are left out: an infinite difference there
   // would make 0 x inf = NaN of a distance that is merely infinite.
@@ -61,6 +75,30 @@ double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& b, double p) 
       .sum()
       .pow(1.0 / p)
       .item<double>();
+}
+
+}  // namespace
+
+double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& b, double p) {
+  check(p >= 1.0, fmt::format("wasserstein_1d: p must be >= 1, got {}", p));
+  const torch::Tensor u = std::get<0>(flat_float64(a, "wasserstein_1d").sort());
+  const torch::Tensor v = std::get<0>(flat_float64(b, "wasserstein_1d").sort());
+  const int64_t n = u.numel(), m = v.numel();
+  if (n == m) return (u - v).abs().pow(p).mean().pow(1.0 / p).item<double>();
+  return wasserstein_from_levels(u, uniform_levels(n, u.options()), v,
+                                 uniform_levels(m, v.options()), p);
+}
+
+double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& a_weights,
+                      const torch::Tensor& b, double p) {
+  check(p >= 1.0, fmt::format("wasserstein_1d: p must be >= 1, got {}", p));
+  const torch::Tensor values = flat_float64(a, "wasserstein_1d");
+  const torch::Tensor weights = normalised_weights(a_weights, values.numel(), "wasserstein_1d");
+  const auto [u, order] = values.sort();
+  torch::Tensor u_levels = weights.index_select(0, order).cumsum(0);
+  u_levels[-1] = 1.0;  // rounding must not leave a sliver above the last level
+  const torch::Tensor v = std::get<0>(flat_float64(b, "wasserstein_1d").sort());
+  return wasserstein_from_levels(u, u_levels, v, uniform_levels(v.numel(), v.options()), p);
 }
 
 torch::Tensor pairwise_distances(const torch::Tensor& positions) {
@@ -73,26 +111,52 @@ torch::Tensor pairwise_distances(const torch::Tensor& positions) {
   return torch::linalg_vector_norm(delta, 2, {-1}, false, torch::kFloat64);
 }
 
-double histogram_tvd(const torch::Tensor& generated, const torch::Tensor& reference, int64_t bins) {
+namespace {
+
+/// histogram_tvd with the generated values weighted, or counted when `generated_weights` is
+/// undefined (exact fractions: identical samples give exactly 0).
+double weighted_histogram_tvd(const torch::Tensor& generated,
+                              const torch::Tensor& generated_weights,
+                              const torch::Tensor& reference, int64_t bins) {
   check(bins >= 1, fmt::format("histogram_tvd: bins must be >= 1, got {}", bins));
   const torch::Tensor ref = flat_float64(reference, "histogram_tvd (reference)");
   // NaN in generated samples is allowed: it lies outside the range and counts as such.
   check(generated.defined() && generated.numel() > 0, "histogram_tvd (generated): empty sample");
   const torch::Tensor gen = generated.flatten().to(torch::kFloat64);
+  const torch::Tensor gen_weights =
+      generated_weights.defined()
+          ? normalised_weights(generated_weights, gen.numel(), "histogram_tvd")
+          : torch::Tensor();
   const double lo = ref.min().item<double>(), hi = ref.max().item<double>();
   check(hi > lo, "histogram_tvd: the reference values are all equal; no range to bin");
-  const auto fractions = [&](const torch::Tensor& x) {
-    const torch::Tensor inside = x.masked_select((x >= lo) & (x <= hi));
-    const torch::Tensor bin = ((inside - lo) * (static_cast<double>(bins) / (hi - lo)))
-                                  .floor()
-                                  .to(torch::kInt64)
-                                  .clamp(0, bins - 1);
-    return torch::bincount(bin, {}, bins).to(torch::kFloat64) / static_cast<double>(x.numel());
+  const auto fractions = [&](const torch::Tensor& x, const torch::Tensor& weights) {
+    const torch::Tensor inside = (x >= lo) & (x <= hi);
+    const torch::Tensor bin =
+        ((x.masked_select(inside) - lo) * (static_cast<double>(bins) / (hi - lo)))
+            .floor()
+            .to(torch::kInt64)
+            .clamp(0, bins - 1);
+    if (!weights.defined()) {
+      return torch::bincount(bin, {}, bins).to(torch::kFloat64) / static_cast<double>(x.numel());
+    }
+    return torch::bincount(bin, weights.masked_select(inside), bins).to(torch::kFloat64);
   };
-  const torch::Tensor p = fractions(ref);
-  const torch::Tensor q = fractions(gen);
-  const torch::Tensor q_outside = 1.0 - q.sum();
+  const torch::Tensor p = fractions(ref, torch::Tensor());
+  const torch::Tensor q = fractions(gen, gen_weights);
+  const torch::Tensor q_outside = (1.0 - q.sum()).clamp_min(0.0);
   return (0.5 * ((p - q).abs().sum() + q_outside)).item<double>();
+}
+
+}  // namespace
+
+double histogram_tvd(const torch::Tensor& generated, const torch::Tensor& reference, int64_t bins) {
+  return weighted_histogram_tvd(generated, torch::Tensor(), reference, bins);
+}
+
+double histogram_tvd(const torch::Tensor& generated, const torch::Tensor& generated_weights,
+                     const torch::Tensor& reference, int64_t bins) {
+  check(generated_weights.defined(), "histogram_tvd: weights are undefined");
+  return weighted_histogram_tvd(generated, generated_weights, reference, bins);
 }
 
 double outlier_fraction(const torch::Tensor& generated_energy,
@@ -102,8 +166,21 @@ double outlier_fraction(const torch::Tensor& generated_energy,
         "outlier_fraction (generated): empty sample");
   const torch::Tensor gen = generated_energy.flatten().to(torch::kFloat64);
   // NaN energies are broken samples too.
+  return ((gen > ref.max()) | torch::isnan(gen)).to(torch::kFloat64).mean().item<double>();
+}
+
+double outlier_fraction(const torch::Tensor& generated_energy,
+                        const torch::Tensor& generated_weights,
+                        const torch::Tensor& reference_energy) {
+  const torch::Tensor ref = flat_float64(reference_energy, "outlier_fraction (reference)");
+  check(generated_energy.defined() && generated_energy.numel() > 0,
+        "outlier_fraction (generated): empty sample");
+  const torch::Tensor gen = generated_energy.flatten().to(torch::kFloat64);
+  const torch::Tensor weights =
+      normalised_weights(generated_weights, gen.numel(), "outlier_fraction");
+  // NaN energies are broken samples too.
   const torch::Tensor outlier = (gen > ref.max()) | torch::isnan(gen);
-  return outlier.to(torch::kFloat64).mean().item<double>();
+  return weights.masked_select(outlier).sum().item<double>();
 }
 
 nlohmann::json Metrics::to_json() const {
@@ -157,25 +234,46 @@ Metrics compute_metrics(const Samples& generated, const Samples& reference,
                                   samples->positions.size(0), role,
                                   samples == &reference ? " or energies" : ""));
   }
+  const bool weighted = generated.weights.defined();
+  check(!reference.weights.defined(), "compute_metrics: reference frames cannot be weighted");
+  const torch::Tensor weights =
+      weighted ? normalised_weights(generated.weights, generated.positions.size(0),
+                                    "compute_metrics (generated)")
+               : torch::Tensor();
+  // Unweighted samples take the unweighted functions: their equal quantile levels are exact.
+  const auto w_p = [&](const torch::Tensor& values, const torch::Tensor& value_weights,
+                       const torch::Tensor& reference_values, double p) {
+    return weighted ? wasserstein_1d(values, value_weights, reference_values, p)
+                    : wasserstein_1d(values, reference_values, p);
+  };
   Metrics metrics;
   metrics.n_generated = generated.positions.size(0);
   metrics.n_reference = reference.positions.size(0);
   if (generated.energies.defined() && reference.energies.defined()) {
-    const torch::Tensor known = generated.energies.masked_select(~torch::isnan(generated.energies));
+    const torch::Tensor has_energy = ~torch::isnan(generated.energies);
+    const torch::Tensor known = generated.energies.masked_select(has_energy);
+    const torch::Tensor known_weights = weighted ? weights.masked_select(has_energy) : weights;
     metrics.energy_failures = metrics.n_generated - known.numel();
-    if (known.numel() > 0) {
-      metrics.energy_w1 = wasserstein_1d(known, reference.energies, 1.0);
-      metrics.energy_w2 = wasserstein_1d(known, reference.energies, 2.0);
+    if (known.numel() > 0 && (!weighted || known_weights.sum().item<double>() > 0)) {
+      metrics.energy_w1 = w_p(known, known_weights, reference.energies, 1.0);
+      metrics.energy_w2 = w_p(known, known_weights, reference.energies, 2.0);
       metrics.energy_w2_squared = *metrics.energy_w2 * *metrics.energy_w2;
     }
-    metrics.outlier_fraction = outlier_fraction(generated.energies, reference.energies);
+    metrics.outlier_fraction =
+        weighted ? outlier_fraction(generated.energies, weights, reference.energies)
+                 : outlier_fraction(generated.energies, reference.energies);
   }
   const torch::Tensor generated_distances = pairwise_distances(generated.positions);
   const torch::Tensor reference_distances = pairwise_distances(reference.positions);
+  const torch::Tensor distance_weights =
+      weighted ? weights.unsqueeze(1).expand_as(generated_distances) : torch::Tensor();
   metrics.distance_tvd =
-      histogram_tvd(generated_distances, reference_distances, options.distance_bins);
-  metrics.distance_w2 = wasserstein_1d(generated_distances, reference_distances, 2.0);
+      weighted ? histogram_tvd(generated_distances, distance_weights, reference_distances,
+                               options.distance_bins)
+               : histogram_tvd(generated_distances, reference_distances, options.distance_bins);
+  metrics.distance_w2 = w_p(generated_distances, distance_weights, reference_distances, 2.0);
   metrics.distance_w2_squared = metrics.distance_w2 * metrics.distance_w2;
+  if (weighted) return metrics;
   if (options.equivariant_samples > 0) {
     const int64_t n =
         std::min({options.equivariant_samples, metrics.n_generated, metrics.n_reference});

@@ -8,9 +8,11 @@
 #include <utility>
 #include <vector>
 
+#include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
+#include "psm/diffusion/importance_weights.h"
 #include "psm/eval/evaluation_inputs.h"
 #include "psm/eval/plots.h"
 #include "psm/systems/labelling.h"
@@ -105,6 +107,9 @@ torch::Tensor without_diverged_frames(const torch::Tensor& energies, const torch
 
 struct LoadedSamples {
   Samples samples;
+  /// [B] log importance weights: the set's, or -U/kT - log q from its log q and the energies;
+  /// undefined without log q
+  torch::Tensor log_weights;
   Units units;
   std::vector<int64_t> species;
   nlohmann::json system;  ///< the set's system spec, may be null
@@ -114,6 +119,9 @@ struct LoadedSamples {
 LoadedSamples prepare(SourcedDataset set, const SampleEvaluationOptions& options, Role role) {
   Dataset& data = set.data;
   const fs::path& file = set.source;
+  check(role == Role::reference || !options.weights || data.has_log_q(),
+        fmt::format("psm eval --weights: {} has no log q (draw it with psm sample --likelihood)",
+                    file.string()));
   check_system_matches(data, file, options);
   if (options.n > 0) {
     check(options.n <= data.num_frames(), fmt::format("--n {}: {} has only {} frames", options.n,
@@ -125,15 +133,23 @@ LoadedSamples prepare(SourcedDataset set, const SampleEvaluationOptions& options
   Samples samples = role == Role::samples ? generated_samples(data, file, system.get())
                                           : reference_samples(data, file, system.get());
   samples.energies = without_diverged_frames(samples.energies, data.positions, file, role);
-  return {std::move(samples), data.units, data.species, data.system, data.is_molecular()};
+  torch::Tensor log_weights = data.log_weights;
+  if (!log_weights.defined() && data.has_log_q() && samples.energies.defined()) {
+    log_weights = log_importance_weights(samples.energies, data.kT, data.log_q);
+  }
+  return {std::move(samples), std::move(log_weights), data.units, data.species,
+          data.system,        data.is_molecular()};
 }
 
 }  // namespace
 
-ModelMetrics evaluate_samples(SourcedDataset samples_set, SourcedDataset reference_set,
-                              const fs::path& out, const SampleEvaluationOptions& options) {
+SampleEvaluation evaluate_samples(SourcedDataset samples_set, SourcedDataset reference_set,
+                                  const fs::path& out, const SampleEvaluationOptions& options) {
   const fs::path samples_file = samples_set.source, reference_file = reference_set.source;
   const LoadedSamples loaded = prepare(std::move(samples_set), options, Role::samples);
+  check(!options.weights || loaded.log_weights.defined(),
+        fmt::format("psm eval --weights: {} has log q but no energies to weight it with",
+                    samples_file.string()));
   const LoadedSamples loaded_reference =
       prepare(std::move(reference_set), options, Role::reference);
   const Samples& samples = loaded.samples;
@@ -174,7 +190,13 @@ ModelMetrics evaluate_samples(SourcedDataset samples_set, SourcedDataset referen
                             .plots = plots,
                             .molecular = molecular,
                             .context = options.context});
-  return std::move(rows.front());
+  SampleEvaluation result{.row = std::move(rows.front()), .weighted = std::nullopt};
+  if (options.weights) {
+    result.weighted =
+        compute_weighted_metrics(samples, loaded.log_weights, reference, {}, options.min_ess);
+    write_text_atomically(out / "weighted_metrics.json", result.weighted->to_json().dump(2) + "\n");
+  }
+  return result;
 }
 
 }  // namespace psm

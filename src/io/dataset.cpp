@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 
@@ -66,6 +67,14 @@ std::string shape_string(const torch::Tensor& t) { return fmt::format("{}", t.si
 
 [[noreturn]] void fail(const std::string& source, const std::string& problem) {
   throw Error(fmt::format("{}: {}", source, problem));
+}
+
+/// The per-frame likelihood columns of `dataset` (const or not) by their file name.
+template <class AnyDataset>
+auto likelihood_columns(AnyDataset& dataset) {
+  return std::array{std::pair{"log_q", &dataset.log_q},
+                    std::pair{"log_q_error", &dataset.log_q_error},
+                    std::pair{"log_weights", &dataset.log_weights}};
 }
 
 /// The first frame of `values` [F, ...] that holds a NaN or Inf, or -1.
@@ -170,6 +179,9 @@ Dataset load_psm_npz(const NpzReader& npz) {
   dataset.positions = read_float(npz, "positions");
   if (npz.contains("forces")) dataset.forces = read_float(npz, "forces");
   if (npz.contains("energies")) dataset.energies = read_float(npz, "energies");
+  for (const auto& [key, column] : likelihood_columns(dataset)) {
+    if (npz.contains(key)) *column = read_float(npz, key);
+  }
   dataset.species = read_species(npz, "species");
   return dataset;
 }
@@ -317,11 +329,23 @@ void Dataset::validate(const std::string& source) const {
   };
   check_labels(forces, "forces", positions.sizes());
   check_labels(energies, "energies", {num_frames()});
+  check_labels(log_q, "log_q", {num_frames()});
+  check_labels(log_q_error, "log_q_error", {num_frames()});
+  check_labels(log_weights, "log_weights", {num_frames()});
   for (const auto& [t, name] : {std::pair{positions, "positions"}, std::pair{forces, "forces"},
-                                std::pair{energies, "energies"}}) {
+                                std::pair{energies, "energies"}, std::pair{log_q, "log_q"},
+                                std::pair{log_q_error, "log_q_error"}}) {
     if (!t.defined()) continue;
     const int64_t frame = first_nonfinite_frame(t);
     if (frame >= 0) fail(source, fmt::format("{} hold NaN or Inf (frame {})", name, frame));
+  }
+  // A weight of zero (log w = -inf) is a frame the potential could not evaluate.
+  if (log_weights.defined() &&
+      (torch::isnan(log_weights) | torch::isposinf(log_weights)).any().item<bool>()) {
+    fail(source, "log_weights hold NaN or +Inf");
+  }
+  if ((log_q_error.defined() || log_weights.defined()) && !log_q.defined()) {
+    fail(source, "log_q_error or log_weights without log_q");
   }
   if (!(std::isfinite(kT) && kT > 0)) fail(source, fmt::format("kT must be positive, got {}", kT));
   if (sampled_kT && !(std::isfinite(*sampled_kT) && *sampled_kT > 0)) {
@@ -347,6 +371,9 @@ Dataset Dataset::select(const torch::Tensor& indices) const {
   out.positions = positions.index_select(0, index);
   if (has_forces()) out.forces = forces.index_select(0, index);
   if (has_energies()) out.energies = energies.index_select(0, index);
+  for (const auto& [key, column] : likelihood_columns(out)) {
+    if (column->defined()) *column = column->index_select(0, index);
+  }
   return out;
 }
 
@@ -355,6 +382,9 @@ Dataset Dataset::to(torch::Device device) const {
   out.positions = positions.to(device);
   if (has_forces()) out.forces = forces.to(device);
   if (has_energies()) out.energies = energies.to(device);
+  for (const auto& [key, column] : likelihood_columns(out)) {
+    if (column->defined()) *column = column->to(device);
+  }
   return out;
 }
 
@@ -421,6 +451,9 @@ void save_dataset(const std::filesystem::path& path, const Dataset& dataset) {
   arrays["positions"] = dataset.positions;
   if (dataset.has_forces()) arrays["forces"] = dataset.forces;
   if (dataset.has_energies()) arrays["energies"] = dataset.energies;
+  for (const auto& [key, column] : likelihood_columns(dataset)) {
+    if (column->defined()) arrays[key] = *column;
+  }
   arrays["species"] = torch::tensor(dataset.species, torch::kInt64);
   arrays["metadata"] = torch::from_blob(const_cast<char*>(text.data()),
                                         {static_cast<int64_t>(text.size())}, torch::kUInt8)

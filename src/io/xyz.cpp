@@ -356,6 +356,19 @@ Dataset parse_extxyz(std::string_view text, const std::string& source_name,
 
   Dataset dataset;
   const auto frame_count = static_cast<int64_t>(frames.size());
+  for (const auto& [key, column] :
+       {std::pair{"log_q", &dataset.log_q}, std::pair{"log_q_error", &dataset.log_q_error},
+        std::pair{"log_weights", &dataset.log_weights}}) {
+    if (!first.info.contains(key)) continue;
+    std::vector<double> values;
+    for (size_t f = 0; f < frames.size(); ++f) {
+      const std::string where = fmt::format("{}: frame {}", source_name, f + 1);
+      const auto value = info_number(frames[f], key, where);
+      check(value.has_value(), fmt::format("{}: {} present in some frames only", where, key));
+      values.push_back(*value);
+    }
+    *column = torch::tensor(values, torch::kFloat64);
+  }
   dataset.positions = frames_tensor(positions, frame_count, atoms);
   if (!forces.empty()) dataset.forces = frames_tensor(forces, frame_count, atoms);
   if (!energies.empty()) dataset.energies = torch::tensor(energies, torch::kFloat64);
@@ -444,9 +457,20 @@ std::string extxyz_string(const Dataset& dataset) {
     header += " provenance=" + quote_value("_JSON " + dataset.provenance.dump());
   }
 
+  // Per-frame numbers beside the energy, as ASE's atoms.info keys.
+  std::vector<std::pair<const char*, torch::Tensor>> frame_values;
+  for (const auto& [key, column] :
+       {std::pair{"log_q", &dataset.log_q}, std::pair{"log_q_error", &dataset.log_q_error},
+        std::pair{"log_weights", &dataset.log_weights}}) {
+    if (column->defined()) frame_values.emplace_back(key, cpu_float64(*column));
+  }
+
   std::string out;
   for (int64_t f = 0; f < dataset.num_frames(); ++f) {
     out += fmt::format("{}\n{}", dataset.num_atoms(), header);
+    for (const auto& [key, values] : frame_values) {
+      out += fmt::format(" {}={}", key, python_float(values[f].item<double>()));
+    }
     if (has_energies) out += " energy=" + python_float(e[f]);
     out += " pbc=\"F F F\"\n";
     for (int64_t i = 0; i < dataset.num_atoms(); ++i) {

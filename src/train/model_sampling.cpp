@@ -1,6 +1,5 @@
 #include "psm/train/model_sampling.h"
 
-#include <memory>
 #include <optional>
 
 #include "psm/core/progress.h"
@@ -13,26 +12,6 @@ std::optional<double> optional_number(const nlohmann::json& record, const char* 
   const nlohmann::json value = record.value(key, nlohmann::json());
   return value.is_number() ? std::optional<double>(value.get<double>()) : std::nullopt;
 }
-
-/// A progress bar made at the sampler's first step, when the total is known.
-class LazyProgressBar {
- public:
-  LazyProgressBar(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled) {}
-  SamplerProgress callback() {
-    return [this](int64_t done, int64_t total) {
-      if (!bar_) bar_ = std::make_unique<ProgressBar>(label_, total, enabled_);
-      bar_->update(done);
-    };
-  }
-  void finish() {
-    if (bar_) bar_->finish();
-  }
-
- private:
-  std::string label_;
-  bool enabled_;
-  std::unique_ptr<ProgressBar> bar_;
-};
 
 /// The finite rows of `positions` as a dataset of the checkpoint's system.
 ModelSamples as_model_samples(const torch::Tensor& positions, const CheckpointInfo& info,

@@ -15,5 +15,6 @@ std::unique_ptr<Command> make_sample_command();       ///< `psm sample --checkpo
 std::unique_ptr<Command> make_run_command();          ///< `psm run [CONFIG]`
 std::unique_ptr<Command> make_eval_command();         ///< `psm eval`
 std::unique_ptr<Command> make_score_check_command();  ///< `psm score-check`
+std::unique_ptr<Command> make_likelihood_command();   ///< `psm likelihood --checkpoint FILE`
 
 }  // namespace psm::cli

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,21 @@ class ProgressBar {
   std::vector<std::pair<std::string, double>> values_;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
+};
+
+/// A progress bar made at the first report, for work that learns its total only when it starts
+/// (samplers, likelihood integration: chunks times steps).
+class LazyProgressBar {
+ public:
+  LazyProgressBar(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled) {}
+  /// A callback (done, total) that draws the bar; valid while this object lives.
+  std::function<void(int64_t, int64_t)> callback();
+  void finish();
+
+ private:
+  std::string label_;
+  bool enabled_;
+  std::unique_ptr<ProgressBar> bar_;
 };
 
 }  // namespace psm

@@ -23,6 +23,12 @@ namespace psm {
 /// @return W_p in the unit of the values. W_2 squared (POT's emd2_1d) is the square of p = 2.
 double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& b, double p = 2.0);
 
+/// The same with the values of `a` weighted by a_weights (same number of elements, finite,
+/// non-negative, not all zero; normalised here): the quantile function of a steps at the
+/// cumulative weights. Equal weights give the unweighted distance.
+double wasserstein_1d(const torch::Tensor& a, const torch::Tensor& a_weights,
+                      const torch::Tensor& b, double p = 2.0);
+
 /// Distances between all particle pairs i < j, in row-major upper-triangle order
 /// ((0,1), (0,2), ..., (1,2), ...).
 /// @param positions [B, N, D] float64, length unit
@@ -38,11 +44,19 @@ torch::Tensor pairwise_distances(const torch::Tensor& positions);
 /// @param generated [n] float64, @param reference [m] float64 (flattened); reference max > min
 double histogram_tvd(const torch::Tensor& generated, const torch::Tensor& reference,
                      int64_t bins = 200);
+/// The same with the generated values weighted (generated_weights: one per value, as in
+/// wasserstein_1d): fractions are sums of normalised weights.
+double histogram_tvd(const torch::Tensor& generated, const torch::Tensor& generated_weights,
+                     const torch::Tensor& reference, int64_t bins = 200);
 
 /// Fraction of generated energies above the reference's maximum energy (clashes and other
 /// broken samples, reported apart from W2 so that one of them does not hide in it).
 /// @param generated_energy [n] float64, @param reference_energy [m] float64
 double outlier_fraction(const torch::Tensor& generated_energy,
+                        const torch::Tensor& reference_energy);
+/// The weight of the outliers among normalised weights of the generated frames.
+double outlier_fraction(const torch::Tensor& generated_energy,
+                        const torch::Tensor& generated_weights,
                         const torch::Tensor& reference_energy);
 
 /// Optimal orthogonal superposition (Kabsch) of x onto y, batched.
@@ -111,6 +125,11 @@ struct Samples {
   /// [B, N, D] float64, energy/length; undefined when no potential gives them. Frames with a
   /// non-finite force (clashes) are left out of the virial temperature.
   torch::Tensor forces{};
+  /// [B] float64 importance weights (any positive scale; zero for a frame to leave out), or
+  /// undefined for equal weights. Generated samples only: with weights, compute_metrics measures
+  /// the weighted distribution (energy W1 and W2, outlier fraction, distance TVD and W2) and
+  /// leaves out equivariant W2 and the virial temperature, which have no weighted form here.
+  torch::Tensor weights{};
 };
 
 struct MetricsOptions {

@@ -19,6 +19,15 @@ struct Dataset {
   torch::Tensor positions;  ///< [F, N, D] float64; Å or reduced length
   torch::Tensor forces;     ///< [F, N, D] float64, -dU/dx; kcal/mol/Å or reduced; may be undefined
   torch::Tensor energies;   ///< [F] float64; kcal/mol or reduced; may be undefined
+  /// [F] float64, nats: log-density of each frame under the model that drew it
+  /// (diffusion/likelihood.h states the convention); may be undefined
+  torch::Tensor log_q;
+  torch::Tensor
+      log_q_error;  ///< [F] float64, nats: log_q's estimated integration error; may be undefined
+  /// [F] float64: log importance weights -U/kT - log q towards the Boltzmann distribution at
+  /// kT (eval/importance_weights.h), -inf for a frame the potential could not evaluate; may be
+  /// undefined
+  torch::Tensor log_weights;
   std::vector<int64_t> species;  ///< [N] atomic numbers; 0 for identical model particles (LJ, DW)
   Units units = Units::reduced;
   double kT = 1.0;  ///< target k_B T (energy units): the distribution the user wants
@@ -32,6 +41,7 @@ struct Dataset {
   int64_t dim() const { return positions.size(2); }
   bool has_forces() const { return forces.defined(); }
   bool has_energies() const { return energies.defined(); }
+  bool has_log_q() const { return log_q.defined(); }
   /// Real elements in 3-D, Å and kcal/mol: a molecule (see is_molecular below).
   bool is_molecular() const;
   /// k_B T the frames were drawn at: sampled_kT, else kT.
@@ -81,8 +91,10 @@ Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& optio
 Dataset read_geometry(const std::filesystem::path& path);
 
 /// Writes `dataset` atomically in the format the extension of `path` names: .npz (arrays
-/// positions, forces, energies, species, plus a JSON "metadata" entry stored as uint8 bytes:
-/// json.loads(np.load(f)["metadata"].tobytes())) or extended XYZ (.xyz, .extxyz; 3-D only).
+/// positions, forces, energies, log_q, log_q_error, log_weights, species, plus a JSON
+/// "metadata" entry stored as uint8 bytes: json.loads(np.load(f)["metadata"].tobytes())) or
+/// extended XYZ (.xyz, .extxyz; 3-D only; log_q, log_q_error and log_weights as per-frame info
+/// keys, ASE's atoms.info).
 /// Throws psm::Error for any other extension, as check_dataset_output.
 void save_dataset(const std::filesystem::path& path, const Dataset& dataset);
 
