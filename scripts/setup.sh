@@ -14,6 +14,7 @@ packages=(
   libzip-dev zipcmp zipmerge ziptool zlib1g-dev
   libgtest-dev libbenchmark-dev
   gnuplot-nox
+  pybind11-dev python3-dev python3-numpy python3-pytest python3-ase   # the Python module psm
   libfuzzer-14-dev      # the fuzzers (fuzz/): libFuzzer's runtime
 )
 missing=()
@@ -30,7 +31,10 @@ fi
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
+# The Python packages above are Debian's, for Debian's python3 (not one found first on PATH).
+python=()
+[ -x /usr/bin/python3 ] && python=(-DPython3_EXECUTABLE=/usr/bin/python3)
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release
+  cmake -S . -B "$build_dir" "${generator[@]}" "${python[@]}" -DCMAKE_BUILD_TYPE=Release
 fi
 cmake --build "$build_dir" --parallel "$(nproc)"

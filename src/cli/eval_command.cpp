@@ -16,14 +16,9 @@
 #include "psm/core/atomic_file.h"
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
-#include "psm/core/progress.h"
-#include "psm/diffusion/importance_weights.h"
-#include "psm/eval/evaluation_inputs.h"
-#include "psm/eval/plots.h"
 #include "psm/eval/report.h"
-#include "psm/eval/weighted_metrics.h"
+#include "psm/eval/sample_evaluation.h"
 #include "psm/io/dataset.h"
-#include "psm/systems/labelling.h"
 #include "psm/systems/potential.h"
 
 namespace psm::cli {
@@ -44,123 +39,6 @@ struct EvalOptions {
   bool weights = false;  ///< also the metrics of the importance-weighted samples
   double min_ess = kDefaultMinEssFraction;
 };
-
-/// Which file of the comparison: a generated frame the potential cannot evaluate (GFN2-xTB on
-/// overlapping atoms) is a failure of the model, counted; in the reference it is an error.
-enum class Role { samples, reference };
-
-/// The system that computes energies for a file without them: --system, else the file's own;
-/// null for molecules with neither (samples of a model trained on DFT data), whose structural
-/// metrics and xTB energies need none.
-std::unique_ptr<System> energy_system(const Dataset& data, const fs::path& file,
-                                      const SystemArguments& system_arguments) {
-  if (!system_arguments.name.empty()) return choose_system(system_arguments).system;
-  if (data.system.is_object()) return make_system(data.system);
-  check(data.is_molecular(),
-        fmt::format("{}: no energies and no system in the file; pass --system NAME to compute "
-                    "them",
-                    file.string()));
-  fmt::print(stderr, "psm eval: {}: no energies and no system: energy metrics skipped\n",
-             file.string());
-  return nullptr;
-}
-
-/// Frames of generated samples as `psm run` evaluates them: a frame the potential cannot
-/// evaluate (GFN2-xTB on overlapping atoms) is a failure of the model, counted as an outlier.
-Samples generated_samples(const Dataset& data, const fs::path& file, const System* system) {
-  Samples samples = samples_for_metrics(data, system);
-  if (data.has_energies() || !samples.energies.defined()) return samples;
-  const int64_t failed = torch::isnan(samples.energies).sum().item<int64_t>();
-  if (failed > 0) {
-    fmt::print(stderr,
-               "psm eval: {}: the potential failed on {} of {} frames (counted as "
-               "outliers, left out of energy W)\n",
-               file.string(), failed, data.num_frames());
-  }
-  return samples;
-}
-
-/// Frames of the reference: a frame the potential cannot evaluate is an error.
-Samples reference_samples(const Dataset& data, const fs::path& file, const System* system) {
-  torch::Tensor energies =
-      data.has_energies() ? data.energies.to(torch::kFloat64) : torch::Tensor();
-  if (!data.has_energies() && system != nullptr) {
-    ProgressBar progress(fmt::format("energies of {}", file.filename().string()),
-                         data.num_frames());
-    energies = batched_energies(*system, data.positions, 1024,
-                                [&](int64_t done) { progress.update(done); });
-    progress.finish();
-  }
-  return {data.positions.to(torch::kFloat64), energies,
-          data.has_forces() ? data.forces.to(torch::kFloat64) : torch::Tensor()};
-}
-
-struct LoadedSamples {
-  Samples samples;
-  /// [B] log importance weights: the file's, or -U/kT - log q from its log q and the energies;
-  /// undefined without log q
-  torch::Tensor log_weights;
-  Units units;
-  std::vector<int64_t> species;
-  nlohmann::json system;  ///< the file's system spec, may be null
-  bool molecular = false;
-};
-
-/// Throws when --system names another system than the one the file's frames were made with
-/// (the file's energies would be used, and --system silently ignored).
-void check_system_matches(const Dataset& data, const fs::path& file,
-                          const SystemArguments& system_arguments) {
-  if (system_arguments.name.empty() || !data.system.is_object()) return;
-  const nlohmann::json chosen = choose_system(system_arguments).system->spec();
-  const nlohmann::json recorded = make_system(data.system)->spec();
-  check(chosen == recorded,
-        fmt::format("{}: its frames are of system {}, not of --system {} ({})", file.string(),
-                    recorded.dump(), system_arguments.name, chosen.dump()));
-}
-
-/// Energies with NaN for frames whose coordinates are too large for a distance to be computed
-/// (|x|^2 overflows): a diverged sample, whatever energy a file stores for it. NaN frames count
-/// as outliers and stay out of the energy W (see generated_samples).
-torch::Tensor without_diverged_frames(const torch::Tensor& energies, const torch::Tensor& positions,
-                                      const fs::path& file, Role role) {
-  const torch::Tensor diverged = ~torch::isfinite(positions.square().sum(torch::IntArrayRef{1, 2}));
-  const int64_t count = diverged.sum().item<int64_t>();
-  if (count == 0) return energies;
-  check(role == Role::samples,
-        fmt::format("{}: {} frame(s) have coordinates too large to compute distances (first: "
-                    "frame {})",
-                    file.string(), count, diverged.nonzero()[0].item<int64_t>()));
-  fmt::print(stderr,
-             "psm eval: {}: {} of {} frames have coordinates too large to compute distances "
-             "(counted as outliers, left out of energy W)\n",
-             file.string(), count, positions.size(0));
-  if (!energies.defined()) return energies;
-  return energies.masked_fill(diverged, std::nan(""));
-}
-
-LoadedSamples load_samples(const fs::path& file, const EvalOptions& options, Role role) {
-  Dataset data = load_dataset(file);
-  check(role == Role::reference || !options.weights || data.has_log_q(),
-        fmt::format("psm eval --weights: {} has no log q (draw it with psm sample --likelihood)",
-                    file.string()));
-  check_system_matches(data, file, options.system);
-  if (options.n > 0) {
-    check(options.n <= data.num_frames(), fmt::format("--n {}: {} has only {} frames", options.n,
-                                                      file.string(), data.num_frames()));
-    data = data.select(torch::arange(options.n, torch::kInt64));
-  }
-  const std::unique_ptr<System> system =
-      data.has_energies() ? nullptr : energy_system(data, file, options.system);
-  Samples samples = role == Role::samples ? generated_samples(data, file, system.get())
-                                          : reference_samples(data, file, system.get());
-  samples.energies = without_diverged_frames(samples.energies, data.positions, file, role);
-  torch::Tensor log_weights = data.log_weights;
-  if (!log_weights.defined() && data.has_log_q() && samples.energies.defined()) {
-    log_weights = log_importance_weights(samples.energies, data.kT, data.log_q);
-  }
-  return {std::move(samples), std::move(log_weights), data.units, data.species,
-          data.system,        data.is_molecular()};
-}
 
 class EvalCommand final : public Command {
  public:
@@ -204,66 +82,34 @@ class EvalCommand final : public Command {
 
   int run(const GlobalOptions&) override {
     check_directory_writable(output_directory());
-    const LoadedSamples loaded = load_samples(options_.samples, options_, Role::samples);
-    check(!options_.weights || loaded.log_weights.defined(),
-          fmt::format("psm eval --weights: {} has log q but no energies to weight it with",
-                      options_.samples.string()));
-    const LoadedSamples loaded_reference =
-        load_samples(options_.reference, options_, Role::reference);
-    const Samples& samples = loaded.samples;
-    const Samples& reference = loaded_reference.samples;
-    const Units units = loaded.units;
-    check(units == loaded_reference.units,
-          fmt::format("{} is in {} units but {} in {}", options_.samples.string(), to_string(units),
-                      options_.reference.string(), to_string(loaded_reference.units)));
-    check(samples.positions.size(1) == reference.positions.size(1),
-          fmt::format("{} has {} atoms per frame but {} has {}", options_.samples.string(),
-                      samples.positions.size(1), options_.reference.string(),
-                      reference.positions.size(1)));
-    check(loaded.species == loaded_reference.species,
-          fmt::format("{} and {} list different species ({} vs {})", options_.samples.string(),
-                      options_.reference.string(), chemical_formula(loaded.species),
-                      chemical_formula(loaded_reference.species)));
-    std::optional<MolecularReportOptions> molecular;
-    if (loaded_reference.molecular) {
-      molecular = MolecularReportOptions{.species = loaded_reference.species,
-                                         .potential_frames = options_.xtb_frames};
-      if (options_.xtb_frames > 0) {
-        molecular->potential = xtb_reference_potential(
-            loaded_reference.species, loaded_reference.system, [](const std::string& why) {
-              fmt::print(stderr, "psm eval: warning: no xTB energy W1: {}\n", why);
-            });
-      }
+    SampleEvaluationOptions evaluation{.n = options_.n,
+                                       .equivariant_n = options_.equivariant_n,
+                                       .xtb_frames = options_.xtb_frames,
+                                       .plots = !options_.no_plots,
+                                       .weights = options_.weights,
+                                       .min_ess = options_.min_ess,
+                                       .context = {{"command", "psm eval"},
+                                                   {"samples", options_.samples.string()},
+                                                   {"reference", options_.reference.string()},
+                                                   {"n", options_.n},
+                                                   {"xtb_frames", options_.xtb_frames}}};
+    if (!options_.system.name.empty()) {
+      evaluation.system = choose_system(options_.system).system;
+      evaluation.system_name = options_.system.name;
     }
-    const fs::path out = output_directory();
-    bool plots = !options_.no_plots;
-    if (plots && !find_gnuplot()) {
-      fmt::print(stderr, "psm eval: warning: gnuplot not found on PATH; no plots drawn\n");
-      plots = false;
+    Dataset samples = load_dataset(options_.samples);
+    Dataset reference = load_dataset(options_.reference);
+    const Units units = samples.units;
+    const SampleEvaluation result = evaluate_samples({std::move(samples), options_.samples},
+                                                     {std::move(reference), options_.reference},
+                                                     output_directory(), evaluation);
+    print_table(result.row.metrics, units);
+    if (result.row.molecular) print_molecular_table(*result.row.molecular);
+    if (result.weighted) {
+      print_weighted_table(*result.weighted, units);
+      fmt::print("wrote {}\n", (output_directory() / "weighted_metrics.json").string());
     }
-    const std::string name = options_.samples.stem().string();
-    const auto rows =
-        write_report(out, reference, {{name, samples}},
-                     {.title = fmt::format("{} vs {}", name, options_.reference.stem().string()),
-                      .units = units,
-                      .metrics = {.equivariant_samples = options_.equivariant_n},
-                      .plots = plots,
-                      .molecular = molecular,
-                      .context = {{"command", "psm eval"},
-                                  {"samples", options_.samples.string()},
-                                  {"reference", options_.reference.string()},
-                                  {"n", options_.n},
-                                  {"xtb_frames", options_.xtb_frames}}});
-    print_table(rows.front().metrics, units);
-    if (rows.front().molecular) print_molecular_table(*rows.front().molecular);
-    if (options_.weights) {
-      const WeightedMetrics weighted =
-          compute_weighted_metrics(samples, loaded.log_weights, reference, {}, options_.min_ess);
-      print_weighted_table(weighted, units);
-      write_text_atomically(out / "weighted_metrics.json", weighted.to_json().dump(2) + "\n");
-      fmt::print("wrote {}\n", (out / "weighted_metrics.json").string());
-    }
-    fmt::print("wrote {}\n", (out / "report.md").string());
+    fmt::print("wrote {}\n", (output_directory() / "report.md").string());
     return 0;
   }
 

@@ -76,10 +76,8 @@ class SimulateCommand final : public Command {
     check(settings_.samples > 0,
           fmt::format("--samples must be positive, got {}", settings_.samples));
     settings_.sampler = sampler_;
-    const bool molecular = system->units() == Units::kcal_mol_angstrom;
     // Molecules: users think in fs and 1/ps; the samplers work in AKMA time units.
-    if (time_step_) settings_.time_step = molecular ? *time_step_ / akma_time_fs : *time_step_;
-    if (friction_) settings_.friction = molecular ? *friction_ * akma_time_fs / 1000.0 : *friction_;
+    set_langevin_time_from_user(settings_, system->units(), time_step_, friction_);
     if (!init_.empty())
       settings_.initial_positions = read_geometry(init_).positions;
     else

@@ -102,16 +102,7 @@ class TrainCommand final : public Command {
     const std::filesystem::path out =
         out_.empty() ? std::filesystem::path("runs") / config_path_.stem() : out_;
     const std::filesystem::path checkpoint = out / "checkpoint.pt";
-    check_directory_writable(out);
-    const RunLock lock = lock_run_directory(out);
-    if (resume_) {
-      check(std::filesystem::exists(checkpoint),
-            fmt::format("--resume: {} does not exist (nothing to resume)", checkpoint.string()));
-    } else {
-      check(!std::filesystem::exists(checkpoint),
-            fmt::format("{} exists: pass --resume to continue that run, or choose another --out",
-                        checkpoint.string()));
-    }
+    const RunLock lock = open_run_directory(out, resume_);
 
     TrainingRun training(config, out, {.resume = resume_, .progress = progress_, .device = device});
     Trainer& trainer = training.trainer();

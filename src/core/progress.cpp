@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <utility>
 
 namespace psm {
 
@@ -14,7 +15,14 @@ std::string format_duration(double seconds) {
   if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
   return fmt::format("{:02}:{:02}", s / 60, s % 60);
 }
+thread_local ProgressObserver current_observer;
+
 }  // namespace
+
+ProgressObserverScope::ProgressObserverScope(ProgressObserver observer)
+    : previous_(std::exchange(current_observer, std::move(observer))) {}
+
+ProgressObserverScope::~ProgressObserverScope() { current_observer = std::move(previous_); }
 
 ProgressBar::ProgressBar(std::string label, int64_t total, bool enabled)
     : label_(std::move(label)),
@@ -38,6 +46,7 @@ void ProgressBar::update(int64_t done, const std::vector<std::pair<std::string, 
     last_draw_ = now;
     draw(false);
   }
+  if (current_observer) current_observer(label_, done_, total_);
 }
 
 void ProgressBar::finish() {

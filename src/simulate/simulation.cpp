@@ -157,4 +157,16 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
   return outcome;
 }
 
+void set_langevin_time_from_user(SimulationSettings& settings, Units units,
+                                 std::optional<double> time_step_user,
+                                 std::optional<double> friction_user) {
+  const bool molecular = units == Units::kcal_mol_angstrom;
+  if (time_step_user) {
+    settings.time_step = molecular ? *time_step_user / akma_time_fs : *time_step_user;
+  }
+  if (friction_user) {
+    settings.friction = molecular ? *friction_user * akma_time_fs / 1000.0 : *friction_user;
+  }
+}
+
 }  // namespace psm

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "psm/core/atomic_file.h"
+#include "psm/core/error.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/train/callbacks.h"
 #include "psm/train/checkpoint.h"
@@ -42,6 +43,21 @@ bool training_finished(const Config& config, const std::filesystem::path& dir) {
   const std::filesystem::path checkpoint = dir / "checkpoint.pt";
   return std::filesystem::exists(checkpoint) &&
          read_checkpoint_info(checkpoint).step >= read_run_config(config).trainer.steps;
+}
+
+RunLock open_run_directory(const std::filesystem::path& dir, bool resume) {
+  const std::filesystem::path checkpoint = dir / "checkpoint.pt";
+  check_directory_writable(dir);
+  RunLock lock = lock_run_directory(dir);
+  if (resume) {
+    check(std::filesystem::exists(checkpoint),
+          fmt::format("--resume: {} does not exist (nothing to resume)", checkpoint.string()));
+  } else {
+    check(!std::filesystem::exists(checkpoint),
+          fmt::format("{} exists: pass --resume to continue that run, or choose another --out",
+                      checkpoint.string()));
+  }
+  return lock;
 }
 
 }  // namespace psm

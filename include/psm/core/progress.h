@@ -12,13 +12,32 @@
 
 namespace psm {
 
+/// Sees every update of every ProgressBar made on the calling thread, drawn or not, with the
+/// bar's label, the amount done and the total. A program that embeds psm (the Python module)
+/// shows progress its own way through it, and stops long work by throwing from it: the exception
+/// leaves ProgressBar::update and unwinds the work.
+using ProgressObserver = std::function<void(const std::string& label, int64_t done, int64_t total)>;
+
+/// Installs an observer for the calling thread while it lives; restores the previous one after.
+class ProgressObserverScope {
+ public:
+  explicit ProgressObserverScope(ProgressObserver observer);
+  ~ProgressObserverScope();
+  ProgressObserverScope(const ProgressObserverScope&) = delete;
+  ProgressObserverScope& operator=(const ProgressObserverScope&) = delete;
+
+ private:
+  ProgressObserver previous_;
+};
+
 class ProgressBar {
  public:
   /// `total` units of work (steps, samples); `label` is printed before the bar.
   ProgressBar(std::string label, int64_t total, bool enabled = true);
   ~ProgressBar();
 
-  /// Sets the amount done and optional named values shown after the bar ("loss", 0.12).
+  /// Sets the amount done and optional named values shown after the bar ("loss", 0.12), then
+  /// calls the thread's ProgressObserver, if any (which may throw).
   void update(int64_t done, const std::vector<std::pair<std::string, double>>& values = {});
   /// Draws the final state and ends the line.
   void finish();

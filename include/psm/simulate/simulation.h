@@ -64,4 +64,11 @@ struct SimulationOutcome {
 /// Throws psm::Error on impossible settings or an unusable state file.
 SimulationOutcome simulate(const System& system, const SimulationSettings& settings);
 
+/// Sets settings.time_step and settings.friction (those given) from the units users give them
+/// in: fs and 1/ps for molecules (Units::kcal_mol_angstrom), whose samplers work in AKMA time
+/// units; the system's reduced time and 1/time otherwise.
+void set_langevin_time_from_user(SimulationSettings& settings, Units units,
+                                 std::optional<double> time_step_user,
+                                 std::optional<double> friction_user);
+
 }  // namespace psm

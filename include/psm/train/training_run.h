@@ -15,6 +15,7 @@
 #include <string>
 
 #include "psm/core/config.h"
+#include "psm/core/run_lock.h"
 #include "psm/io/dataset.h"
 #include "psm/train/run_config.h"
 #include "psm/train/trainer.h"
@@ -59,5 +60,10 @@ class TrainingRun {
 
 /// Whether the checkpoint in `dir` exists and has reached the train.steps of `config`.
 bool training_finished(const Config& config, const std::filesystem::path& dir);
+
+/// Readies `dir` for a TrainingRun: checks that it is writable, locks it for the run's lifetime
+/// (the returned lock) and checks that dir/checkpoint.pt exists when `resume` and does not
+/// otherwise. Throws psm::Error saying which, as `psm train` reports it.
+RunLock open_run_directory(const std::filesystem::path& dir, bool resume);
 
 }  // namespace psm
