@@ -29,12 +29,14 @@
 #include "psm/diffusion/sampler.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/eval/sample_evaluation.h"
+#include "psm/eval/weighted_metrics.h"
 #include "psm/io/dataset.h"
 #include "psm/simulate/simulation.h"
 #include "psm/systems/labelling.h"
 #include "psm/systems/molecule.h"
 #include "psm/systems/potential.h"
 #include "psm/train/checkpoint.h"
+#include "psm/train/model_likelihood.h"
 #include "psm/train/model_sampling.h"
 #include "psm/train/training_run.h"
 
@@ -387,8 +389,9 @@ Dataset sample_model(const fs::path& checkpoint, std::optional<int64_t> count, i
                      std::optional<double> sigma_min, std::optional<double> sigma_max,
                      int64_t corrector_steps, double corrector_sigma_min,
                      std::optional<double> corrector_max_step, double snr, const py::object& from,
-                     int64_t batch, uint64_t seed, bool energies, const py::object& progress,
-                     std::optional<fs::path> out) {
+                     int64_t batch, uint64_t seed, bool energies, bool likelihood,
+                     int64_t likelihood_steps, std::optional<std::string> divergence,
+                     int64_t probes, const py::object& progress, std::optional<fs::path> out) {
   int64_t n = count.value_or(10000);
   check(n > 0, fmt::format("psm.sample: n must be positive, got {}", n));
   if (out) check_dataset_output(*out);
@@ -412,6 +415,21 @@ Dataset sample_model(const fs::path& checkpoint, std::optional<int64_t> count, i
   sampler.sigma_min = sigma_min.value_or(sampler.sigma_min);
   sampler.sigma_max = sigma_max.value_or(sampler.sigma_max);
   sampler.validate("psm.sample");
+  std::optional<ModelLikelihood> model_likelihood;
+  if (likelihood) {
+    check(from.is_none(),
+          "psm.sample: likelihood and from_ exclude each other (renoised frames have no model "
+          "density)");
+    sampler.denoise_final = false;
+    check_likelihood_sampler(sampler, "psm.sample(likelihood=True)");
+    LikelihoodOptions options =
+        likelihood_options_for(info, {.steps = likelihood_steps, .probes = probes});
+    if (divergence) options.divergence = divergence_method_from_string(*divergence);
+    options.batch_size = sampler.batch_size;
+    options.seed = sampler.seed;
+    options.validate("psm.sample(likelihood=True)");
+    model_likelihood = ModelLikelihood{.options = options};
+  }
   const ModelSampling sampling{.checkpoint = checkpoint, .sampler = sampler};
   torch::Tensor frames;
   std::string frames_source;
@@ -447,6 +465,7 @@ Dataset sample_model(const fs::path& checkpoint, std::optional<int64_t> count, i
       }
       if (system) label_dataset(*system, drawn.dataset, sampler.batch_size);
     }
+    if (model_likelihood) add_likelihood(drawn.dataset, trained, *model_likelihood);
     return std::move(drawn.dataset);
   });
   if (out) save_dataset(*out, samples);
@@ -478,13 +497,16 @@ py::object score_of(const fs::path& checkpoint, const py::object& positions,
 
 py::object evaluate_sets(const py::object& samples_object, const py::object& reference_object,
                          const fs::path& out, const py::object& system_object, int64_t n,
-                         int64_t equivariant_n, int64_t xtb_frames, bool plots) {
+                         int64_t equivariant_n, int64_t xtb_frames, bool plots, bool weights,
+                         double min_ess) {
   DatasetArgument samples = dataset_argument(samples_object, "samples");
   DatasetArgument reference = dataset_argument(reference_object, "reference");
   SampleEvaluationOptions options{.n = n,
                                   .equivariant_n = equivariant_n,
                                   .xtb_frames = xtb_frames,
                                   .plots = plots,
+                                  .weights = weights,
+                                  .min_ess = min_ess,
                                   .context = {{"command", "psm.eval"},
                                               {"samples", samples.source.string()},
                                               {"reference", reference.source.string()},
@@ -503,6 +525,7 @@ py::object evaluate_sets(const py::object& samples_object, const py::object& ref
   py::dict metrics = from_json(result.row.metrics.to_json());
   if (result.row.molecular)
     metrics["molecular"] = from_json(result.row.molecular->to_json(species));
+  if (result.weighted) metrics["weighted"] = from_json(result.weighted->to_json());
   return metrics;
 }
 
@@ -544,6 +567,15 @@ The arrays are copied in; the attributes return numpy views of the dataset's mem
       .def_property_readonly(
           "energies", [](const Dataset& d) { return to_numpy(d.energies); },
           "[F] float64 energies, or None")
+      .def_property_readonly(
+          "log_q", [](const Dataset& d) { return to_numpy(d.log_q); },
+          "[F] float64 log-density (nats) under the model that drew the frames, or None")
+      .def_property_readonly(
+          "log_q_error", [](const Dataset& d) { return to_numpy(d.log_q_error); },
+          "[F] float64 estimated integration error of log_q (nats), or None")
+      .def_property_readonly(
+          "log_weights", [](const Dataset& d) { return to_numpy(d.log_weights); },
+          "[F] float64 log importance weights -U/kT - log q (-inf: weight 0), or None")
       .def_readonly("species", &Dataset::species, "[N] atomic numbers (0: model particles)")
       .def_property_readonly(
           "units", [](const Dataset& d) { return units_name(d.units); },
@@ -672,13 +704,18 @@ Ctrl-C stops training; the last periodic checkpoint remains and resume=True goes
         arg("sigma_min") = py::none(), arg("sigma_max") = py::none(), arg("corrector_steps") = 0,
         arg("corrector_sigma_min") = 0.0, arg("corrector_max_step") = py::none(), arg("snr") = 0.16,
         arg("from_") = py::none(), arg("batch") = 1000, arg("seed") = 0, arg("energies") = true,
-        arg("progress") = true, arg("out") = py::none(),
+        arg("likelihood") = false, arg("likelihood_steps") = 100, arg("divergence") = py::none(),
+        arg("probes") = 1, arg("progress") = true, arg("out") = py::none(),
         R"doc(Samples from a checkpoint (EMA weights), as `psm sample`; same options and defaults.
 
 solver "heun" (probability-flow ODE) or "sde"; grid "edm" or "geometric"; sigma_min/sigma_max
 default to the training schedule's. n: samples (default 10000; with from_, at most its
 frames). from_: partial diffusion of a Dataset's (or file's) first n
-frames from sigma_max. energies: label the samples with the checkpoint's system. Returns a
+frames from sigma_max. energies: label the samples with the checkpoint's system.
+likelihood: also log q of each sample (probability-flow ODE of likelihood_steps Heun steps; needs
+solver "heun", turns off the final denoising step; divergence "exact" or "hutchinson" with
+`probes` probes) and, with energies, the log importance weights: Dataset.log_q, log_q_error,
+log_weights. Returns a
 Dataset (positions [n, N, D] float64 without a copy); out: also write it there.)doc");
 
   m.def("score", &score_of, arg("checkpoint"), arg("positions"), arg("sigma"),
@@ -687,11 +724,14 @@ ase.Atoms) and noise level(s) sigma (one value or [B], length units). Returns th
 
   m.def("eval", &evaluate_sets, arg("samples"), arg("reference"), py::kw_only(), arg("out"),
         arg("system") = py::none(), arg("n") = 0, arg("equivariant_n") = 0, arg("xtb_frames") = 200,
-        arg("plots") = false,
+        arg("plots") = false, arg("weights") = false, arg("min_ess") = kDefaultMinEssFraction,
         R"doc(Metrics of samples against a reference, as `psm eval`: writes metrics.json and
 report.md (and histograms when plots=True and gnuplot is installed) into `out`, and returns the
 metrics as a dict (energy_w1, energy_w2, distance_tvd, ...; "molecular" for molecules).
-samples, reference: Datasets or file names. system: computes energies for sets without them.)doc");
+samples, reference: Datasets or file names. system: computes energies for sets without them.
+weights: also the metrics of the samples reweighted by their importance weights (samples from
+sample(likelihood=True)), as result["weighted"] (ESS, degenerate, metrics, mean energies);
+min_ess: the ESS fraction below which the weights are degenerate and not used.)doc");
 
   m.def(
       "set_threads", [](int threads) { torch::set_num_threads(std::max(1, threads)); },

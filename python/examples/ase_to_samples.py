@@ -6,8 +6,9 @@
         --trajectory md.traj --temperature 300 --system xtb --config configs/my_model.toml
 
 trajectory (frames with energies and forces, e.g. from an ASE MD run) -> psm dataset -> a PSM
-score model trained on it -> samples -> their energies under the system's potential -> metrics
-against the trajectory -> samples written back as an ASE trajectory.
+score model trained on it -> samples with their exact log-likelihood -> importance weights from
+the system's energies -> reweighted averages and metrics against the trajectory -> samples
+written back as an ASE trajectory.
 
 Without --trajectory it first writes one: LJ13 frames by psm's MCMC, saved with ase.io as a
 stand-in for the output of an MD code.
@@ -68,23 +69,31 @@ def main():
         resume=(out / "run" / "checkpoint.pt").exists(),
     )
 
-    # 3. Samples from the trained model, labelled with the system's energies and forces.
-    samples = psm.sample(run["checkpoint"], n=args.samples, solver="sde", steps=200)
-    energies = samples.energies
-    if energies is None and system is not None:
-        energies = system.energy(samples.positions)
-    if energies is not None:
-        print(f"sample energies: mean {np.mean(energies):.4f}, std {np.std(energies):.4f}; "
-              f"trajectory: mean {np.mean(data.energies):.4f}, std {np.std(data.energies):.4f}")
+    # 3. Samples of the probability-flow ODE with their log-density log q (the likelihood
+    #    integration costs far more than the sampling), labelled with the system's energies and
+    #    the log importance weights -U/kT - log q when the system is known.
+    samples = psm.sample(run["checkpoint"], n=args.samples, steps=100, likelihood=True)
+    print(f"log q: mean {np.mean(samples.log_q):.3f} nats, integration error "
+          f"{np.mean(samples.log_q_error):.2g}")
 
-    # 4. Reweighting goes here. Importance weights w_i ∝ exp(-U(x_i) / kT) / q(x_i) need the
-    #    model's exact likelihood q(x_i) of every sample: `psm sample --likelihood` computes it,
-    #    the Python module does not expose it yet. Until then the samples are used unweighted.
+    # 4. Reweighting: self-normalised weights w_i ∝ exp(-U(x_i) / kT) / q(x_i) turn averages over
+    #    the samples into averages over the Boltzmann distribution.
+    if samples.log_weights is not None:
+        w = np.exp(samples.log_weights - np.max(samples.log_weights))
+        w /= w.sum()
+        ess = 1.0 / (len(w) * np.sum(w**2))
+        print(f"effective sample size {ess:.3f} of {len(w)} samples")
+        print(f"mean energy: unweighted {np.mean(samples.energies):.4f}, reweighted "
+              f"{np.sum(w * samples.energies):.4f}, trajectory {np.mean(data.energies):.4f}")
 
-    # 5. Metrics against the trajectory (metrics.json and report.md in out/eval).
-    metrics = psm.eval(samples, data, out=out / "eval")
+    # 5. Metrics against the trajectory, unweighted and reweighted (out/eval).
+    metrics = psm.eval(samples, data, out=out / "eval", weights=samples.log_weights is not None)
     for key in ("energy_w1", "distance_tvd", "distance_w2", "outlier_fraction"):
         print(f"{key:>18} {metrics.get(key)}")
+    weighted = metrics.get("weighted")
+    if weighted and not weighted["degenerate"]:
+        for key in ("energy_w1", "distance_tvd", "distance_w2", "outlier_fraction"):
+            print(f"{key + ' (reweighted)':>31} {weighted['metrics'].get(key)}")
 
     # 6. The samples back to ASE.
     ase.io.write(out / "samples.traj", psm.to_atoms(samples))

@@ -69,3 +69,21 @@ def test_eval_returns_the_metrics_of_the_cli(tiny_checkpoint, lj13_reference, tm
     (row,) = cli["models"]
     for key, value in metrics.items():
         assert row[key] == value, key
+
+
+def test_sample_with_likelihood_equals_the_cli(tiny_checkpoint, lj13_reference, tmp_path):
+    out = tmp_path / "cli_weighted.npz"
+    run_cli("sample", "--checkpoint", tiny_checkpoint, "--n", 16, "--steps", 4, "--batch", 8,
+            "--likelihood", "--likelihood-steps", 4, "--seed", 2, "--no-progress", "--out", out)
+    cli = psm.load(out)
+    py = psm.sample(tiny_checkpoint, n=16, steps=4, batch=8, likelihood=True,
+                    likelihood_steps=4, seed=2, progress=False)
+    assert py.log_q.shape == (16,) and np.isfinite(py.log_q).all()
+    np.testing.assert_allclose(py.log_q, cli.log_q, rtol=1e-9)
+    assert py.log_weights.shape == (16,)
+    with pytest.raises(psm.Error, match="the reverse SDE's samples have no tractable density"):
+        psm.sample(tiny_checkpoint, n=4, solver="sde", likelihood=True, progress=False)
+    result = psm.eval(py, lj13_reference, out=tmp_path / "weighted_eval", weights=True,
+                      min_ess=0.0)
+    assert 0 < result["weighted"]["ess_fraction"] <= 1
+    assert result["weighted"]["metrics"]["energy_w2"] is not None
