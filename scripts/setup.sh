@@ -15,6 +15,9 @@ packages=(
   libgtest-dev libbenchmark-dev
   gnuplot-nox
   pybind11-dev python3-dev python3-numpy python3-pytest python3-ase   # the Python module psm
+  # ASE's SciPy needs some BLAS development package; without this one apt picks OpenBLAS's
+  # pthread build, whose higher alternatives priority would replace the OpenMP build under LibTorch.
+  libblas-dev
   libfuzzer-14-dev      # the fuzzers (fuzz/): libFuzzer's runtime
 )
 missing=()
