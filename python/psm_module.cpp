@@ -36,6 +36,7 @@
 #include "psm/systems/labelling.h"
 #include "psm/systems/molecule.h"
 #include "psm/systems/potential.h"
+#include "psm/train/callbacks.h"
 #include "psm/train/checkpoint.h"
 #include "psm/train/model_likelihood.h"
 #include "psm/train/model_sampling.h"
@@ -335,21 +336,6 @@ Dataset make_subset(const py::object& source_object, const std::string& kind,
   return subset;
 }
 
-/// Remembers the latest validation loss, as `psm train` prints it.
-class LastValidation final : public Callback {
- public:
-  explicit LastValidation(std::optional<double>& value) : value_(value) {}
-  void on_train_begin(const Trainer&, std::optional<double> validation_loss) override {
-    if (validation_loss) value_ = validation_loss;
-  }
-  void on_step_end(const Trainer&, const StepInfo& info) override {
-    if (info.validation_loss) value_ = info.validation_loss;
-  }
-
- private:
-  std::optional<double>& value_;
-};
-
 py::dict train_model(const py::object& config_object, std::optional<fs::path> out,
                      const std::vector<std::string>& overrides, bool resume,
                      const py::object& progress) {
@@ -373,7 +359,7 @@ py::dict train_model(const py::object& config_object, std::optional<fs::path> ou
   fs::path checkpoint;
   without_gil(callback, [&] {
     TrainingRun training(config, run_dir, {.resume = resume, .progress = false});
-    training.trainer().add_callback(std::make_unique<LastValidation>(validation));
+    training.trainer().add_callback(std::make_unique<LastValidationLoss>(validation));
     steps = training.train();
     checkpoint = training.checkpoint();
     return 0;
@@ -421,15 +407,10 @@ Dataset sample_model(const fs::path& checkpoint, std::optional<int64_t> count, i
     check(from.is_none(),
           "psm.sample: likelihood and from_ exclude each other (renoised frames have no model "
           "density)");
-    sampler.denoise_final = false;
-    check_likelihood_sampler(sampler, "psm.sample(likelihood=True)");
-    LikelihoodOptions options =
-        likelihood_options_for(info, {.steps = likelihood_steps, .probes = probes});
-    if (divergence) options.divergence = divergence_method_from_string(*divergence);
-    options.batch_size = sampler.batch_size;
-    options.seed = sampler.seed;
-    options.validate("psm.sample(likelihood=True)");
-    model_likelihood = ModelLikelihood{.options = options};
+    LikelihoodOptions base{.steps = likelihood_steps, .probes = probes};
+    if (divergence) base.divergence = divergence_method_from_string(*divergence);
+    model_likelihood = ModelLikelihood{
+        .options = likelihood_for_sampling(info, sampler, base, "psm.sample(likelihood=True)")};
   }
   const ModelSampling sampling{.checkpoint = checkpoint, .sampler = sampler};
   torch::Tensor frames;

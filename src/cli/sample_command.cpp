@@ -115,14 +115,12 @@ class SampleCommand final : public Command {
       check(from_.empty(),
             "psm sample: --likelihood and --from exclude each other (renoised frames have no "
             "model density)");
-      sampler.denoise_final = false;
-      check_likelihood_sampler(sampler, "psm sample --likelihood");
-      LikelihoodOptions options = likelihood_options_for(info, likelihood_options_);
-      if (divergence_) options.divergence = divergence_method_from_string(*divergence_);
-      options.batch_size = sampler.batch_size;
-      options.seed = sampler.seed;
-      options.validate("psm sample --likelihood");
-      likelihood = ModelLikelihood{.options = options, .device = device, .progress = progress_};
+      LikelihoodOptions base = likelihood_options_;
+      if (divergence_) base.divergence = divergence_method_from_string(*divergence_);
+      likelihood = ModelLikelihood{
+          .options = likelihood_for_sampling(info, sampler, base, "psm sample --likelihood"),
+          .device = device,
+          .progress = progress_};
     }
     const ModelSampling sampling{
         .checkpoint = checkpoint_, .sampler = sampler, .device = device, .progress = progress_};

@@ -67,21 +67,6 @@ void print_summary(const TrainingRun& training) {
   std::fflush(stdout);
 }
 
-/// Remembers the latest validation loss for the closing summary.
-class LastValidation final : public Callback {
- public:
-  explicit LastValidation(std::optional<double>& value) : value_(value) {}
-  void on_train_begin(const Trainer&, std::optional<double> validation_loss) override {
-    if (validation_loss) value_ = validation_loss;
-  }
-  void on_step_end(const Trainer&, const StepInfo& info) override {
-    if (info.validation_loss) value_ = info.validation_loss;
-  }
-
- private:
-  std::optional<double>& value_;
-};
-
 class TrainCommand final : public Command {
  public:
   void configure(CLI::App& app) override {
@@ -111,7 +96,7 @@ class TrainCommand final : public Command {
     std::fflush(stdout);
 
     std::optional<double> validation;
-    trainer.add_callback(std::make_unique<LastValidation>(validation));
+    trainer.add_callback(std::make_unique<LastValidationLoss>(validation));
 
     const auto start = std::chrono::steady_clock::now();
     const int64_t steps_taken = training.train();

@@ -197,4 +197,12 @@ void add_run_directory_callbacks(Trainer& trainer, const std::filesystem::path& 
       std::make_unique<CheckpointWriter>(dir / "checkpoint.pt", options.checkpoint_every));
 }
 
+void LastValidationLoss::on_train_begin(const Trainer&, std::optional<double> validation_loss) {
+  if (validation_loss) value_ = validation_loss;
+}
+
+void LastValidationLoss::on_step_end(const Trainer&, const StepInfo& info) {
+  if (info.validation_loss) value_ = info.validation_loss;
+}
+
 }  // namespace psm

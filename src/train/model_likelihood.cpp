@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <utility>
+
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/diffusion/importance_weights.h"
@@ -24,6 +26,17 @@ void check_likelihood_sampler(const SamplerOptions& sampler, const std::string& 
         fmt::format("{}: likelihoods need samples without the final denoising step, whose "
                     "Jacobian the ODE's density does not include",
                     context));
+}
+
+LikelihoodOptions likelihood_for_sampling(const CheckpointInfo& info, SamplerOptions& sampler,
+                                          LikelihoodOptions base, const std::string& context) {
+  sampler.denoise_final = false;
+  check_likelihood_sampler(sampler, context);
+  LikelihoodOptions options = likelihood_options_for(info, std::move(base));
+  options.batch_size = sampler.batch_size;
+  options.seed = sampler.seed;
+  options.validate(context);
+  return options;
 }
 
 LogDensity trained_model_log_density(const TrainedModel& trained, const torch::Tensor& frames,

@@ -107,6 +107,18 @@ class MetricLogger final : public Callback {
 /// noise bands from the trainer's schedule. Call after any resume().
 void add_run_directory_callbacks(Trainer& trainer, const std::filesystem::path& dir, bool progress);
 
+/// Keeps the latest validation loss (a resumed run's, then each new one) in `value`, which must
+/// outlive the trainer: what a training reports at its end.
+class LastValidationLoss final : public Callback {
+ public:
+  explicit LastValidationLoss(std::optional<double>& value) : value_(value) {}
+  void on_train_begin(const Trainer& trainer, std::optional<double> validation_loss) override;
+  void on_step_end(const Trainer& trainer, const StepInfo& info) override;
+
+ private:
+  std::optional<double>& value_;
+};
+
 /// A progress bar over the remaining steps showing the loss and the band losses (means over the
 /// last `every` steps), the latest validation loss and the ETA.
 class ProgressReporter final : public Callback {

@@ -42,6 +42,13 @@ void add_likelihood(Dataset& samples, const TrainedModel& trained,
 /// probability-flow ODE gives: the heun solver, no corrector steps, no final denoising step.
 void check_likelihood_sampler(const SamplerOptions& sampler, const std::string& context);
 
+/// The likelihood options for samples about to be drawn with `sampler`: turns off its final
+/// denoising step, checks it (check_likelihood_sampler), and returns `base` for the checkpoint
+/// (likelihood_options_for) with the sampler's batch size and seed, validated. Errors name
+/// `context`.
+LikelihoodOptions likelihood_for_sampling(const CheckpointInfo& info, SamplerOptions& sampler,
+                                          LikelihoodOptions base, const std::string& context);
+
 /// Kish ESS fraction of samples.log_weights, or none when they have no weights.
 std::optional<double> effective_sample_fraction(const Dataset& samples);
 
