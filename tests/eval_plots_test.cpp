@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
@@ -46,6 +48,61 @@ TEST(EvalPlots, HistogramWritesPngDataAndScript) {
   EXPECT_TRUE(fs::exists(dir / "energy.gp"));
   // Nothing but the three outputs is left behind (no temporary image or log).
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 3);
+  psm::remove_tree(dir);
+}
+
+/// The numbers of series `index` of a plot's .dat file (blocks separated by two blank lines).
+std::vector<double> series_numbers(const fs::path& dat, int index) {
+  std::ifstream in(dat);
+  std::string line;
+  std::vector<double> numbers;
+  int blank = 0, current = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) {
+      if (++blank == 2) ++current;
+      continue;
+    }
+    blank = 0;
+    if (current != index || line[0] == '#') continue;
+    std::istringstream fields(line);
+    double x = 0, y = 0;
+    fields >> x >> y;
+    numbers.push_back(x);
+    numbers.push_back(y);
+  }
+  return numbers;
+}
+
+TEST(EvalPlots, WeightedHistogramEqualsRepeatedValues) {
+  if (!psm::find_gnuplot()) GTEST_SKIP() << "gnuplot not on PATH";
+  const fs::path dir = fresh_dir("plots_weighted");
+  torch::Generator rng = psm::make_generator(2);
+  const torch::Tensor reference = torch::randn({500}, rng, torch::kFloat64);
+  const torch::Tensor values = torch::randn({300}, rng, torch::kFloat64);
+  const torch::Tensor counts = torch::randint(0, 4, {300}, rng, torch::kInt64);
+  const psm::HistogramOptions options{.title = "weights", .x_label = "x", .bins = 30};
+  // Integer weights (any scale: ×0.5) count each value that many times.
+  psm::plot_histograms(
+      dir / "weighted.png",
+      {{"reference", reference}, {"model", values, 0.5 * counts.to(torch::kFloat64)}}, options);
+  psm::plot_histograms(dir / "repeated.png",
+                       {{"reference", reference}, {"model", values.repeat_interleave(counts)}},
+                       options);
+  const std::vector<double> weighted = series_numbers(dir / "weighted.dat", 1);
+  const std::vector<double> repeated = series_numbers(dir / "repeated.dat", 1);
+  ASSERT_EQ(weighted.size(), 60u);  // 30 bins: centre, density
+  ASSERT_EQ(repeated.size(), weighted.size());
+  for (size_t i = 0; i < weighted.size(); ++i) EXPECT_NEAR(weighted[i], repeated[i], 1e-9) << i;
+  EXPECT_NE(weighted, series_numbers(dir / "weighted.dat", 0));
+
+  EXPECT_THROW(psm::plot_histograms(dir / "bad.png",
+                                    {{"reference", reference}, {"model", values, torch::ones({3})}},
+                                    options),
+               psm::Error);
+  EXPECT_THROW(psm::plot_histograms(
+                   dir / "bad.png",
+                   {{"reference", reference}, {"model", values, -torch::ones({300})}}, options),
+               psm::Error);
   psm::remove_tree(dir);
 }
 

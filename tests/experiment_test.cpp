@@ -15,6 +15,9 @@
 #include <sstream>
 
 #include "psm/core/random.h"
+#include "psm/diffusion/importance_weights.h"
+#include "psm/eval/evaluation_inputs.h"
+#include "psm/eval/metrics.h"
 #include "psm/experiment/experiment_config.h"
 #include "psm/experiment/pipeline.h"
 #include "psm/io/dataset.h"
@@ -158,6 +161,27 @@ TEST(ExperimentConfig, BadConfigurationsNameTheKey) {
   EXPECT_PSM_ERROR(read_experiment_config(limited_kT), "sets[0]", "takes no kT_data");
   EXPECT_PSM_ERROR(read_experiment_config(tiny_with("system.foo=1")), "tiny.toml", "[system]",
                    "unknown option 'foo'");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("eval.min_ess=1.5")), "tiny.toml",
+                   "eval.min_ess");
+}
+
+TEST(ExperimentConfig, LikelihoodsNeedTheProbabilityFlowOde) {
+  Config config = tiny_with("sample.likelihood=true");
+  config.set("sample.likelihood_steps=20");
+  const ExperimentConfig experiment = read_experiment_config(config);
+  ASSERT_TRUE(experiment.likelihood.has_value());
+  EXPECT_EQ(experiment.likelihood->steps, 20);
+  EXPECT_FALSE(read_experiment_config(tiny_config()).likelihood.has_value());
+
+  config.set("sample.solver=\"sde\"");
+  EXPECT_PSM_ERROR(read_experiment_config(config), "tiny.toml", "likelihood = true",
+                   "probability-flow ODE");
+  Config odd_steps = tiny_with("sample.likelihood=true");
+  odd_steps.set("sample.likelihood_steps=21");
+  EXPECT_PSM_ERROR(read_experiment_config(odd_steps), "tiny.toml", "even");
+  Config divergence = tiny_with("sample.likelihood=true");
+  divergence.set("sample.divergence=\"exakt\"");
+  EXPECT_PSM_ERROR(read_experiment_config(divergence), "exakt");
 }
 
 TEST(ExperimentConfig, KelvinTemperaturesAreForMolecules) {
@@ -551,6 +575,45 @@ TEST_F(ExperimentPipeline, TrainsEachSetWithItsSigmaCAndReportsIt) {
                                           estimated)),
             std::string::npos)
       << report.str();
+}
+
+TEST_F(ExperimentPipeline, LikelihoodsGiveImportanceWeightsAndReweightedRows) {
+  Config config = tiny_with("variants=[\"psm\"]");
+  config.set("sample.likelihood=true");
+  config.set("sample.likelihood_steps=20");
+  config.set("eval.min_ess=0");  // a barely trained model: its weights must still give a row
+  RunOptions options{.out = path("run"), .progress = false, .plots = false};
+  options.only = {"limited"};
+  const ExperimentResult result = run_experiment(read_experiment_config(config), options);
+
+  const Dataset samples = load_dataset(path("run/samples/limited_psm.npz"));
+  ASSERT_TRUE(samples.has_log_q());
+  ASSERT_TRUE(samples.log_weights.defined());
+  EXPECT_TRUE(torch::isfinite(samples.log_q).all().item<bool>());
+  EXPECT_EQ(samples.provenance.at("denoise_final"), false);  // q is the ODE samples' density
+  ASSERT_EQ(result.rows.size(), 4u);  // limited: mcmc, psm, psm reweighted; hot: mcmc
+  EXPECT_EQ(result.rows[2].model, "psm reweighted");
+
+  // The reweighted row measures the samples with their normalised importance weights.
+  Samples weighted{.positions = samples.positions,
+                   .energies = samples.energies,
+                   .weights = torch::softmax(samples.log_weights, 0)};
+  const Samples reference =
+      samples_for_metrics(load_dataset(path("run/reference/test.npz")), nullptr);
+  const Metrics expected = compute_metrics(weighted, reference);
+  EXPECT_NEAR(*result.rows[2].metrics.energy_w1, *expected.energy_w1, 1e-9);
+  EXPECT_NEAR(result.rows[2].metrics.distance_tvd, expected.distance_tvd, 1e-9);
+  EXPECT_NE(*result.rows[2].metrics.energy_w1, *result.rows[1].metrics.energy_w1);
+
+  std::stringstream report;
+  report << std::ifstream(path("run/report.md")).rdbuf();
+  EXPECT_NE(report.str().find("| psm reweighted |"), std::string::npos) << report.str();
+  EXPECT_NE(report.str().find("ESS fraction"), std::string::npos);
+  std::ifstream metrics(path("run/metrics.json"));
+  const nlohmann::json weights =
+      nlohmann::json::parse(metrics).at("limited").at("psm").at("importance_weights");
+  EXPECT_NEAR(weights.at("ess_fraction").get<double>(), kish_ess_fraction(samples.log_weights),
+              1e-12);
 }
 
 TEST_F(ExperimentPipeline, DataOnlyStopsAfterTheTrainingSets) {

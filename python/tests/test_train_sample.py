@@ -87,3 +87,9 @@ def test_sample_with_likelihood_equals_the_cli(tiny_checkpoint, lj13_reference, 
                       min_ess=0.0)
     assert 0 < result["weighted"]["ess_fraction"] <= 1
     assert result["weighted"]["metrics"]["energy_w2"] is not None
+    # The report's second row is the reweighted samples, with the same metrics.
+    report = json.loads((tmp_path / "weighted_eval" / "metrics.json").read_text())
+    unweighted, reweighted = report["models"]
+    assert reweighted["name"] == unweighted["name"] + " reweighted"
+    assert reweighted["energy_w2"] == pytest.approx(result["weighted"]["metrics"]["energy_w2"])
+    assert "| " + reweighted["name"] + " |" in (tmp_path / "weighted_eval" / "report.md").read_text()

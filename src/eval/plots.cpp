@@ -105,6 +105,22 @@ std::string axes(const std::string& title, const std::string& x_label, const std
                      gnuplot_string(title), gnuplot_string(x_label), gnuplot_string(y_label));
 }
 
+/// The series' weights as float64 summing to 1, one per value (equal weights when it has none).
+torch::Tensor series_weights(const HistogramSeries& series, const fs::path& png) {
+  const int64_t n = series.values.numel();
+  if (!series.weights.defined())
+    return torch::full({n}, 1.0 / static_cast<double>(n), torch::kFloat64);
+  check(series.weights.numel() == n,
+        fmt::format("{}: series '{}' has {} weights for {} values", png.string(), series.label,
+                    series.weights.numel(), n));
+  const torch::Tensor w = series.weights.detach().flatten().to(torch::kCPU, torch::kFloat64);
+  const double total = w.sum().item<double>();
+  check(torch::isfinite(w).all().item<bool>() && (w >= 0).all().item<bool>() && total > 0,
+        fmt::format("{}: series '{}' needs finite, non-negative weights that are not all zero",
+                    png.string(), series.label));
+  return w / total;
+}
+
 }  // namespace
 
 std::optional<fs::path> find_gnuplot() {
@@ -124,11 +140,12 @@ void plot_histograms(const fs::path& png, const std::vector<HistogramSeries>& se
                      const HistogramOptions& options) {
   check(!series.empty(), fmt::format("{}: nothing to plot", png.string()));
   check(options.bins >= 1, fmt::format("{}: bins must be >= 1", png.string()));
-  std::vector<torch::Tensor> samples;
+  std::vector<torch::Tensor> samples, weights;
   for (const auto& s : series) {
     check(s.values.defined() && s.values.numel() > 0,
           fmt::format("{}: series '{}' is empty", png.string(), s.label));
     samples.push_back(s.values.detach().flatten().to(torch::kCPU, torch::kFloat64));
+    weights.push_back(series_weights(s, png));
   }
   double lo = 0, hi = 0;
   if (options.range) {
@@ -150,13 +167,15 @@ void plot_histograms(const fs::path& png, const std::vector<HistogramSeries>& se
   std::string data, plot = "plot ";
   for (size_t k = 0; k < series.size(); ++k) {
     const torch::Tensor& x = samples[k];
-    const torch::Tensor inside = x.masked_select(torch::isfinite(x) & (x >= lo) & (x <= hi));
-    const torch::Tensor bin =
-        ((inside - lo) / width).floor().to(torch::kInt64).clamp(0, options.bins - 1);
-    const torch::Tensor density = torch::bincount(bin, {}, options.bins).to(torch::kFloat64) /
-                                  (static_cast<double>(x.numel()) * width);
-    const double outside =
-        1.0 - static_cast<double>(inside.numel()) / static_cast<double>(x.numel());
+    const torch::Tensor in_range = torch::isfinite(x) & (x >= lo) & (x <= hi);
+    const torch::Tensor bin = ((x.masked_select(in_range) - lo) / width)
+                                  .floor()
+                                  .to(torch::kInt64)
+                                  .clamp(0, options.bins - 1);
+    const torch::Tensor inside_weights = weights[k].masked_select(in_range);
+    const torch::Tensor density =
+        torch::bincount(bin, inside_weights, options.bins).to(torch::kFloat64) / width;
+    const double outside = 1.0 - inside_weights.sum().item<double>();
     std::string label = series[k].label;
     if (outside > 0) label += fmt::format(" ({:.2g}% outside range)", 100 * outside);
     data += fmt::format("# {}\n# bin centre, density\n", label);

@@ -99,8 +99,13 @@ std::vector<Figure> draw_histograms(const fs::path& dir, const Samples& referenc
   if (reference.energies.defined()) energies.push_back({"reference", reference.energies});
   std::vector<HistogramSeries> distances = {{"reference", pairwise_distances(reference.positions)}};
   for (const auto& model : models) {
-    if (model.samples.energies.defined()) energies.push_back({model.name, model.samples.energies});
-    distances.push_back({model.name, pairwise_distances(model.samples.positions)});
+    const torch::Tensor& weights = model.samples.weights;
+    if (model.samples.energies.defined()) {
+      energies.push_back({model.name, model.samples.energies, weights});
+    }
+    const torch::Tensor d = pairwise_distances(model.samples.positions);  // [B, P]
+    distances.push_back(
+        {model.name, d, weights.defined() ? weights.unsqueeze(1).expand_as(d) : torch::Tensor()});
   }
   const std::string energy = energy_unit(options.units);
   const std::string length = length_unit(options.units);
@@ -148,9 +153,11 @@ std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples
                                               const std::vector<ModelMetrics>& rows,
                                               const ReportOptions& options) {
   const MolecularReportOptions& molecular = *options.molecular;
-  const MolecularMetrics& first = *rows.front().molecular;  // same graph for every model
+  // Every row but reweighted ones has molecular metrics, over the same graph.
+  const MolecularMetrics& first = *rows.front().molecular;
   std::vector<std::vector<double>> bond_js, torsion_js;
   for (const auto& row : rows) {
+    if (!row.molecular) continue;
     bond_js.push_back(row.molecular->bond_length_js);
     torsion_js.push_back(row.molecular->torsion_js);
   }
@@ -168,6 +175,7 @@ std::vector<Figure> draw_molecular_histograms(const fs::path& dir, const Samples
                    molecular.species);
     std::vector<HistogramSeries> series = {{"reference", measure(reference.positions)}};
     for (size_t i = 0; i < models.size(); ++i) {
+      if (!rows[i].molecular) continue;
       // The frames the metrics measured: the intact ones, relabelled onto the reference's atoms.
       const torch::Tensor& measured = rows[i].molecular->relabelled;
       if (measured.size(0) > 0) series.push_back({models[i].name, measure(measured)});
@@ -267,6 +275,8 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
                                        const std::vector<NamedSamples>& models,
                                        const ReportOptions& options) {
   check(!models.empty(), fmt::format("{}: report needs at least one sample set", dir.string()));
+  check(!options.molecular || !models.front().samples.weights.defined(),
+        fmt::format("{}: a molecular report's first sample set cannot be weighted", dir.string()));
   std::vector<ModelMetrics> rows;
   nlohmann::json json_models = nlohmann::json::array();
   const std::optional<MolecularReportOptions>& molecular = options.molecular;
@@ -279,7 +289,8 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
     rows.push_back({model.name, compute_metrics(model.samples, reference, options.metrics)});
     nlohmann::json entry = {{"name", model.name}};
     entry.update(rows.back().metrics.to_json());
-    if (molecular) {
+    // Bond and torsion metrics have no weighted form here: reweighted rows go without them.
+    if (molecular && !model.samples.weights.defined()) {
       MolecularMetrics& m = rows.back().molecular.emplace(compute_molecular_metrics(
           model.samples.positions, reference.positions, molecular->species, molecular->metrics));
       if (reference_energies) {
@@ -320,6 +331,15 @@ std::vector<ModelMetrics> write_report(const fs::path& dir, const Samples& refer
       "\n\n{}\n",
       options.title, reference.positions.size(0), options.metrics.distance_bins,
       metrics_table(rows, options.units));
+  const bool weighted = std::any_of(models.begin(), models.end(), [](const NamedSamples& model) {
+    return model.samples.weights.defined();
+  });
+  if (weighted) {
+    markdown +=
+        "Weighted rows (\"reweighted\") count each sample with its importance weight "
+        "exp(−U/kT) / q(x), normalised: the model's samples reweighted to the Boltzmann "
+        "distribution. Their virial kT and molecular metrics are not computed.\n\n";
+  }
   if (molecular) {
     markdown += fmt::format(
         "## Molecular metrics\n\nBond and torsion JS: Jensen-Shannon divergences in nats (ln 2 "

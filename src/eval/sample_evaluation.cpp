@@ -182,21 +182,27 @@ SampleEvaluation evaluate_samples(SourcedDataset samples_set, SourcedDataset ref
     fmt::print(stderr, "psm eval: warning: gnuplot not found on PATH; no plots drawn\n");
     plots = false;
   }
-  const std::string name = samples_file.stem().string();
-  auto rows = write_report(out, reference, {{name, samples}},
+  std::vector<NamedSamples> models{{samples_file.stem().string(), samples}};
+  std::optional<WeightedMetrics> weighted;
+  if (options.weights) {
+    weighted =
+        compute_weighted_metrics(samples, loaded.log_weights, reference, {}, options.min_ess);
+    if (auto row = reweighted_samples(models.front(), loaded.log_weights, *weighted)) {
+      models.push_back(std::move(*row));
+    }
+  }
+  const std::string& name = models.front().name;
+  auto rows = write_report(out, reference, models,
                            {.title = fmt::format("{} vs {}", name, reference_file.stem().string()),
                             .units = units,
                             .metrics = {.equivariant_samples = options.equivariant_n},
                             .plots = plots,
                             .molecular = molecular,
                             .context = options.context});
-  SampleEvaluation result{.row = std::move(rows.front()), .weighted = std::nullopt};
-  if (options.weights) {
-    result.weighted =
-        compute_weighted_metrics(samples, loaded.log_weights, reference, {}, options.min_ess);
-    write_text_atomically(out / "weighted_metrics.json", result.weighted->to_json().dump(2) + "\n");
+  if (weighted) {
+    write_text_atomically(out / "weighted_metrics.json", weighted->to_json().dump(2) + "\n");
   }
-  return result;
+  return {.row = std::move(rows.front()), .weighted = std::move(weighted)};
 }
 
 }  // namespace psm

@@ -74,4 +74,36 @@ WeightedMetrics compute_weighted_metrics(const Samples& generated, const torch::
   return out;
 }
 
+std::optional<NamedSamples> reweighted_samples(const NamedSamples& model,
+                                               const torch::Tensor& log_weights,
+                                               const WeightedMetrics& weighted) {
+  if (weighted.degenerate) return std::nullopt;
+  NamedSamples out{model.name + " reweighted", model.samples};
+  out.samples.weights = normalised_importance_weights(log_weights);
+  return out;
+}
+
+std::string importance_weights_table(const std::vector<NamedWeightedMetrics>& rows, Units units) {
+  const std::string e = energy_unit(units);
+  std::string table = fmt::format(
+      "| samples | n | ESS fraction | effective samples | largest weight | mean energy ({e}) | "
+      "reweighted ({e}) | reference ({e}) |\n"
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+      fmt::arg("e", e));
+  const auto mean = [](const std::optional<double>& value, const std::optional<double>& error) {
+    return value ? fmt::format("{:.4f} ± {:.2g}", *value, error.value_or(0.0)) : std::string("–");
+  };
+  for (const auto& [name, w] : rows) {
+    table += fmt::format(
+        "| {} | {} | {:.3f}{} | {:.0f} | {:.3g} | {} | {} | {} |\n", name, w.samples,
+        w.ess_fraction,
+        w.degenerate ? fmt::format(" (degenerate: below {:.3g})", w.min_ess_fraction) : "",
+        w.ess_fraction * static_cast<double>(w.samples), w.max_weight,
+        mean(w.mean_energy_unweighted, w.mean_energy_unweighted_standard_error),
+        mean(w.mean_energy, w.mean_energy_standard_error),
+        mean(w.mean_energy_reference, w.mean_energy_reference_standard_error));
+  }
+  return table;
+}
+
 }  // namespace psm

@@ -10,6 +10,7 @@
 #include "psm/core/value_registry.h"
 #include "psm/experiment/default_config.h"
 #include "psm/systems/molecule.h"
+#include "psm/train/model_likelihood.h"
 #include "psm/train/run_config.h"
 
 namespace psm {
@@ -154,10 +155,26 @@ void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
   sampler.corrector_max_step =
       section.get<double>("corrector_max_step", sampler.corrector_max_step);
   sampler.batch_size = section.get<int64_t>("batch", sampler.batch_size);
+  if (section.get<bool>("likelihood", false)) {
+    LikelihoodOptions& likelihood = experiment.likelihood.emplace();
+    likelihood.steps = section.get<int64_t>("likelihood_steps", likelihood.steps);
+    if (section.has("divergence")) {
+      likelihood.divergence =
+          divergence_method_from_string(section.require<std::string>("divergence"));
+    }
+    likelihood.probes = section.get<int64_t>("probes", likelihood.probes);
+  }
   section.finish();
+  const std::string context = experiment.config.source + ": [sample]";
   check(experiment.sample_count > 0,
         fmt::format("{}: sample.n must be positive", experiment.config.source));
-  sampler.validate(experiment.config.source + ": [sample]");
+  sampler.validate(context);
+  if (experiment.likelihood) {
+    SamplerOptions undenoised = sampler;
+    undenoised.denoise_final = false;  // the sample stage turns it off for likelihoods
+    check_likelihood_sampler(undenoised, context + " likelihood = true");
+    experiment.likelihood->validate(context);
+  }
 }
 
 }  // namespace
@@ -238,8 +255,11 @@ ExperimentConfig read_experiment_config(const Config& config) {
   experiment.metrics.equivariant_samples =
       eval.get<int64_t>("equivariant_samples", experiment.metrics.equivariant_samples);
   experiment.xtb_frames = eval.get<int64_t>("xtb_frames", experiment.xtb_frames);
+  experiment.min_ess = eval.get<double>("min_ess", experiment.min_ess);
   eval.finish();
   check(experiment.xtb_frames >= 0, fmt::format("{}: eval.xtb_frames must be >= 0", source));
+  check(experiment.min_ess >= 0 && experiment.min_ess <= 1,
+        fmt::format("{}: eval.min_ess must be in [0, 1]", source));
 
   for (const char* table : {"model", "diffusion", "train"}) {
     root.get<nlohmann::json>(table, nlohmann::json::object());  // marks the key as read

@@ -11,6 +11,7 @@
 #include "psm/data/subsets.h"
 #include "psm/systems/labelling.h"
 #include "psm/train/checkpoint.h"
+#include "psm/train/model_likelihood.h"
 #include "psm/train/model_sampling.h"
 #include "psm/train/training_run.h"
 
@@ -88,12 +89,22 @@ fs::path failure_marker(const fs::path& samples_file) {
 }
 
 /// Samples the trained model of `slot`, labelled with the system's energies and forces.
-/// Without a potential (no [system]) the samples have positions only.
+/// Without a potential (no [system]) the samples have positions only. With sample.likelihood
+/// also their log q and log importance weights.
 Dataset sample_model(const ExperimentRun& run, const ModelSlot& slot, uint64_t seed,
                      const std::string& what) {
   const TrainedModel trained = load_trained_model(*slot.checkpoint, run.options.device);
   SamplerOptions sampler = sampler_options_for(trained.info, run.experiment.sampler);
   sampler.seed = seed;
+  std::optional<ModelLikelihood> likelihood;
+  if (run.experiment.likelihood) {
+    likelihood = ModelLikelihood{
+        .options = likelihood_for_sampling(trained.info, sampler, *run.experiment.likelihood,
+                                           "[sample] likelihood"),
+        .device = run.options.device,
+        .progress = run.options.progress,
+        .label = "likelihood " + what};
+  }
   ModelSamples drawn = sample_trained_model(trained, run.experiment.sample_count,
                                             {.checkpoint = *slot.checkpoint,
                                              .sampler = sampler,
@@ -113,12 +124,20 @@ Dataset sample_model(const ExperimentRun& run, const ModelSlot& slot, uint64_t s
   Dataset samples = std::move(drawn.dataset);
   samples.provenance["command"] = "psm run";
   const ExperimentSystem& system = *run.system;
-  if (!system.system) return samples;
-  const int64_t failed = label_dataset(*system.system, samples);
-  if (failed > 0) {
-    say(fmt::format("  note: {} of {} samples of {} have no finite energy (clashing atoms{})",
-                    failed, samples.num_frames(), what,
-                    system.units == Units::kcal_mol_angstrom ? ", or xtb failed on them" : ""));
+  if (system.system) {
+    const int64_t failed = label_dataset(*system.system, samples);
+    if (failed > 0) {
+      say(fmt::format("  note: {} of {} samples of {} have no finite energy (clashing atoms{})",
+                      failed, samples.num_frames(), what,
+                      system.units == Units::kcal_mol_angstrom ? ", or xtb failed on them" : ""));
+    }
+  }
+  if (likelihood) {
+    // After the energies: the importance weights need them.
+    add_likelihood(samples, trained, *likelihood);
+    const std::optional<double> ess = effective_sample_fraction(samples);
+    say(fmt::format("  {:<28} mean log q {:.4g}{}", what, samples.log_q.mean().item<double>(),
+                    ess ? fmt::format(", Kish ESS {:.3f}", *ess) : ""));
   }
   return samples;
 }

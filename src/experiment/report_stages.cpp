@@ -87,7 +87,7 @@ std::string energies_note(const ExperimentSystem& system) {
 
 /// The loss plots of the variants of `set` with a checkpoint, as figures of its report.
 std::vector<Figure> loss_figures(const ExperimentRun& run, size_t set, const fs::path& dir,
-                                       const std::vector<std::optional<LossOptions>>& losses) {
+                                 const std::vector<std::optional<LossOptions>>& losses) {
   std::vector<Figure> figures;
   for (const ModelSlot& slot : run.models) {
     if (slot.set != set || !losses[slot.variant]) continue;
@@ -103,6 +103,19 @@ std::vector<Figure> loss_figures(const ExperimentRun& run, size_t set, const fs:
     figures.push_back({fmt::format("training loss per noise band ({})", variant), png});
   }
   return figures;
+}
+
+/// The weights of the last of `models` (its ESS and energy means) into result.weighted and, unless
+/// they are degenerate, the samples reweighted as the next row.
+void add_reweighted(std::vector<NamedSamples>& models, const torch::Tensor& log_weights,
+                    const Samples& reference, const ExperimentConfig& experiment,
+                    SetEvaluation& result) {
+  const NamedSamples& model = models.back();
+  WeightedMetrics weighted = compute_weighted_metrics(model.samples, log_weights, reference,
+                                                      experiment.metrics, experiment.min_ess);
+  std::optional<NamedSamples> reweighted = reweighted_samples(model, log_weights, weighted);
+  result.weighted.push_back({model.name, std::move(weighted)});
+  if (reweighted) models.push_back(std::move(*reweighted));
 }
 
 }  // namespace
@@ -153,6 +166,9 @@ void evaluate_stage(ExperimentRun& run) {
       if (slot.samples) {
         models.push_back(
             {run.variant_of(slot), samples_for_metrics(*slot.samples, system.system.get())});
+        if (slot.samples->log_weights.defined()) {
+          add_reweighted(models, slot.samples->log_weights, reference, experiment, result);
+        }
       } else if (slot.failure.empty()) {
         result.missing.push_back(name);
       } else {
@@ -192,8 +208,15 @@ void report_stage(ExperimentRun& run) {
     const std::string frames =
         run.set_frames[i] > 0 ? fmt::format("{} frames", run.set_frames[i]) : "not made yet";
     summary += fmt::format(
-        "## {} ({}, {})\n\n{}\n{}{}{}{}[report]({}/report.md)\n\n", set.name, to_string(set.kind),
+        "## {} ({}, {})\n\n{}\n{}{}{}{}{}[report]({}/report.md)\n\n", set.name, to_string(set.kind),
         frames, metrics_table(result.rows, system.units),
+        result.weighted.empty()
+            ? ""
+            : fmt::format("Importance weights exp(−U/kT) / q(x) of the models' samples (log q "
+                          "by the probability-flow ODE); the rows \"reweighted\" above use them, "
+                          "unless the Kish ESS is below {:.3g} (degenerate).\n\n{}\n",
+                          experiment.min_ess,
+                          importance_weights_table(result.weighted, system.units)),
         evaluation.molecular ? molecular_table(result.rows) + "\n" : "",
         crossover_note(experiment, set, result.losses),
         result.missing.empty() ? ""
@@ -208,6 +231,9 @@ void report_stage(ExperimentRun& run) {
       nlohmann::json& entry = all_metrics[set.name][row.name];
       entry = row.metrics.to_json();
       if (row.molecular) entry["molecular"] = row.molecular->to_json(system.species);
+    }
+    for (const auto& [name, weighted] : result.weighted) {
+      all_metrics[set.name][name]["importance_weights"] = weighted.to_json();
     }
   }
   run.result.report = run.options.out / "report.md";

@@ -21,6 +21,9 @@ struct HistogramSeries {
   std::string label;     ///< key entry ("reference", "PSM")
   torch::Tensor values;  ///< any shape (flattened), any floating dtype; non-finite values are
                          ///< counted as outside the range
+  /// Importance weights, one per value (non-negative, any scale), e.g. of reweighted samples;
+  /// undefined: every value counts once
+  torch::Tensor weights{};
 };
 
 struct HistogramOptions {

@@ -48,7 +48,8 @@ struct SampleEvaluation {
 };
 
 /// Writes metrics.json, report.md and the plots of `samples` against `reference` into `out`
-/// (write_report), with options.weights also weighted_metrics.json, and returns the metrics.
+/// (write_report), with options.weights also weighted_metrics.json and the samples reweighted
+/// as a second row of the report (unless the weights are degenerate), and returns the metrics.
 /// Generated frames the potential cannot evaluate
 /// count as outliers; in the reference they are errors. Notes go to stderr. Throws psm::Error
 /// naming the sources on different units, atom counts or species, --n beyond a set, or

@@ -9,8 +9,12 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <vector>
 
+#include "psm/core/units.h"
 #include "psm/eval/metrics.h"
+#include "psm/eval/report.h"
 
 namespace psm {
 
@@ -44,5 +48,22 @@ struct WeightedMetrics {
 WeightedMetrics compute_weighted_metrics(const Samples& generated, const torch::Tensor& log_weights,
                                          const Samples& reference, MetricsOptions options = {},
                                          double min_ess_fraction = kDefaultMinEssFraction);
+
+/// `model` with its samples weighted by the normalised importance weights exp(log_weights),
+/// named "<name> reweighted": a report row (write_report) beside the unweighted one. None when
+/// `weighted` (its compute_weighted_metrics) found the weights degenerate.
+std::optional<NamedSamples> reweighted_samples(const NamedSamples& model,
+                                               const torch::Tensor& log_weights,
+                                               const WeightedMetrics& weighted);
+
+struct NamedWeightedMetrics {
+  std::string name;
+  WeightedMetrics metrics;
+};
+
+/// A Markdown table, one row per weighted set: n, Kish ESS (fraction and samples), the largest
+/// normalised weight, and the mean energy unweighted, reweighted and of the reference, each with
+/// its standard error; degenerate weights are marked as such.
+std::string importance_weights_table(const std::vector<NamedWeightedMetrics>& rows, Units units);
 
 }  // namespace psm

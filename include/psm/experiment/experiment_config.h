@@ -26,7 +26,11 @@
 //   [sample]     n = 10000, steps = 100, solver = "heun", grid = "edm", batch = 1000,
 //                corrector_steps = 0, snr = 0.16, corrector_sigma_min = 0,
 //                corrector_max_step = inf   # largest corrector step in units of σ²
-//   [eval]       equivariant_samples = 0, xtb_frames = 100 (molecules without [system])
+//                likelihood = false         # log q and importance weights of every sample (heun
+//                                           # without corrector); reweighted rows in the report
+//                likelihood_steps = 100, divergence = "exact" | "hutchinson", probes = 1
+//   [eval]       equivariant_samples = 0, xtb_frames = 100 (molecules without [system]),
+//                min_ess = 0.05            # ESS fraction below which weights are degenerate
 //   [model] [diffusion] [train]            # as in `psm train`
 //
 // A [system] with `molecule = FILE` (relative to the current directory; any format psm reads,
@@ -57,8 +61,10 @@
 #include "psm/core/config.h"
 #include "psm/core/units.h"
 #include "psm/data/subsets.h"
+#include "psm/diffusion/likelihood.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/eval/metrics.h"
+#include "psm/eval/weighted_metrics.h"
 #include "psm/io/dataset.h"
 
 namespace psm {
@@ -122,6 +128,11 @@ struct ExperimentConfig {
   std::vector<std::string> variants;  ///< crossover names (dsm, psm, hybrid)
   SamplerOptions sampler;             ///< sigma_min/max and com_free come from each checkpoint
   int64_t sample_count = 10000;
+  /// sample.likelihood: each model's samples get log q and log importance weights, and the
+  /// report their reweighted metrics; none: off. The noise range, batch and seed come from
+  /// each checkpoint and the sampler.
+  std::optional<LikelihoodOptions> likelihood{};
+  double min_ess = kDefaultMinEssFraction;  ///< eval.min_ess: degenerate weights below it
   MetricsOptions metrics;
   /// Molecules read from files (no [system]): frames per set whose GFN2-xTB energies are
   /// compared (eval.xtb_frames; 0 skips).

@@ -14,6 +14,7 @@
 
 #include "psm/diffusion/loss.h"
 #include "psm/eval/report.h"
+#include "psm/eval/weighted_metrics.h"
 #include "psm/experiment/pipeline.h"
 #include "psm/io/dataset.h"
 #include "psm/simulate/simulation.h"
@@ -62,7 +63,10 @@ struct ModelSlot {
 
 /// A training set's rows of the report, as the evaluation stage leaves them.
 struct SetEvaluation {
-  std::vector<ModelMetrics> rows;  ///< the noise floor, then each model with samples
+  /// The noise floor, then each model with samples, each followed by its samples reweighted
+  /// when they have importance weights that are not degenerate
+  std::vector<ModelMetrics> rows;
+  std::vector<NamedWeightedMetrics> weighted;  ///< each model whose samples have weights
   /// Each variant's loss options, from its checkpoint; unset without one.
   std::vector<std::optional<LossOptions>> losses;
   std::vector<std::string> missing;  ///< "set/variant" of models not run yet
