@@ -375,10 +375,12 @@ Dataset sample_model(const fs::path& checkpoint, std::optional<int64_t> count, i
                      const std::string& solver, const std::string& grid, double rho,
                      std::optional<double> sigma_min, std::optional<double> sigma_max,
                      int64_t corrector_steps, double corrector_sigma_min,
-                     std::optional<double> corrector_max_step, double snr, const py::object& from,
-                     int64_t batch, uint64_t seed, bool energies, bool likelihood,
-                     int64_t likelihood_steps, std::optional<std::string> divergence,
-                     int64_t probes, const py::object& progress, std::optional<fs::path> out) {
+                     std::optional<double> corrector_max_step, double snr, double churn,
+                     double churn_sigma_min, std::optional<double> churn_sigma_max,
+                     double churn_noise, double tolerance, const py::object& from, int64_t batch,
+                     uint64_t seed, bool energies, bool likelihood, int64_t likelihood_steps,
+                     std::optional<std::string> divergence, int64_t probes,
+                     const py::object& progress, std::optional<fs::path> out) {
   int64_t n = count.value_or(10000);
   check(n > 0, fmt::format("psm.sample: n must be positive, got {}", n));
   if (out) check_dataset_output(*out);
@@ -396,6 +398,11 @@ Dataset sample_model(const fs::path& checkpoint, std::optional<int64_t> count, i
                       .batch_size = batch,
                       .seed = seed};
   if (corrector_max_step) base.corrector_max_step = *corrector_max_step;
+  base.churn = churn;
+  base.churn_sigma_min = churn_sigma_min;
+  if (churn_sigma_max) base.churn_sigma_max = *churn_sigma_max;
+  base.churn_noise = churn_noise;
+  base.tolerance = tolerance;
   SamplerOptions sampler = sampler_options_for(info, base);
   sampler.solver = solver_from_string(solver);
   sampler.grid = sigma_grid_from_string(grid);
@@ -688,12 +695,16 @@ Ctrl-C stops training; the last periodic checkpoint remains and resume=True goes
         arg("steps") = 100, arg("solver") = "heun", arg("grid") = "edm", arg("rho") = 7.0,
         arg("sigma_min") = py::none(), arg("sigma_max") = py::none(), arg("corrector_steps") = 0,
         arg("corrector_sigma_min") = 0.0, arg("corrector_max_step") = py::none(), arg("snr") = 0.16,
-        arg("from_") = py::none(), arg("batch") = 1000, arg("seed") = 0, arg("energies") = true,
-        arg("likelihood") = false, arg("likelihood_steps") = 100, arg("divergence") = py::none(),
-        arg("probes") = 1, arg("progress") = true, arg("out") = py::none(),
+        arg("churn") = 0.0, arg("churn_sigma_min") = 0.0, arg("churn_sigma_max") = py::none(),
+        arg("churn_noise") = 1.0, arg("tolerance") = 0.02, arg("from_") = py::none(),
+        arg("batch") = 1000, arg("seed") = 0, arg("energies") = true, arg("likelihood") = false,
+        arg("likelihood_steps") = 100, arg("divergence") = py::none(), arg("probes") = 1,
+        arg("progress") = true, arg("out") = py::none(),
         R"doc(Samples from a checkpoint (EMA weights), as `psm sample`; same options and defaults.
 
-solver "heun" (probability-flow ODE) or "sde"; grid "edm" or "geometric"; sigma_min/sigma_max
+solver "heun" (probability-flow ODE), "sde", "edm" (stochastic Heun with churn in the band
+[churn_sigma_min, churn_sigma_max]), "dpm2" (DPM-Solver++(2M)) or "adaptive" (Heun with
+step-size control to tolerance); grid "edm" or "geometric"; sigma_min/sigma_max
 default to the training schedule's. n: samples (default 10000; with from_, at most its
 frames). from_: partial diffusion of a Dataset's (or file's) first n
 frames from sigma_max. energies: label the samples with the checkpoint's system.

@@ -21,7 +21,7 @@ const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 // with p_σmax through to the samples: a mean bias of about ||μ|| / σ_max standard deviations.
 psm::SamplerOptions sampler_options(psm::Solver solver, bool com_free) {
   return {.solver = solver,
-          .steps = solver == psm::Solver::heun ? 100 : 500,
+          .steps = solver == psm::Solver::euler_maruyama ? 500 : 100,
           .sigma_min = 1e-3,
           .sigma_max = 200.0,
           .batch_size = 4000,
@@ -29,7 +29,26 @@ psm::SamplerOptions sampler_options(psm::Solver solver, bool com_free) {
           .com_free = com_free};
 }
 
-double bias_allowance(psm::Solver solver) { return solver == psm::Solver::heun ? 0.01 : 0.03; }
+double bias_allowance(psm::Solver solver) {
+  return solver == psm::Solver::euler_maruyama ? 0.03 : 0.01;
+}
+
+/// EDM's stochastic sampler with churn in a band of mid-range levels (EDM's S_churn = 40 of 256
+/// steps on ImageNet-scale grids; here 10 of 100).
+psm::SamplerOptions churned(bool com_free) {
+  psm::SamplerOptions options = sampler_options(psm::Solver::edm, com_free);
+  options.churn = 10;
+  options.churn_sigma_min = 0.05;
+  options.churn_sigma_max = 5;
+  return options;
+}
+
+/// The adaptive solver at a tolerance that keeps its bias as small as Heun's at 100 steps.
+psm::SamplerOptions adaptive(bool com_free) {
+  psm::SamplerOptions options = sampler_options(psm::Solver::adaptive_heun, com_free);
+  options.tolerance = 0.005;
+  return options;
+}
 
 // Two CoM-free components of different widths: the sampler must get the weights right, which
 // depends on the (N - 1) D normaliser of each component's noised density.
@@ -48,7 +67,8 @@ TEST(DiffusionSampler, ReproducesCoMFreeMixture) {
   predictor_corrector.corrector_steps = 1;
   for (const psm::SamplerOptions& options :
        {sampler_options(psm::Solver::heun, true),
-        sampler_options(psm::Solver::euler_maruyama, true), predictor_corrector}) {
+        sampler_options(psm::Solver::euler_maruyama, true), predictor_corrector, churned(true),
+        sampler_options(psm::Solver::dpm_solver_2m, true), adaptive(true)}) {
     SCOPED_TRACE(psm::to_string(options.solver) + " corrector steps " +
                  std::to_string(options.corrector_steps));
     const torch::Tensor samples = psm::sample_diffusion(mixture.score_fn(), count, 3, 2, options);
@@ -103,6 +123,58 @@ TEST(DiffusionSampler, ReproducesAnisotropicGaussian) {
   }
 }
 
+/// The probability-flow ODE of an isotropic Gaussian N(0, s² I) has the exact solution
+/// x(σ) = x(σ_max) sqrt((s² + σ²) / (s² + σ_max²)): each solver's error at σ_min against it.
+double ode_error(const psm::SamplerOptions& options, int64_t* evaluations = nullptr) {
+  const double s = 0.5;
+  const psm::GaussianMixture gaussian = psm::GaussianMixture::isotropic(
+      torch::ones({1}, kF64), torch::zeros({1, 4, 3}, kF64), torch::tensor({s}, kF64), false);
+  torch::Generator rng = psm::make_generator(8);
+  const torch::Tensor start = options.sigma_max * torch::randn({64, 4, 3}, rng, kF64);
+  int64_t evaluated = 0;
+  const psm::ScoreFn counted = [&](const torch::Tensor& x, const torch::Tensor& sigma) {
+    evaluated += x.size(0);
+    return gaussian.score_fn()(x, sigma);
+  };
+  const torch::Tensor end = psm::integrate_reverse(counted, start, options, rng);
+  if (evaluations) *evaluations = evaluated / 64;
+  const double shrink = std::sqrt((s * s + options.sigma_min * options.sigma_min) /
+                                  (s * s + options.sigma_max * options.sigma_max));
+  return (end - shrink * start).abs().max().item<double>();
+}
+
+// Heun and DPM-Solver++(2M) are second order: doubling the steps divides the error by about 4.
+// EDM's sampler without churn is Heun. The adaptive solver's error follows its tolerance.
+TEST(DiffusionSampler, OdeSolversConvergeAtTheirOrder) {
+  const auto options = [](psm::Solver solver, int64_t steps) {
+    return psm::SamplerOptions{.solver = solver,
+                               .steps = steps,
+                               .sigma_min = 0.01,
+                               .sigma_max = 20,
+                               .denoise_final = false,
+                               .com_free = false};
+  };
+  for (const psm::Solver solver : {psm::Solver::heun, psm::Solver::dpm_solver_2m}) {
+    SCOPED_TRACE(psm::to_string(solver));
+    const double coarse = ode_error(options(solver, 16));
+    const double fine = ode_error(options(solver, 32));
+    EXPECT_GT(coarse / fine, 3.0) << coarse << " " << fine;
+    EXPECT_LT(fine, 0.03);  // the end points have a spread of 0.5
+  }
+  EXPECT_EQ(ode_error(options(psm::Solver::edm, 16)), ode_error(options(psm::Solver::heun, 16)));
+
+  psm::SamplerOptions loose = options(psm::Solver::adaptive_heun, 10);
+  loose.tolerance = 0.05;
+  psm::SamplerOptions tight = loose;
+  tight.tolerance = 0.002;
+  int64_t loose_evaluations = 0, tight_evaluations = 0;
+  const double loose_error = ode_error(loose, &loose_evaluations);
+  const double tight_error = ode_error(tight, &tight_evaluations);
+  EXPECT_LT(tight_error, loose_error / 4) << loose_error << " " << tight_error;
+  EXPECT_GT(tight_evaluations, loose_evaluations);
+  EXPECT_LT(tight_error, 1e-2);
+}
+
 TEST(DiffusionSampler, FiniteSamplesLeavesOutTheDivergedOnes) {
   const double inf = std::numeric_limits<double>::infinity();
   torch::Tensor samples = torch::arange(12, torch::kFloat64).reshape({4, 3});
@@ -138,6 +210,8 @@ TEST(DiffusionSampler, ChunksAreSeededIndependentlyAndProgressIsReported) {
   EXPECT_EQ(psm::score_evaluations({.solver = psm::Solver::heun, .steps = 10}), 21);
   EXPECT_EQ(
       psm::score_evaluations({.solver = psm::Solver::heun, .steps = 10, .corrector_steps = 2}), 41);
+  EXPECT_EQ(psm::score_evaluations({.solver = psm::Solver::dpm_solver_2m, .steps = 10}), 11);
+  EXPECT_EQ(psm::score_evaluations({.solver = psm::Solver::edm, .steps = 10}), 21);
 }
 
 // corrector_sigma_min limits the corrector to the levels at or above it: above σ_max there are
@@ -267,7 +341,14 @@ TEST(DiffusionSampler, RejectsBadOptions) {
   EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.snr = 0}), psm::Error);
   EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.corrector_sigma_min = -1}),
                psm::Error);
+  EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.churn = -1}), psm::Error);
+  EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2,
+                                     {.churn_sigma_min = 2, .churn_sigma_max = 1}),
+               psm::Error);
+  EXPECT_THROW(psm::sample_diffusion(gaussian.score_fn(), 4, 3, 2, {.tolerance = 0}), psm::Error);
   EXPECT_EQ(psm::solver_from_string("ode"), psm::Solver::heun);
+  EXPECT_EQ(psm::solver_from_string("dpm2"), psm::Solver::dpm_solver_2m);
+  EXPECT_EQ(psm::solver_from_string("adaptive"), psm::Solver::adaptive_heun);
   EXPECT_THROW(psm::solver_from_string("rk4"), psm::Error);
 }
 

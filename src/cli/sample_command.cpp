@@ -40,8 +40,31 @@ class SampleCommand final : public Command {
     app.add_option("--steps", options_.steps, "Integration steps from sigma_max to sigma_min")
         ->capture_default_str()
         ->check(positive_number);
-    app.add_option("--solver", solver_, "heun (probability-flow ODE) or sde (Euler-Maruyama)")
+    app.add_option("--solver", solver_,
+                   "heun (probability-flow ODE), sde (Euler-Maruyama), edm (EDM's stochastic "
+                   "sampler: --churn), dpm2 (DPM-Solver++(2M), one evaluation per step) or "
+                   "adaptive (Heun with step-size control: --tolerance)")
         ->capture_default_str();
+    app.add_option("--churn", options_.churn,
+                   "edm: total churn S_churn (each step in the band raises sigma by "
+                   "min(churn/steps, 0.414))")
+        ->capture_default_str()
+        ->check(non_negative_number);
+    app.add_option("--churn-sigma-min", options_.churn_sigma_min,
+                   "edm: churn only at noise levels at or above this")
+        ->capture_default_str()
+        ->check(non_negative_number);
+    app.add_option("--churn-sigma-max", options_.churn_sigma_max,
+                   "edm: churn only at noise levels at or below this (default: all)")
+        ->check(non_negative_number);
+    app.add_option("--churn-noise", options_.churn_noise, "edm: scale of the added noise (S_noise)")
+        ->capture_default_str()
+        ->check(positive_number);
+    app.add_option("--tolerance", options_.tolerance,
+                   "adaptive: RMS step error as a fraction of the noise level (--steps sets the "
+                   "first step)")
+        ->capture_default_str()
+        ->check(positive_number);
     app.add_option("--grid", grid_, "Sigma grid: edm or geometric")->capture_default_str();
     app.add_option("--rho", options_.rho, "Exponent of the edm grid")->capture_default_str();
     app.add_option("--sigma-min", sigma_min_, "Last noise level (default: the training one)")
@@ -150,9 +173,9 @@ class SampleCommand final : public Command {
     save_dataset(out_, samples);
     fmt::print(
         "sampled     {} configurations in {:.2f} s: {:.4g} samples/s ({} solver, {} steps, "
-        "{} score evaluations each)\n",
+        "{:.4g} score evaluations each)\n",
         count_, seconds, static_cast<double>(count_) / seconds, to_string(sampler.solver),
-        sampler.steps, score_evaluations(sampler));
+        sampler.steps, drawn.score_evaluations);
     if (likelihood) print_likelihood(samples, *likelihood, likelihood_seconds);
     fmt::print("wrote       {}{}\n", out_.string(),
                samples.has_energies() ? " (with energies and forces)" : "");

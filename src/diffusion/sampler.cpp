@@ -16,8 +16,13 @@ namespace psm {
 namespace {
 const ValueRegistry<Solver> kSolverNames("solver", {{"euler_maruyama", Solver::euler_maruyama},
                                                     {"heun", Solver::heun},
+                                                    {"edm", Solver::edm},
+                                                    {"dpm_solver_2m", Solver::dpm_solver_2m},
+                                                    {"adaptive_heun", Solver::adaptive_heun},
                                                     {"sde", Solver::euler_maruyama},
-                                                    {"ode", Solver::heun}});
+                                                    {"ode", Solver::heun},
+                                                    {"dpm2", Solver::dpm_solver_2m},
+                                                    {"adaptive", Solver::adaptive_heun}});
 /// The keys of a JSON object, in its order.
 std::vector<std::string> known_keys(const nlohmann::json& object) {
   std::vector<std::string> keys;
@@ -42,10 +47,24 @@ void SamplerOptions::validate(const std::string& context) const {
         fmt::format("{}: corrector_sigma_min must be >= 0 (got {})", context, corrector_sigma_min));
   check(corrector_max_step > 0, fmt::format("{}: corrector_max_step must be positive (got {})",
                                             context, corrector_max_step));
+  check(churn >= 0 && std::isfinite(churn),
+        fmt::format("{}: churn must be >= 0 (got {})", context, churn));
+  check(churn_sigma_min >= 0 && churn_sigma_min <= churn_sigma_max,
+        fmt::format("{}: need 0 <= churn_sigma_min <= churn_sigma_max (got {} and {})", context,
+                    churn_sigma_min, churn_sigma_max));
+  check(churn_noise > 0,
+        fmt::format("{}: churn_noise must be positive (got {})", context, churn_noise));
+  check(solver != Solver::adaptive_heun || corrector_steps == 0,
+        fmt::format("{}: the adaptive solver takes no corrector steps (got {})", context,
+                    corrector_steps));
+  check(tolerance > 0 && tolerance < 1,
+        fmt::format("{}: tolerance must be in (0, 1) (got {})", context, tolerance));
 }
 
 int64_t score_evaluations(const SamplerOptions& options) {
-  const int64_t per_step = options.solver == Solver::heun ? 2 : 1;
+  const bool one_per_step =
+      options.solver == Solver::euler_maruyama || options.solver == Solver::dpm_solver_2m;
+  const int64_t per_step = one_per_step ? 1 : 2;
   const torch::Tensor grid =
       sigma_grid(options.grid, options.sigma_max, options.sigma_min, options.steps, options.rho);
   const int64_t corrected_levels =
@@ -54,56 +73,183 @@ int64_t score_evaluations(const SamplerOptions& options) {
          (options.denoise_final ? 1 : 0);
 }
 
-torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
+namespace {
+
+/// The model's score at one noise level for every configuration, CoM-free when com_free.
+class LevelScore {
+ public:
+  LevelScore(const ScoreFn& score, bool com_free) : score_(score), com_free_(com_free) {}
+  torch::Tensor operator()(const torch::Tensor& x, double sigma) const {
+    const torch::Tensor sigmas = torch::full({x.size(0)}, sigma, x.options());
+    return project(score_(x, sigmas).to(x.options()), com_free_);
+  }
+
+ private:
+  const ScoreFn& score_;
+  bool com_free_;
+};
+
+/// dx/dσ = -σ s(x, σ), the probability-flow ODE's slope.
+torch::Tensor ode_slope(const LevelScore& score, const torch::Tensor& x, double sigma) {
+  return -sigma * score(x, sigma);
+}
+
+/// One Heun step from `from` (where the slope is `slope`) to `to`.
+torch::Tensor heun_step(const LevelScore& score, const torch::Tensor& x, const torch::Tensor& slope,
+                        double from, double to) {
+  const torch::Tensor predicted = x + (to - from) * slope;
+  return x + (to - from) * 0.5 * (slope + ode_slope(score, predicted, to));
+}
+
+/// The level EDM's stochastic sampler raises σ_i to before its Heun step: (1 + γ) σ_i inside
+/// the churn band, σ_i outside it, never above σ_max (where the model was not trained).
+double churned_level(const SamplerOptions& options, double sigma) {
+  if (options.churn == 0 || sigma < options.churn_sigma_min || sigma > options.churn_sigma_max) {
+    return sigma;
+  }
+  const double gamma =
+      std::min(options.churn / static_cast<double>(options.steps), std::sqrt(2.0) - 1.0);
+  return std::min(sigma * (1 + gamma), options.sigma_max);
+}
+
+/// DPM-Solver++(2M)'s memory: the previous step's denoiser output and log-σ step.
+struct MultistepState {
+  torch::Tensor denoised{};
+  double h = 0;
+};
+
+/// One DPM-Solver++(2M) step from `from` to `to` (variance-exploding: α = 1).
+torch::Tensor dpm_solver_2m_step(const LevelScore& score, const torch::Tensor& x, double from,
+                                 double to, MultistepState& state) {
+  const torch::Tensor denoised = x + from * from * score(x, from);
+  const double h = std::log(from / to);
+  torch::Tensor extrapolated = denoised;
+  if (state.denoised.defined()) {
+    const double r = state.h / h;
+    extrapolated = (1 + 0.5 / r) * denoised - (0.5 / r) * state.denoised;
+  }
+  state = {denoised, h};
+  return (to / from) * x + (1 - to / from) * extrapolated;
+}
+
+/// Langevin corrector steps at level σ (see the header).
+torch::Tensor correct(const LevelScore& score, torch::Tensor x, double sigma,
+                      const SamplerOptions& options, torch::Generator& rng) {
+  const int64_t corrector_steps =
+      sigma >= options.corrector_sigma_min ? options.corrector_steps : 0;
+  for (int64_t k = 0; k < corrector_steps; ++k) {
+    const torch::Tensor s = score(x, sigma);
+    const torch::Tensor z = gaussian_noise(x.sizes(), rng, x.options(), options.com_free);
+    // One step size per batch from median norms: a per-configuration ratio explodes where
+    // the score nearly vanishes (near a mode), and a mean is swamped by a few clashes.
+    const auto median_norm = [](const torch::Tensor& v) {
+      return v.flatten(1).norm(2, 1).median().item<double>();
+    };
+    const double ratio = options.snr * median_norm(z) / std::max(median_norm(s), 1e-30);
+    const double step = std::min(2 * ratio * ratio, options.corrector_max_step * sigma * sigma);
+    x = x + step * s + std::sqrt(2 * step) * z;
+  }
+  return x;
+}
+
+/// Steps on the fixed grid of `options` with a fixed-step solver.
+torch::Tensor integrate_on_grid(const LevelScore& score, torch::Tensor x,
                                 const SamplerOptions& options, torch::Generator& rng,
                                 const std::function<void(int64_t)>& on_step) {
-  check(x.dim() == 3, "sampler: x must be [B, N, D]");
-  torch::NoGradGuard no_grad;
   const torch::Tensor grid_tensor =
       sigma_grid(options.grid, options.sigma_max, options.sigma_min, options.steps, options.rho);
   const std::vector<double> grid(grid_tensor.data_ptr<double>(),
                                  grid_tensor.data_ptr<double>() + grid_tensor.numel());
-  const auto evaluate = [&](const torch::Tensor& at, double sigma) {
-    const torch::Tensor sigmas = torch::full({at.size(0)}, sigma, at.options());
-    return project(score(at, sigmas).to(at.options()), options.com_free);
-  };
-
-  x = project(x, options.com_free);
+  MultistepState multistep;
   for (int64_t i = 0; i < options.steps; ++i) {
     const double from = grid[i];
     const double to = grid[i + 1];
     switch (options.solver) {
       case Solver::euler_maruyama: {
         const double variance = from * from - to * to;
-        x = x + variance * evaluate(x, from) +
+        x = x + variance * score(x, from) +
             std::sqrt(variance) * gaussian_noise(x.sizes(), rng, x.options(), options.com_free);
         break;
       }
-      case Solver::heun: {
-        const torch::Tensor slope = -from * evaluate(x, from);
-        const torch::Tensor predicted = x + (to - from) * slope;
-        const torch::Tensor corrected_slope = -to * evaluate(predicted, to);
-        x = x + (to - from) * 0.5 * (slope + corrected_slope);
+      case Solver::heun:
+        x = heun_step(score, x, ode_slope(score, x, from), from, to);
+        break;
+      case Solver::edm: {
+        const double raised = churned_level(options, from);
+        if (raised > from) {
+          x = x + options.churn_noise * std::sqrt(raised * raised - from * from) *
+                      gaussian_noise(x.sizes(), rng, x.options(), options.com_free);
+        }
+        x = heun_step(score, x, ode_slope(score, x, raised), raised, to);
         break;
       }
+      case Solver::dpm_solver_2m:
+        x = dpm_solver_2m_step(score, x, from, to, multistep);
+        break;
+      case Solver::adaptive_heun:
+        throw Error("sampler: adaptive_heun has no fixed grid");
     }
-    const int64_t corrector_steps = to >= options.corrector_sigma_min ? options.corrector_steps : 0;
-    for (int64_t k = 0; k < corrector_steps; ++k) {
-      const torch::Tensor s = evaluate(x, to);
-      const torch::Tensor z = gaussian_noise(x.sizes(), rng, x.options(), options.com_free);
-      // One step size per batch from median norms: a per-configuration ratio explodes where
-      // the score nearly vanishes (near a mode), and a mean is swamped by a few clashes.
-      const auto median_norm = [](const torch::Tensor& v) {
-        return v.flatten(1).norm(2, 1).median().item<double>();
-      };
-      const double ratio = options.snr * median_norm(z) / std::max(median_norm(s), 1e-30);
-      const double step = std::min(2 * ratio * ratio, options.corrector_max_step * to * to);
-      x = x + step * s + std::sqrt(2 * step) * z;
-    }
+    x = correct(score, x, to, options, rng);
     if (on_step) on_step(i + 1);
   }
+  return x;
+}
+
+/// The probability-flow ODE by Heun steps in log σ whose size follows the Heun-Euler difference
+/// (see the header); on_step reports progress in log σ as a count out of options.steps.
+torch::Tensor integrate_adaptive(const LevelScore& score, torch::Tensor x,
+                                 const SamplerOptions& options,
+                                 const std::function<void(int64_t)>& on_step) {
+  const double span = std::log(options.sigma_max / options.sigma_min);
+  double log_step = span / static_cast<double>(options.steps);
+  const double min_log_step = 1e-6 * span;
+  double sigma = options.sigma_max;
+  torch::Tensor slope = ode_slope(score, x, sigma);
+  int64_t reported = 0;
+  while (sigma > options.sigma_min) {
+    const double to = std::max(sigma * std::exp(-log_step), options.sigma_min);
+    const torch::Tensor predicted = x + (to - sigma) * slope;
+    const torch::Tensor next_slope = ode_slope(score, predicted, to);
+    const torch::Tensor corrected = x + (to - sigma) * 0.5 * (slope + next_slope);
+    // The Euler-Heun difference per coordinate, RMS over the finite configurations, in units
+    // of the tolerance times the level reached (errors far below σ are drowned by its noise).
+    const torch::Tensor difference = (corrected - predicted).flatten(1);
+    const torch::Tensor finite = torch::isfinite(difference).all(1);
+    const double rms = finite.any().item<bool>()
+                           ? difference.index({finite}).square().mean().sqrt().item<double>()
+                           : 0.0;
+    const double error = rms / (options.tolerance * to);
+    if (error <= 1 || log_step <= min_log_step) {
+      x = corrected;
+      sigma = to;
+      // Heun's slope at the end of the step is that of the predictor, not of x: evaluate anew.
+      if (sigma > options.sigma_min) slope = ode_slope(score, x, sigma);
+      const auto done = static_cast<int64_t>(static_cast<double>(options.steps) *
+                                             std::log(options.sigma_max / sigma) / span);
+      if (on_step && done > reported) on_step(reported = std::min(done, options.steps));
+    }
+    // Heun's local error is O(h³), the difference O(h²): the step scales as error^(-1/2).
+    const double factor = std::clamp(0.9 / std::sqrt(std::max(error, 1e-12)), 0.2, 5.0);
+    log_step = std::max(log_step * factor, min_log_step);
+  }
+  if (on_step && reported < options.steps) on_step(options.steps);
+  return x;
+}
+
+}  // namespace
+
+torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
+                                const SamplerOptions& options, torch::Generator& rng,
+                                const std::function<void(int64_t)>& on_step) {
+  check(x.dim() == 3, "sampler: x must be [B, N, D]");
+  torch::NoGradGuard no_grad;
+  const LevelScore level_score(score, options.com_free);
+  x = project(x, options.com_free);
+  x = options.solver == Solver::adaptive_heun
+          ? integrate_adaptive(level_score, x, options, on_step)
+          : integrate_on_grid(level_score, x, options, rng, on_step);
   if (options.denoise_final) {
-    x = x + options.sigma_min * options.sigma_min * evaluate(x, options.sigma_min);
+    x = x + options.sigma_min * options.sigma_min * level_score(x, options.sigma_min);
     if (on_step) on_step(options.steps + 1);
   }
   return x;
@@ -173,20 +319,27 @@ torch::Tensor finite_samples(const torch::Tensor& samples) {
 
 nlohmann::json to_json(const SamplerOptions& options) {
   const bool capped = std::isfinite(options.corrector_max_step);
-  return {{"solver", to_string(options.solver)},
-          {"steps", options.steps},
-          {"grid", to_string(options.grid)},
-          {"rho", options.rho},
-          {"sigma_min", options.sigma_min},
-          {"sigma_max", options.sigma_max},
-          {"denoise_final", options.denoise_final},
-          {"corrector_steps", options.corrector_steps},
-          {"snr", options.snr},
-          {"corrector_sigma_min", options.corrector_sigma_min},
-          {"corrector_max_step", capped ? nlohmann::json(options.corrector_max_step) : nullptr},
-          {"batch_size", options.batch_size},
-          {"seed", options.seed},
-          {"com_free", options.com_free}};
+  return {
+      {"solver", to_string(options.solver)},
+      {"steps", options.steps},
+      {"grid", to_string(options.grid)},
+      {"rho", options.rho},
+      {"sigma_min", options.sigma_min},
+      {"sigma_max", options.sigma_max},
+      {"denoise_final", options.denoise_final},
+      {"corrector_steps", options.corrector_steps},
+      {"snr", options.snr},
+      {"corrector_sigma_min", options.corrector_sigma_min},
+      {"corrector_max_step", capped ? nlohmann::json(options.corrector_max_step) : nullptr},
+      {"churn", options.churn},
+      {"churn_sigma_min", options.churn_sigma_min},
+      {"churn_sigma_max",
+       std::isfinite(options.churn_sigma_max) ? nlohmann::json(options.churn_sigma_max) : nullptr},
+      {"churn_noise", options.churn_noise},
+      {"tolerance", options.tolerance},
+      {"batch_size", options.batch_size},
+      {"seed", options.seed},
+      {"com_free", options.com_free}};
 }
 
 SamplerOptions sampler_options_from_json(const nlohmann::json& json, const std::string& source) {
@@ -210,6 +363,12 @@ SamplerOptions sampler_options_from_json(const nlohmann::json& json, const std::
     options.corrector_sigma_min = json.value("corrector_sigma_min", options.corrector_sigma_min);
     const nlohmann::json cap = json.value("corrector_max_step", nlohmann::json());
     if (!cap.is_null()) options.corrector_max_step = cap.get<double>();
+    options.churn = json.value("churn", options.churn);
+    options.churn_sigma_min = json.value("churn_sigma_min", options.churn_sigma_min);
+    const nlohmann::json band_top = json.value("churn_sigma_max", nlohmann::json());
+    if (!band_top.is_null()) options.churn_sigma_max = band_top.get<double>();
+    options.churn_noise = json.value("churn_noise", options.churn_noise);
+    options.tolerance = json.value("tolerance", options.tolerance);
     options.batch_size = json.value("batch_size", options.batch_size);
     options.seed = json.value("seed", options.seed);
     options.com_free = json.value("com_free", options.com_free);

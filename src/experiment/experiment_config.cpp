@@ -155,6 +155,11 @@ void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
   sampler.corrector_max_step =
       section.get<double>("corrector_max_step", sampler.corrector_max_step);
   sampler.batch_size = section.get<int64_t>("batch", sampler.batch_size);
+  sampler.churn = section.get<double>("churn", sampler.churn);
+  sampler.churn_sigma_min = section.get<double>("churn_sigma_min", sampler.churn_sigma_min);
+  sampler.churn_sigma_max = section.get<double>("churn_sigma_max", sampler.churn_sigma_max);
+  sampler.churn_noise = section.get<double>("churn_noise", sampler.churn_noise);
+  sampler.tolerance = section.get<double>("tolerance", sampler.tolerance);
   if (section.get<bool>("likelihood", false)) {
     LikelihoodOptions& likelihood = experiment.likelihood.emplace();
     likelihood.steps = section.get<int64_t>("likelihood_steps", likelihood.steps);

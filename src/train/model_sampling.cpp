@@ -13,11 +13,21 @@ std::optional<double> optional_number(const nlohmann::json& record, const char* 
   return value.is_number() ? std::optional<double>(value.get<double>()) : std::nullopt;
 }
 
-/// The finite rows of `positions` as a dataset of the checkpoint's system.
+/// The trained model's score, counting the configurations it evaluates into `evaluated`.
+ScoreFn counted_score(const TrainedModel& trained, int64_t& evaluated) {
+  return [score = trained.score(), &evaluated](const torch::Tensor& x, const torch::Tensor& sigma) {
+    evaluated += x.size(0);
+    return score(x, sigma);
+  };
+}
+
+/// The finite rows of `positions` as a dataset of the checkpoint's system; `evaluated`:
+/// configurations the score evaluated to draw them.
 ModelSamples as_model_samples(const torch::Tensor& positions, const CheckpointInfo& info,
-                              const ModelSampling& sampling) {
+                              const ModelSampling& sampling, int64_t evaluated) {
   ModelSamples out;
   out.drawn = positions.size(0);
+  out.score_evaluations = static_cast<double>(evaluated) / static_cast<double>(out.drawn);
   Dataset& samples = out.dataset;
   samples.positions = finite_samples(positions.cpu());
   out.diverged = out.drawn - samples.positions.size(0);
@@ -27,6 +37,7 @@ ModelSamples as_model_samples(const torch::Tensor& positions, const CheckpointIn
   samples.temperature_kelvin = optional_number(info.data, "temperature_kelvin");
   samples.system = info.system();
   samples.provenance = sample_provenance(info, sampling, out.diverged);
+  samples.provenance["score_evaluations"] = out.score_evaluations;
   return out;
 }
 
@@ -43,21 +54,25 @@ ModelSamples sample_trained_model(const TrainedModel& trained, int64_t count,
                                   const ModelSampling& sampling) {
   const CheckpointInfo& info = trained.info;
   LazyProgressBar bar(sampling.label, sampling.progress);
-  const torch::Tensor positions = sample_diffusion(
-      trained.score(), count, static_cast<int64_t>(info.species().size()), info.dim(),
-      sampling.sampler, torch::dtype(torch::kFloat64).device(sampling.device), bar.callback());
+  int64_t evaluated = 0;
+  const torch::Tensor positions =
+      sample_diffusion(counted_score(trained, evaluated), count,
+                       static_cast<int64_t>(info.species().size()), info.dim(), sampling.sampler,
+                       torch::dtype(torch::kFloat64).device(sampling.device), bar.callback());
   bar.finish();
-  return as_model_samples(positions, info, sampling);
+  return as_model_samples(positions, info, sampling, evaluated);
 }
 
 ModelSamples renoise_trained_model(const TrainedModel& trained, const torch::Tensor& frames,
                                    const std::string& frames_source,
                                    const ModelSampling& sampling) {
   LazyProgressBar bar(sampling.label, sampling.progress);
-  const torch::Tensor positions = renoise_and_integrate(trained.score(), frames.to(sampling.device),
-                                                        sampling.sampler, bar.callback());
+  int64_t evaluated = 0;
+  const torch::Tensor positions =
+      renoise_and_integrate(counted_score(trained, evaluated), frames.to(sampling.device),
+                            sampling.sampler, bar.callback());
   bar.finish();
-  ModelSamples out = as_model_samples(positions, trained.info, sampling);
+  ModelSamples out = as_model_samples(positions, trained.info, sampling, evaluated);
   out.dataset.provenance["renoised_frames"] = frames_source;
   return out;
 }

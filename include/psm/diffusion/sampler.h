@@ -6,6 +6,20 @@
 //   reverse SDE, Euler-Maruyama:  x <- x + (σ_i² - σ_{i+1}²) s(x, σ_i) + sqrt(σ_i² - σ_{i+1}²) z
 //   probability-flow ODE, Heun:   dx/dσ = -σ s(x, σ), trapezoidal corrector on every step
 //                                 (EDM Algorithm 1)
+//   EDM's stochastic sampler:     at levels σ_i in [churn_sigma_min, churn_sigma_max], first
+//                                 raise the noise to σ̂ = (1 + γ) σ_i, γ = min(churn / steps,
+//                                 √2 - 1), by adding sqrt(σ̂² - σ_i²) churn_noise z, then a Heun
+//                                 step from σ̂ to σ_{i+1} (EDM Algorithm 2); churn = 0 is heun
+//   DPM-Solver++(2M):             the exponential integrator of the same ODE in λ = -log σ with
+//                                 the denoiser D(x, σ) = x + σ² s(x, σ), second order from the
+//                                 previous step's D (Lu et al. 2022), one evaluation per step:
+//                                 x <- (σ_{i+1}/σ_i) x + (1 - σ_{i+1}/σ_i) D̃,
+//                                 D̃ = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1}, r = h_{i-1} / h_i,
+//                                 first order (D̃ = D_i) on the first step
+//   adaptive Heun:                Heun steps in log σ whose size is set by the difference of
+//                                 the Heun and Euler results (an embedded pair): the RMS of it
+//                                 over the batch in units of σ_{i+1} is kept near `tolerance`;
+//                                 `steps` then only sets the first step (log(σ_max/σ_min)/steps)
 //
 // With corrector_steps > 0 each step is followed by that many Langevin corrector steps at the
 // new level (predictor-corrector sampling, Song et al. 2021):
@@ -39,6 +53,9 @@ namespace psm {
 enum class Solver {
   euler_maruyama,  ///< reverse SDE; one score evaluation per step; O(1/steps) bias
   heun,            ///< probability-flow ODE, deterministic given the start; two per step
+  edm,             ///< EDM's stochastic Heun sampler (churn in a σ band); two per step
+  dpm_solver_2m,   ///< DPM-Solver++(2M), second-order multistep ODE solver; one per step
+  adaptive_heun,   ///< probability-flow ODE, Heun with step-size control; two per step
 };
 
 struct SamplerOptions {
@@ -54,6 +71,13 @@ struct SamplerOptions {
   double corrector_sigma_min = 0;  ///< corrector steps only at levels σ >= this
   /// Largest corrector step in units of σ² (heats any mode by at most 1 / (1 - c / 2))
   double corrector_max_step = std::numeric_limits<double>::infinity();
+  /// Solver::edm: total churn S_churn over the grid (γ = min(churn / steps, √2 - 1) per step)
+  double churn = 0;
+  double churn_sigma_min = 0;  ///< Solver::edm: churn at levels σ_i >= this ...
+  double churn_sigma_max = std::numeric_limits<double>::infinity();  ///< ... and <= this
+  double churn_noise = 1.0;  ///< Solver::edm: S_noise, the added noise's scale (EDM: 1.003-1.007)
+  /// Solver::adaptive_heun: the RMS step error kept near this fraction of the next σ
+  double tolerance = 0.02;
   int64_t batch_size = 256;  ///< configurations integrated together
   uint64_t seed = 0;         ///< chunk c draws from make_generator(derive_seed(seed, S), c)
   bool com_free = true;
@@ -65,8 +89,9 @@ struct SamplerOptions {
 /// Called after every step with the steps done and the total, over all chunks.
 using SamplerProgress = std::function<void(int64_t done, int64_t total)>;
 
-/// Score evaluations per configuration: steps (Euler-Maruyama) or 2 steps (Heun), plus
-/// corrector_steps per step, plus one for the final denoising step.
+/// Score evaluations per configuration: steps (Euler-Maruyama, DPM-Solver) or 2 steps (Heun,
+/// EDM), plus corrector_steps per step, plus one for the final denoising step. For
+/// adaptive_heun the count of its first step size; the actual one depends on the score.
 int64_t score_evaluations(const SamplerOptions& options);
 
 /// Integrates x [B, N, D] (float64, at σ_max: e.g. σ_max times gaussian_noise) down the grid of
@@ -96,14 +121,15 @@ torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& f
 torch::Tensor finite_samples(const torch::Tensor& samples);
 
 /// Every option, by its field name, with solver and grid by name; an infinite
-/// corrector_max_step is null (JSON has no infinity).
+/// corrector_max_step or churn_sigma_max is null (JSON has no infinity).
 nlohmann::json to_json(const SamplerOptions& options);
 /// Reads what to_json wrote; absent keys keep their defaults. Throws psm::Error naming `source`
 /// on an unknown key, a value of the wrong type or an impossible option.
 SamplerOptions sampler_options_from_json(const nlohmann::json& json, const std::string& source);
 
 std::string to_string(Solver value);
-/// "euler_maruyama" (or "sde") and "heun" (or "ode"); throws psm::Error listing them.
+/// "euler_maruyama" (or "sde"), "heun" (or "ode"), "edm", "dpm_solver_2m" (or "dpm2") and
+/// "adaptive_heun" (or "adaptive"); throws psm::Error listing them.
 Solver solver_from_string(const std::string& name);
 
 }  // namespace psm

@@ -24,6 +24,8 @@
 //   [[sets]]     name = "cold_tail", kind = "energy", quantile = 0.3, frames = 1000
 //                sigma_c = 0.3             # any set: diffusion.sigma_c of its models
 //   [sample]     n = 10000, steps = 100, solver = "heun", grid = "edm", batch = 1000,
+//                solver: heun, sde, edm (churn = 0, churn_sigma_min = 0, churn_sigma_max = inf,
+//                churn_noise = 1), dpm2, adaptive (tolerance = 0.02)
 //                corrector_steps = 0, snr = 0.16, corrector_sigma_min = 0,
 //                corrector_max_step = inf   # largest corrector step in units of σ²
 //                likelihood = false         # log q and importance weights of every sample (heun

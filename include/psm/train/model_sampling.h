@@ -32,6 +32,9 @@ struct ModelSamples {
   Dataset dataset;
   int64_t drawn = 0;     ///< samples integrated
   int64_t diverged = 0;  ///< of those, left out for non-finite positions
+  /// Score evaluations per sample drawn, as counted (the adaptive solver's vary; also in the
+  /// provenance as "score_evaluations")
+  double score_evaluations = 0;
 };
 
 /// `count` configurations integrated from noise at sampler.sigma_max (sample_diffusion).
