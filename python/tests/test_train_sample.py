@@ -45,6 +45,18 @@ def test_sample_equals_the_cli(tiny_checkpoint, tmp_path):
     assert py.kT == cli.kT and py.system == cli.system
 
 
+def test_every_solver_equals_the_cli(tiny_checkpoint, tmp_path):
+    for solver, options in [("edm", {"churn": 2.0, "churn_sigma_min": 0.05, "churn_sigma_max": 1.0}),
+                            ("dpm2", {}), ("adaptive", {"tolerance": 0.1})]:
+        out = tmp_path / f"{solver}.npz"
+        flags = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+        run_cli("sample", "--checkpoint", tiny_checkpoint, "--n", 16, "--steps", 6, "--seed", 4,
+                "--solver", solver, *flags, "--no-progress", "--out", out)
+        py = psm.sample(tiny_checkpoint, n=16, steps=6, seed=4, solver=solver, progress=False,
+                        **options)
+        np.testing.assert_array_equal(py.positions, psm.load(out).positions, err_msg=solver)
+
+
 def test_score_has_the_shape_of_the_positions(tiny_checkpoint, lj13_reference):
     x = psm.load(lj13_reference).positions[:5]
     batch = psm.score(tiny_checkpoint, x, 0.1)
