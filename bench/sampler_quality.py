@@ -22,15 +22,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-# (label, solver, psm sample options): the SDE with and without Langevin corrector steps, Heun,
-# EDM's stochastic sampler with churn between σ = 0.05 and 1 (length units of the checkpoint),
+# (label, solver, psm sample options): the SDE and Heun, each with and without Langevin corrector
+# steps, EDM's stochastic sampler with churn in two bands of σ (length units of the checkpoint),
 # DPM-Solver++(2M) and adaptive Heun, each over 20-600 score evaluations per sample.
 SETTINGS = (
     [("sde+2 corrector", "sde", ["--steps", s, "--corrector-steps", "2"]) for s in (10, 30, 100, 200)]
     + [("sde", "sde", ["--steps", s]) for s in (20, 60, 200, 600)]
     + [("heun", "heun", ["--steps", s]) for s in (10, 20, 30, 50, 100)]
-    + [("edm churn", "edm", ["--steps", s, "--churn", str(s // 2), "--churn-sigma-min", "0.05",
-                             "--churn-sigma-max", "1"]) for s in (10, 20, 30, 50, 100)]
+    + [("heun+1 corrector", "heun", ["--steps", s, "--corrector-steps", "1"])
+       for s in (7, 10, 15, 20, 30)]
+    + [("edm churn 0.05-1", "edm", ["--steps", s, "--churn", str(s // 2), "--churn-sigma-min",
+                                     "0.05", "--churn-sigma-max", "1"]) for s in (10, 20, 30, 50, 100)]
+    + [("edm churn 0.01-0.3", "edm", ["--steps", s, "--churn", str(s // 3), "--churn-sigma-min",
+                                       "0.01", "--churn-sigma-max", "0.3"])
+       for s in (9, 19, 29, 49, 99)]
     + [("dpm2", "dpm2", ["--steps", s]) for s in (20, 40, 60, 100, 200)]
     + [("adaptive", "adaptive", ["--tolerance", t]) for t in ("0.2", "0.1", "0.05", "0.02", "0.01")]
 )
@@ -114,6 +119,8 @@ def main():
         rows.append(row)
         print("\t".join(str(row[k]) for k in ("label", "options", "evaluations", "seconds",
                                                *[k for k, _ in METRICS])), flush=True)
+    if not rows:
+        sys.exit(f"no setting is labelled {args.only!r}")
     header = ["label", "solver", "options", "evaluations", "seconds", *[k for k, _ in METRICS]]
     table = ["\t".join(header)] + ["\t".join(str(row[k]) for k in header) for row in rows]
     (args.out / "quality.tsv").write_text("\n".join(table) + "\n")
