@@ -89,6 +89,8 @@ def plot(out, rows):
     for key, title in panels:
         column = 6 + [k for k, _ in METRICS].index(key)
         script.append(f"set title '{title}'")
+        # Distances span decades; fractions reach 0, which a log axis cannot show.
+        script.append("unset logscale y" if key.endswith("fraction") else "set logscale y")
         script.append("plot " + ", \\\n     ".join(
             f"'{out / 'quality.tsv'}' using (strcol(1) eq '{label}' ? $4 : 1/0):{column} "
             f"with linespoints lw 2 pt 7 title '{label}'" for label in labels))
