@@ -26,6 +26,7 @@
 #include "psm/systems/potential.h"
 #include "psm/train/checkpoint.h"
 #include "psm/train/run_config.h"
+#include "psm/train/training_run.h"
 #include "test_util.h"
 
 namespace psm {
@@ -540,7 +541,20 @@ TEST_F(ExperimentPipeline, RunsInPiecesWithOnly) {
   EXPECT_FALSE(fs::exists(path("run/models/limited/dsm")));
   std::stringstream report;
   report << std::ifstream(path("run/report.md")).rdbuf();
-  EXPECT_NE(report.str().find("Not run yet: limited/dsm"), std::string::npos);
+  EXPECT_NE(report.str().find("Not run yet: limited/dsm (not trained)"), std::string::npos)
+      << report.str();
+
+  // A model interrupted part way (here: trained to 6 of its 12 steps) is reported as partial.
+  const Config dsm =
+      training_config(experiment, experiment.sets[0], path("run/sets/limited.npz").string(), "dsm");
+  Config interrupted = dsm;
+  interrupted.set("train.steps=6");
+  TrainingRun(interrupted, path("run/models/limited/dsm"), {.progress = false}).train();
+  run_experiment(experiment, options);
+  report = std::stringstream();
+  report << std::ifstream(path("run/report.md")).rdbuf();
+  EXPECT_NE(report.str().find("limited/dsm (partial: step 6 of 12)"), std::string::npos)
+      << report.str();
 
   options.only = {"hot"};
   const ExperimentResult second = run_experiment(experiment, options);

@@ -16,6 +16,7 @@
 #include "psm/simulate/presets.h"
 #include "psm/train/callbacks.h"
 #include "psm/train/checkpoint.h"
+#include "psm/train/run_config.h"
 
 namespace psm::stages {
 
@@ -105,6 +106,19 @@ std::vector<Figure> loss_figures(const ExperimentRun& run, size_t set, const fs:
   return figures;
 }
 
+/// How far the model of `slot`, which has no samples, got: "not trained", "partial: step 1000 of
+/// 8000" (a later `psm run --only` resumes it) or "trained, not sampled".
+std::string training_status(const ExperimentRun& run, const ModelSlot& slot) {
+  if (!slot.checkpoint) return "not trained";
+  const int64_t step = read_checkpoint_info(*slot.checkpoint).step;
+  const int64_t steps =
+      read_run_config(training_config(run.experiment, run.set_of(slot),
+                                      run.set_files[slot.set].string(), run.variant_of(slot)))
+          .trainer.steps;
+  return step < steps ? fmt::format("partial: step {} of {}", step, steps)
+                      : std::string("trained, not sampled");
+}
+
 /// The weights of the last of `models` (its ESS and energy means) into result.weighted and, unless
 /// they are degenerate, the samples reweighted as the next row.
 void add_reweighted(std::vector<NamedSamples>& models, const torch::Tensor& log_weights,
@@ -170,7 +184,7 @@ void evaluate_stage(ExperimentRun& run) {
           add_reweighted(models, slot.samples->log_weights, reference, experiment, result);
         }
       } else if (slot.failure.empty()) {
-        result.missing.push_back(name);
+        result.missing.push_back(fmt::format("{} ({})", name, training_status(run, slot)));
       } else {
         result.failed.push_back(fmt::format("{} ({})", name, slot.failure));
       }

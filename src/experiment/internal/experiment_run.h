@@ -69,8 +69,10 @@ struct SetEvaluation {
   std::vector<NamedWeightedMetrics> weighted;  ///< each model whose samples have weights
   /// Each variant's loss options, from its checkpoint; unset without one.
   std::vector<std::optional<LossOptions>> losses;
-  std::vector<std::string> missing;  ///< "set/variant" of models not run yet
-  std::vector<std::string> failed;   ///< "set/variant (why)" of models whose sampling failed
+  /// "set/variant (how far it got)" of models without samples: not trained, partial (at which
+  /// step of how many), or trained and not sampled
+  std::vector<std::string> missing;
+  std::vector<std::string> failed;  ///< "set/variant (why)" of models whose sampling failed
 };
 
 /// What the evaluation stage leaves for the report.
