@@ -145,8 +145,12 @@ class SampleCommand final : public Command {
           .device = device,
           .progress = progress_};
     }
-    const ModelSampling sampling{
-        .checkpoint = checkpoint_, .sampler = sampler, .device = device, .progress = progress_};
+    // Under mpirun / srun the ranks share the sampler's chunks; rank 0 labels and writes.
+    const ModelSampling sampling{.checkpoint = checkpoint_,
+                                 .sampler = sampler,
+                                 .device = device,
+                                 .progress = progress_ && global.world.is_root(),
+                                 .ranks = global.world};
 
     const auto start = std::chrono::steady_clock::now();
     ModelSamples drawn = from_.empty() ? sample_trained_model(trained, count_, sampling)
@@ -154,6 +158,7 @@ class SampleCommand final : public Command {
                                                                from_.string(), sampling);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!global.world.is_root()) return 0;
     check(drawn.diverged == 0,
           fmt::format("{}: sampling produced non-finite positions (try more --steps or another "
                       "checkpoint)",

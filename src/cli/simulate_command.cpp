@@ -83,7 +83,10 @@ class SimulateCommand final : public Command {
     else
       settings_.initial_positions = choice.start;
 
-    const SimulationOutcome outcome = simulate(*system, settings_);
+    // Under mpirun / srun the ranks share the chains; rank 0 reports and writes the dataset.
+    settings_.progress = settings_.progress && global.world.is_root();
+    const SimulationOutcome outcome = simulate(*system, settings_, global.world);
+    if (!global.world.is_root()) return 0;
     Dataset dataset = outcome.dataset;
     dataset.temperature_kelvin = temperature.kelvin;
     dataset.provenance["command"] = "psm simulate";

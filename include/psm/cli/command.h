@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "psm/core/communicator.h"
 #include "psm/core/registry.h"
 
 namespace psm::cli {
@@ -16,6 +17,8 @@ struct GlobalOptions {
   /// Device of training, sampling and simulation: "cpu", "cuda" or "cuda:N" (psm::parse_device)
   std::string device = "cpu";
   bool verbose = false;
+  /// The ranks of this run (mpirun / srun); one process otherwise. Rank 0 prints and writes.
+  Communicator world{};
 };
 
 class Command {
