@@ -12,6 +12,7 @@
 
 #include "psm/core/communicator.h"
 #include "psm/io/dataset.h"
+#include "psm/train/checkpoint.h"
 #include "test_util.h"
 #include "train_test_util.h"
 
@@ -46,7 +47,8 @@ RunResult run_shell(const std::string& command) {
   std::string output;
   std::array<char, 4096> buffer;
   size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
@@ -113,6 +115,51 @@ TEST_F(MpiRanks, SampleWritesTheSamplesOfOneProcess) {
   expect_same_frames(path("one.npz"), path("two.npz"));
 }
 
+/// The largest difference between the EMA weights of two checkpoints.
+double max_parameter_difference(const fs::path& a, const fs::path& b) {
+  const auto pa = psm::load_trained_model(a).model->parameters();
+  const auto pb = psm::load_trained_model(b).model->parameters();
+  EXPECT_EQ(pa.size(), pb.size());
+  double largest = 0;
+  for (size_t i = 0; i < std::min(pa.size(), pb.size()); ++i) {
+    largest = std::max(largest, (pa[i] - pb[i]).abs().max().item<double>());
+  }
+  return largest;
+}
+
+TEST_F(MpiRanks, TrainingMatchesOneProcessToRoundingAndResumesOnAnyCount) {
+  psm::save_dataset(path("triangle.npz"), psm::test::spring_triangle(48, 9));
+  std::ofstream(path("run.toml")) << "threads = 1\n[data]\ntrain = \""
+                                  << path("triangle.npz").string()
+                                  << "\"\nvalidation_fraction = 0.25\n"
+                                  << "[model]\nlayers = 2\nwidth = 16\nnoise_features = 4\n"
+                                  << "[train]\nsteps = 50\nbatch_size = 7\nwarmup_steps = 5\n"
+                                  << "checkpoint_every = 25\nvalidation_every = 25\n";
+  const std::string train =
+      "--threads 1 train --no-progress --config " + path("run.toml").string() + " --out ";
+  const RunResult one = run_psm(train + path("one").string());
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  // Global batch 7: the ranks take 4 and 3 frames.
+  const RunResult two = run_psm_on_two_ranks(train + path("two").string());
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("allreduce of"), std::string::npos) << two.output;
+  const double difference =
+      max_parameter_difference(path("one") / "checkpoint.pt", path("two") / "checkpoint.pt");
+  std::printf("max |EMA parameter difference| after 50 steps, 2 ranks vs 1 process: %.3g\n",
+              difference);
+  EXPECT_LT(difference, 1e-5);
+
+  // Half the steps on two ranks, the rest resumed by one process.
+  const RunResult half =
+      run_psm_on_two_ranks(train + path("mixed").string() + " --set train.steps=25");
+  ASSERT_EQ(half.exit_code, 0) << half.output;
+  const RunResult rest = run_psm(train + path("mixed").string() + " --resume");
+  ASSERT_EQ(rest.exit_code, 0) << rest.output;
+  EXPECT_LT(
+      max_parameter_difference(path("one") / "checkpoint.pt", path("mixed") / "checkpoint.pt"),
+      1e-5);
+}
+
 TEST_F(MpiRanks, OneRankFailingEndsTheRunWithoutOutput) {
   // Rank 1 is given a starting-configuration file that does not exist; rank 0 samples and then
   // waits for rank 1's chains, which never come. The run must end, non-zero, and leave no file
@@ -122,9 +169,9 @@ TEST_F(MpiRanks, OneRankFailingEndsTheRunWithoutOutput) {
       "--threads 1 simulate --no-progress --system dw4 --chains 4 --burn-in 20 --thin 2 "
       "--samples 40 --out " +
       (path("out") / "dw4.npz").string();
-  const RunResult run = run_shell(launcher() + " -np 1 " + PSM_BINARY + " " + options + " : -np 1 " +
-                                  PSM_BINARY + " " + options + " --init " +
-                                  path("nosuch.npz").string());
+  const RunResult run =
+      run_shell(launcher() + " -np 1 " + PSM_BINARY + " " + options + " : -np 1 " + PSM_BINARY +
+                " " + options + " --init " + path("nosuch.npz").string());
   EXPECT_NE(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("psm simulate: error (rank 1):"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("nosuch.npz"), std::string::npos) << run.output;

@@ -283,9 +283,8 @@ torch::Tensor integrate_in_chunks(const ScoreFn& score, int64_t count,
   }
   if (ranks.size() == 1) return torch::cat(samples);
   // A rank without chunks (fewer chunks than ranks) sends no rows of the same shape.
-  const torch::Tensor local = samples.empty()
-                                  ? torch::empty({0, 0, 0}, torch::kFloat64)
-                                  : torch::cat(samples).cpu();
+  const torch::Tensor local =
+      samples.empty() ? torch::empty({0, 0, 0}, torch::kFloat64) : torch::cat(samples).cpu();
   return ranks.gather(local);
 }
 
@@ -307,8 +306,7 @@ torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_
 }
 
 torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& frames,
-                                    const SamplerOptions& options,
-                                    const SamplerProgress& progress,
+                                    const SamplerOptions& options, const SamplerProgress& progress,
                                     const Communicator& ranks) {
   options.validate("sampler");
   check(frames.dim() == 3 && frames.size(0) >= 1,

@@ -86,10 +86,9 @@ LangevinState LangevinSampler::start(const torch::Tensor& positions) const {
         "langevin: a starting configuration has a non-finite energy or force");
   state.generator = make_generator(options_.seed, langevin_stream);
   const auto masses = masses_.to(positions.device());
-  state.velocities =
-      remove_momentum(standard_normal(options_.trajectories, options_.share, state.generator,
-                                      state.positions) *
-                      (options_.kT / masses).sqrt());
+  state.velocities = remove_momentum(
+      standard_normal(options_.trajectories, options_.share, state.generator, state.positions) *
+      (options_.kT / masses).sqrt());
   return state;
 }
 
@@ -100,11 +99,11 @@ void LangevinSampler::step(LangevinState& state) const {
   const double decay = std::exp(-options_.friction * dt);
   const auto thermal = ((1.0 - decay * decay) * options_.kT / masses).sqrt();
 
-  auto v = state.velocities + 0.5 * dt * state.forces / masses;                               // B
-  auto x = state.positions + 0.5 * dt * v;                                                    // A
+  auto v = state.velocities + 0.5 * dt * state.forces / masses;  // B
+  auto x = state.positions + 0.5 * dt * v;                       // A
   const auto noise = standard_normal(options_.trajectories, options_.share, state.generator, v);
   v = remove_momentum(decay * v + thermal * noise);  // O
-  x = x + 0.5 * dt * v;                                                                       // A
+  x = x + 0.5 * dt * v;                              // A
   const auto evaluation = system_.evaluate(x, {.forces = true});
   v = v + 0.5 * dt * evaluation.forces / masses;  // B
 
