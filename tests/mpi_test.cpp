@@ -176,6 +176,15 @@ TEST_F(MpiRanks, OneRankFailingEndsTheRunWithoutOutput) {
   EXPECT_NE(run.output.find("psm simulate: error (rank 1):"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("nosuch.npz"), std::string::npos) << run.output;
   EXPECT_TRUE(fs::is_empty(path("out")));
+
+  // A command that does not share its work refuses to repeat it on every rank.
+  const RunResult run_command = run_psm_on_two_ranks("run --out " + path("out").string());
+  EXPECT_NE(run_command.exit_code, 0) << run_command.output;
+  EXPECT_NE(run_command.output.find("psm run: error (rank "), std::string::npos)
+      << run_command.output;
+  EXPECT_NE(run_command.output.find("runs as one process"), std::string::npos)
+      << run_command.output;
+  EXPECT_TRUE(fs::is_empty(path("out")));
 }
 
 #else

@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
   for (auto& [sub, command] : commands) {
     if (!sub->parsed()) continue;
     try {
+      psm::check(global.world.size() == 1 || command->runs_on_ranks(),
+                 fmt::format("runs as one process (several MPI ranks share only psm simulate, "
+                             "sample and train); started on {} ranks",
+                             global.world.size()));
       return command->run(global);
     } catch (const psm::Error& e) {
       return fail(sub->get_name(), e.what(), e.where().c_str());

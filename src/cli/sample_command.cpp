@@ -117,6 +117,8 @@ class SampleCommand final : public Command {
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
   }
 
+  bool runs_on_ranks() const override { return true; }
+
   int run(const GlobalOptions& global) override {
     check_dataset_output(out_);
     const torch::Device device = parse_device(global.device);

@@ -64,6 +64,8 @@ class SimulateCommand final : public Command {
     app.add_flag("--progress,!--no-progress", settings_.progress, "Progress bar on stderr");
   }
 
+  bool runs_on_ranks() const override { return true; }
+
   int run(const GlobalOptions& global) override {
     settings_.device = parse_device(global.device);
     const SystemWithStart choice = choose_system(system_);

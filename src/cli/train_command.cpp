@@ -77,6 +77,8 @@ class TrainCommand final : public Command {
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
   }
 
+  bool runs_on_ranks() const override { return true; }
+
   int run(const GlobalOptions& global) override {
     Config config = Config::from_toml_file(config_path_);
     for (const auto& assignment : overrides_) config.set(assignment);

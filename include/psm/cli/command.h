@@ -28,6 +28,9 @@ class Command {
   virtual void configure(CLI::App& app) = 0;
   /// Runs after parsing; returns the process exit code. Throws psm::Error on bad input.
   virtual int run(const GlobalOptions& global) = 0;
+  /// Whether run() shares its work over several MPI ranks (GlobalOptions::world); the commands
+  /// that do not refuse to start under more than one rank instead of repeating their work.
+  virtual bool runs_on_ranks() const { return false; }
 };
 
 using CommandRegistry = Registry<Command>;
