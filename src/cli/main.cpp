@@ -48,7 +48,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // A rank that stops here must stop the others, which would wait for it.
+    const int code = app.exit(e);
+    if (code != 0 && session.world().size() > 1) session.abort(code);
+    return code;
   }
   const int threads =
       global.threads > 0 ? global.threads : static_cast<int>(std::thread::hardware_concurrency());

@@ -119,9 +119,12 @@ class TrainCommand final : public Command {
                steps * static_cast<double>(run.trainer.batch_size) / seconds);
     if (validation) fmt::print("validation  {:.6g} (EMA weights)\n", *validation);
     if (world.size() > 1) {
-      fmt::print("ranks       {}: allreduce of {:.3g} MB per step, {:.3g} ms per step on rank 0\n",
-                 world.size(), static_cast<double>(trainer.communicated_bytes_per_step()) / 1e6,
-                 1e3 * trainer.communication_seconds() / std::max(1.0, steps));
+      const double per_step = 1e3 / std::max(1.0, steps);
+      fmt::print(
+          "ranks       {}: allreduce of {:.3g} MB per step, {:.3g} ms per step on rank 0 (and "
+          "{:.3g} ms waiting for the other ranks)\n",
+          world.size(), static_cast<double>(trainer.communicated_bytes_per_step()) / 1e6,
+          per_step * trainer.communication_seconds(), per_step * trainer.waiting_seconds());
     }
     fmt::print("checkpoint  {}\n", checkpoint.string());
     return 0;

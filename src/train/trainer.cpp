@@ -183,7 +183,11 @@ LossOutput Trainer::loss_and_gradients(const torch::Tensor& x0, const torch::Ten
 }
 
 void Trainer::allreduce_gradients() {
-  const auto start = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto arrived = Clock::now();
+  ranks_.barrier();
+  const auto start = Clock::now();
+  waiting_seconds_ += std::chrono::duration<double>(start - arrived).count();
   std::vector<torch::Tensor> parameters = model_->parameters(), grads;
   for (auto& parameter : parameters) {
     // A parameter the loss does not reach has no gradient on any rank; it gets zeros.
@@ -199,8 +203,7 @@ void Trainer::allreduce_gradients() {
     parameter.mutable_grad().copy_(summed.slice(0, offset, offset + n).view_as(parameter));
     offset += n;
   }
-  communication_seconds_ +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  communication_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 void Trainer::update_ema() {

@@ -122,6 +122,9 @@ class Trainer {
   /// Wall seconds this process has spent in the gradient allreduce, and the bytes it sends per
   /// step (zero for one process).
   double communication_seconds() const { return communication_seconds_; }
+  /// Wall seconds this process has waited for slower ranks before the allreduce (a barrier),
+  /// kept apart from the transfer itself.
+  double waiting_seconds() const { return waiting_seconds_; }
   int64_t communicated_bytes_per_step() const { return communicated_bytes_; }
 
  private:
@@ -147,6 +150,7 @@ class Trainer {
   std::vector<std::unique_ptr<Callback>> callbacks_;
   Communicator ranks_;
   double communication_seconds_ = 0;
+  double waiting_seconds_ = 0;
   int64_t communicated_bytes_ = 0;
 };
 
