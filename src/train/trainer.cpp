@@ -10,10 +10,10 @@
 #include <cmath>
 #include <limits>
 
+#include "train/internal/checkpoint_archive.h"
 #include "psm/core/atomic_file.h"
 #include "psm/core/error.h"
 #include "psm/core/random.h"
-#include "train/internal/checkpoint_archive.h"
 
 namespace psm {
 
@@ -188,20 +188,21 @@ void Trainer::allreduce_gradients() {
   ranks_.barrier();
   const auto start = Clock::now();
   waiting_seconds_ += std::chrono::duration<double>(start - arrived).count();
-  std::vector<torch::Tensor> parameters = model_->parameters(), grads;
-  for (auto& parameter : parameters) {
-    // A parameter the loss does not reach has no gradient on any rank; it gets zeros.
-    if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
-    grads.push_back(parameter.grad().flatten());
+  // A parameter the loss does not reach has no gradient, on every rank alike (the graph is the
+  // architecture's); it stays without one, as for one process, where Adam skips it.
+  std::vector<torch::Tensor> grads;
+  for (const auto& parameter : model_->parameters()) {
+    if (parameter.grad().defined()) grads.push_back(parameter.grad());
   }
-  const torch::Tensor flat = torch::cat(grads).cpu();
+  std::vector<torch::Tensor> flat_grads;
+  for (const auto& grad : grads) flat_grads.push_back(grad.flatten());
+  const torch::Tensor flat = torch::cat(flat_grads).cpu();
   communicated_bytes_ = static_cast<int64_t>(flat.nbytes());
-  const torch::Tensor summed = ranks_.allreduce_sum(flat).to(parameters.front().device());
+  const torch::Tensor summed = ranks_.allreduce_sum(flat).to(grads.front().device());
   int64_t offset = 0;
-  for (auto& parameter : parameters) {
-    const int64_t n = parameter.numel();
-    parameter.mutable_grad().copy_(summed.slice(0, offset, offset + n).view_as(parameter));
-    offset += n;
+  for (auto& grad : grads) {
+    grad.copy_(summed.slice(0, offset, offset + grad.numel()).view_as(grad));
+    offset += grad.numel();
   }
   communication_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
 }
