@@ -19,6 +19,7 @@ packages=(
   # pthread build, whose higher alternatives priority would replace the OpenMP build under LibTorch.
   libblas-dev
   libfuzzer-14-dev      # the fuzzers (fuzz/): libFuzzer's runtime
+  libopenmpi-dev openmpi-bin   # several processes (PSM_WITH_MPI): mpirun, srun
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -2,15 +2,21 @@
 
 #include <torch/torch.h>
 
+#include <fmt/format.h>
+
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "psm/cli/command.h"
 #include "psm/cli/validators.h"
 #include "psm/core/allocator.h"
+#include "psm/core/communicator.h"
 #include "psm/core/error.h"
 
 int main(int argc, char** argv) {
+  // Under mpirun / srun: this rank's place in the run; otherwise one process.
+  const psm::MpiSession session(argc, argv);
   psm::keep_freed_memory_for_reuse();
   using namespace psm::cli;
   CLI::App app{
@@ -21,7 +27,7 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("psm: error: ") + e.what() + " (run with --help for usage)\n";
   });
-  GlobalOptions global;
+  GlobalOptions global{.world = session.world()};
   app.add_option("--threads", global.threads, "CPU threads for tensor work (0 = all cores)")
       ->check(psm::cli::non_negative_number);
   app.add_option("--device", global.device,
@@ -42,23 +48,37 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // A rank that stops here must stop the others, which would wait for it.
+    const int code = app.exit(e);
+    if (code != 0 && session.world().size() > 1) session.abort(code);
+    return code;
   }
   const int threads =
       global.threads > 0 ? global.threads : static_cast<int>(std::thread::hardware_concurrency());
   torch::set_num_threads(std::max(1, threads));
 
+  // One rank's failure ends every rank (the others may wait in a collective); rank 0 writes
+  // its outputs atomically, so none is left half-written.
+  const auto fail = [&](const std::string& command, const char* message, const char* where) {
+    const std::string rank =
+        global.world.size() > 1 ? fmt::format(" (rank {})", global.world.rank()) : "";
+    std::fprintf(stderr, "psm %s: error%s: %s\n", command.c_str(), rank.c_str(), message);
+    if (global.verbose && where != nullptr) std::fprintf(stderr, "  at %s\n", where);
+    if (global.world.size() > 1) session.abort(1);
+    return 1;
+  };
   for (auto& [sub, command] : commands) {
     if (!sub->parsed()) continue;
     try {
+      psm::check(global.world.size() == 1 || command->runs_on_ranks(),
+                 fmt::format("runs as one process (several MPI ranks share only psm simulate, "
+                             "sample and train); started on {} ranks",
+                             global.world.size()));
       return command->run(global);
     } catch (const psm::Error& e) {
-      std::fprintf(stderr, "psm %s: error: %s\n", sub->get_name().c_str(), e.what());
-      if (global.verbose) std::fprintf(stderr, "  at %s\n", e.where().c_str());
-      return 1;
+      return fail(sub->get_name(), e.what(), e.where().c_str());
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "psm %s: error: %s\n", sub->get_name().c_str(), e.what());
-      return 1;
+      return fail(sub->get_name(), e.what(), nullptr);
     }
   }
   return 1;

@@ -117,6 +117,8 @@ class SampleCommand final : public Command {
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
   }
 
+  bool runs_on_ranks() const override { return true; }
+
   int run(const GlobalOptions& global) override {
     check_dataset_output(out_);
     const torch::Device device = parse_device(global.device);
@@ -145,8 +147,12 @@ class SampleCommand final : public Command {
           .device = device,
           .progress = progress_};
     }
-    const ModelSampling sampling{
-        .checkpoint = checkpoint_, .sampler = sampler, .device = device, .progress = progress_};
+    // Under mpirun / srun the ranks share the sampler's chunks; rank 0 labels and writes.
+    const ModelSampling sampling{.checkpoint = checkpoint_,
+                                 .sampler = sampler,
+                                 .device = device,
+                                 .progress = progress_ && global.world.is_root(),
+                                 .ranks = global.world};
 
     const auto start = std::chrono::steady_clock::now();
     ModelSamples drawn = from_.empty() ? sample_trained_model(trained, count_, sampling)
@@ -154,6 +160,7 @@ class SampleCommand final : public Command {
                                                                from_.string(), sampling);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!global.world.is_root()) return 0;
     check(drawn.diverged == 0,
           fmt::format("{}: sampling produced non-finite positions (try more --steps or another "
                       "checkpoint)",

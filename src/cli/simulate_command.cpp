@@ -64,6 +64,8 @@ class SimulateCommand final : public Command {
     app.add_flag("--progress,!--no-progress", settings_.progress, "Progress bar on stderr");
   }
 
+  bool runs_on_ranks() const override { return true; }
+
   int run(const GlobalOptions& global) override {
     settings_.device = parse_device(global.device);
     const SystemWithStart choice = choose_system(system_);
@@ -83,7 +85,10 @@ class SimulateCommand final : public Command {
     else
       settings_.initial_positions = choice.start;
 
-    const SimulationOutcome outcome = simulate(*system, settings_);
+    // Under mpirun / srun the ranks share the chains; rank 0 reports and writes the dataset.
+    settings_.progress = settings_.progress && global.world.is_root();
+    const SimulationOutcome outcome = simulate(*system, settings_, global.world);
+    if (!global.world.is_root()) return 0;
     Dataset dataset = outcome.dataset;
     dataset.temperature_kelvin = temperature.kelvin;
     dataset.provenance["command"] = "psm simulate";

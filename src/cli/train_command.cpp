@@ -77,6 +77,8 @@ class TrainCommand final : public Command {
     app.add_flag("--progress,!--no-progress", progress_, "Progress bar on stderr");
   }
 
+  bool runs_on_ranks() const override { return true; }
+
   int run(const GlobalOptions& global) override {
     Config config = Config::from_toml_file(config_path_);
     for (const auto& assignment : overrides_) config.set(assignment);
@@ -87,10 +89,19 @@ class TrainCommand final : public Command {
     const std::filesystem::path out =
         out_.empty() ? std::filesystem::path("runs") / config_path_.stem() : out_;
     const std::filesystem::path checkpoint = out / "checkpoint.pt";
-    const RunLock lock = open_run_directory(out, resume_);
+    // Under mpirun / srun the ranks train data-parallel; rank 0 owns the run directory.
+    const Communicator& world = global.world;
+    std::optional<RunLock> lock;
+    if (world.is_root()) lock = open_run_directory(out, resume_);
+    world.barrier();  // no rank reads a checkpoint before rank 0 has checked the directory
 
-    TrainingRun training(config, out, {.resume = resume_, .progress = progress_, .device = device});
+    TrainingRun training(
+        config, out, {.resume = resume_, .progress = progress_, .device = device, .ranks = world});
     Trainer& trainer = training.trainer();
+    if (!world.is_root()) {
+      training.train();
+      return 0;
+    }
     print_summary(training);
     if (resume_) fmt::print("resumed     step {} of {}\n", trainer.step_count(), run.trainer.steps);
     std::fflush(stdout);
@@ -107,6 +118,14 @@ class TrainCommand final : public Command {
                seconds, steps / seconds,
                steps * static_cast<double>(run.trainer.batch_size) / seconds);
     if (validation) fmt::print("validation  {:.6g} (EMA weights)\n", *validation);
+    if (world.size() > 1) {
+      const double per_step = 1e3 / std::max(1.0, steps);
+      fmt::print(
+          "ranks       {}: allreduce of {:.3g} MB per step, {:.3g} ms per step on rank 0 (and "
+          "{:.3g} ms waiting for the other ranks)\n",
+          world.size(), static_cast<double>(trainer.communicated_bytes_per_step()) / 1e6,
+          per_step * trainer.communication_seconds(), per_step * trainer.waiting_seconds());
+    }
     fmt::print("checkpoint  {}\n", checkpoint.string());
     return 0;
   }

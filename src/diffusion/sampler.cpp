@@ -261,24 +261,31 @@ namespace {
 /// start_of(first, size, rng) with its own seeded generator, so results do not depend on how
 /// the work is split across calls.
 template <typename StartFn>
+/// This rank's block of the chunks, integrated; gathered on rank 0 under several ranks.
 torch::Tensor integrate_in_chunks(const ScoreFn& score, int64_t count,
                                   const SamplerOptions& options, const SamplerProgress& progress,
-                                  const StartFn& start_of) {
+                                  const Communicator& ranks, const StartFn& start_of) {
   torch::NoGradGuard no_grad;
   const int64_t chunks = (count + options.batch_size - 1) / options.batch_size;
+  const auto [begin, end] = ranks.block(chunks);
   const int64_t steps_per_chunk = options.steps + (options.denoise_final ? 1 : 0);
+  const int64_t total_steps = (end - begin) * steps_per_chunk;
   const uint64_t sampling_seed = derive_seed(options.seed, kSamplingStream);
   std::vector<torch::Tensor> samples;
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+  for (int64_t chunk = begin; chunk < end; ++chunk) {
     const int64_t first = chunk * options.batch_size;
     const int64_t size = std::min(options.batch_size, count - first);
     torch::Generator rng = make_generator(sampling_seed, static_cast<uint64_t>(chunk));
     const torch::Tensor start = start_of(first, size, rng);
     samples.push_back(integrate_reverse(score, start, options, rng, [&](int64_t step) {
-      if (progress) progress(chunk * steps_per_chunk + step, chunks * steps_per_chunk);
+      if (progress) progress((chunk - begin) * steps_per_chunk + step, total_steps);
     }));
   }
-  return torch::cat(samples);
+  if (ranks.size() == 1) return torch::cat(samples);
+  // A rank without chunks (fewer chunks than ranks) sends no rows of the same shape.
+  const torch::Tensor local =
+      samples.empty() ? torch::empty({0, 0, 0}, torch::kFloat64) : torch::cat(samples).cpu();
+  return ranks.gather(local);
 }
 
 }  // namespace
@@ -286,26 +293,26 @@ torch::Tensor integrate_in_chunks(const ScoreFn& score, int64_t count,
 torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_atoms, int64_t dim,
                                const SamplerOptions& options,
                                const torch::TensorOptions& tensor_options,
-                               const SamplerProgress& progress) {
+                               const SamplerProgress& progress, const Communicator& ranks) {
   options.validate("sampler");
   check(count >= 1, fmt::format("sampler: count must be >= 1 (got {})", count));
   check(num_atoms >= (options.com_free ? 2 : 1) && dim >= 1,
         fmt::format("sampler: cannot sample {} atoms in {} dimensions", num_atoms, dim));
   return integrate_in_chunks(
-      score, count, options, progress, [&](int64_t, int64_t size, torch::Generator& rng) {
+      score, count, options, progress, ranks, [&](int64_t, int64_t size, torch::Generator& rng) {
         return options.sigma_max *
                gaussian_noise({size, num_atoms, dim}, rng, tensor_options, options.com_free);
       });
 }
 
 torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& frames,
-                                    const SamplerOptions& options,
-                                    const SamplerProgress& progress) {
+                                    const SamplerOptions& options, const SamplerProgress& progress,
+                                    const Communicator& ranks) {
   options.validate("sampler");
   check(frames.dim() == 3 && frames.size(0) >= 1,
         "sampler: frames to renoise must be [B, N, D] with B >= 1");
   return integrate_in_chunks(
-      score, frames.size(0), options, progress,
+      score, frames.size(0), options, progress, ranks,
       [&](int64_t first, int64_t size, torch::Generator& rng) {
         const torch::Tensor x0 = frames.narrow(0, first, size);
         return project(x0, options.com_free) +

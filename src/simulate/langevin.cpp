@@ -15,9 +15,14 @@ namespace {
 /// Generator stream of Langevin velocities and thermostat noise (see psm::make_generator).
 constexpr uint64_t langevin_stream = 2;
 
-torch::Tensor standard_normal(at::IntArrayRef sizes, torch::Generator& generator,
-                              const torch::Tensor& like) {
-  return torch::randn(sizes, generator, torch::dtype(torch::kFloat64)).to(like.device());
+/// Standard normal numbers for all `trajectories`, of which `share`'s rows are returned: [B, N, D]
+/// like `like` (B = this share's trajectories), on its device.
+torch::Tensor standard_normal(int64_t trajectories, const ChainShare& share,
+                              torch::Generator& generator, const torch::Tensor& like) {
+  return share
+      .of(torch::randn({trajectories, like.size(1), like.size(2)}, generator,
+                       torch::dtype(torch::kFloat64)))
+      .to(like.device());
 }
 
 }  // namespace
@@ -44,6 +49,7 @@ void LangevinOptions::validate() const {
   check(samples > 0, fmt::format("langevin: samples must be positive, got {}", samples));
   check(checkpoint_every > 0,
         fmt::format("langevin: checkpoint_every must be positive, got {}", checkpoint_every));
+  share.count(trajectories);
 }
 
 LangevinSampler::LangevinSampler(const System& system, LangevinOptions options)
@@ -71,7 +77,7 @@ torch::Tensor LangevinSampler::kinetic_energy(const torch::Tensor& velocities) c
 LangevinState LangevinSampler::start(const torch::Tensor& positions) const {
   check_start_shape(system_, positions, options_.trajectories, "langevin");
   LangevinState state;
-  state.positions = positions.to(torch::kFloat64).contiguous();
+  state.positions = options_.share.of(positions).to(torch::kFloat64).contiguous();
   const auto evaluation = system_.evaluate(state.positions, {.forces = true});
   state.energies = evaluation.energy;
   state.forces = evaluation.forces;
@@ -80,9 +86,9 @@ LangevinState LangevinSampler::start(const torch::Tensor& positions) const {
         "langevin: a starting configuration has a non-finite energy or force");
   state.generator = make_generator(options_.seed, langevin_stream);
   const auto masses = masses_.to(positions.device());
-  state.velocities =
-      remove_momentum(standard_normal(state.positions.sizes(), state.generator, state.positions) *
-                      (options_.kT / masses).sqrt());
+  state.velocities = remove_momentum(
+      standard_normal(options_.trajectories, options_.share, state.generator, state.positions) *
+      (options_.kT / masses).sqrt());
   return state;
 }
 
@@ -93,10 +99,11 @@ void LangevinSampler::step(LangevinState& state) const {
   const double decay = std::exp(-options_.friction * dt);
   const auto thermal = ((1.0 - decay * decay) * options_.kT / masses).sqrt();
 
-  auto v = state.velocities + 0.5 * dt * state.forces / masses;                               // B
-  auto x = state.positions + 0.5 * dt * v;                                                    // A
-  v = remove_momentum(decay * v + thermal * standard_normal(v.sizes(), state.generator, v));  // O
-  x = x + 0.5 * dt * v;                                                                       // A
+  auto v = state.velocities + 0.5 * dt * state.forces / masses;  // B
+  auto x = state.positions + 0.5 * dt * v;                       // A
+  const auto noise = standard_normal(options_.trajectories, options_.share, state.generator, v);
+  v = remove_momentum(decay * v + thermal * noise);  // O
+  x = x + 0.5 * dt * v;                              // A
   const auto evaluation = system_.evaluate(x, {.forces = true});
   v = v + 0.5 * dt * evaluation.forces / masses;  // B
 

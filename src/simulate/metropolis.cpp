@@ -32,6 +32,7 @@ void MetropolisOptions::validate() const {
                     adaptation_exponent));
   check(checkpoint_every > 0,
         fmt::format("metropolis: checkpoint_every must be positive, got {}", checkpoint_every));
+  share.count(chains);
 }
 
 MetropolisSampler::MetropolisSampler(const System& system, MetropolisOptions options)
@@ -40,10 +41,10 @@ MetropolisSampler::MetropolisSampler(const System& system, MetropolisOptions opt
 }
 
 MetropolisState MetropolisSampler::start(const torch::Tensor& positions) const {
-  const int64_t chains = options_.chains;
-  check_start_shape(system_, positions, chains, "metropolis");
+  check_start_shape(system_, positions, options_.chains, "metropolis");
+  const int64_t chains = options_.share.count(options_.chains);
   MetropolisState state;
-  state.positions = positions.to(torch::kFloat64).contiguous();
+  state.positions = options_.share.of(positions).to(torch::kFloat64).contiguous();
   state.energies = system_.evaluate(state.positions, {.forces = false}).energy;
   check(torch::isfinite(state.energies).all().item<bool>(),
         "metropolis: a starting configuration has a non-finite energy");
@@ -55,19 +56,23 @@ MetropolisState MetropolisSampler::start(const torch::Tensor& positions) const {
 }
 
 double MetropolisSampler::step(MetropolisState& state) const {
-  const int64_t chains = options_.chains;
   const auto& x = state.positions;
-  // Noise is drawn on the generator's device (CPU) and moved, so CPU and CUDA runs match.
-  auto noise =
-      torch::randn(x.sizes(), state.generator, torch::dtype(torch::kFloat64)).to(x.device()) *
-      state.log_step.exp().view({chains, 1, 1});
+  const int64_t chains = x.size(0), all_chains = options_.chains;
+  // Noise is drawn on the generator's device (CPU) and moved, so CPU and CUDA runs match; it is
+  // drawn for all chains, of which this process keeps its share.
+  auto noise = options_.share
+                   .of(torch::randn({all_chains, x.size(1), x.size(2)}, state.generator,
+                                    torch::dtype(torch::kFloat64)))
+                   .to(x.device()) *
+               state.log_step.exp().view({chains, 1, 1});
   if (options_.com_free) noise = noise - noise.mean(1, /*keepdim=*/true);
   const auto proposal = x + noise;
   const auto proposed_energies = system_.evaluate(proposal, {.forces = false}).energy;
   // NaN energies (overflowing overlaps) compare false below: the move is rejected.
   const auto log_ratio = (state.energies - proposed_energies) / options_.kT;
   const auto uniform =
-      torch::rand({chains}, state.generator, torch::dtype(torch::kFloat64)).to(x.device());
+      options_.share.of(torch::rand({all_chains}, state.generator, torch::dtype(torch::kFloat64)))
+          .to(x.device());
   const auto accept = uniform.log() < log_ratio;
   state.positions = torch::where(accept.view({chains, 1, 1}), proposal, x);
   state.energies = torch::where(accept, proposed_energies, state.energies);

@@ -93,6 +93,18 @@ const torch::Tensor& StateFile::tensor(const std::string& name, const std::strin
   return it->second;
 }
 
+int64_t ChainShare::count(int64_t chains) const {
+  const int64_t last = end < 0 ? chains : end;
+  check(0 <= begin && begin < last && last <= chains,
+        fmt::format("chain share [{}, {}) of {} chains is empty or out of range", begin, last,
+                    chains));
+  return last - begin;
+}
+
+torch::Tensor ChainShare::of(const torch::Tensor& all) const {
+  return all.slice(0, begin, end < 0 ? all.size(0) : end);
+}
+
 void run_chains(ChainState& state, const ChainSchedule& schedule, const ChainSteps& steps,
                 const std::string& label, bool progress) {
   const int64_t rounds = (schedule.samples + schedule.chains - 1) / schedule.chains;

@@ -71,6 +71,62 @@ void check_memory(const System& system, const SimulationSettings& settings, int6
       fmt::format("simulate: {} samples of {} atoms", settings.samples, system.num_atoms()));
 }
 
+/// This rank's block of `chains`, in rank order.
+ChainShare share_of(const Communicator& ranks, int64_t chains) {
+  check(chains >= ranks.size(),
+        fmt::format("simulate: {} chains cannot be shared by {} ranks (use --chains {} or more)",
+                    chains, ranks.size(), ranks.size()));
+  const auto [begin, end] = ranks.block(chains);
+  return {.begin = begin, .end = end};
+}
+
+/// The ranks' chains of `local` (chains along `dim`) in one CPU tensor on rank 0, in rank order;
+/// undefined on the others.
+torch::Tensor gather_chains(const Communicator& ranks, const torch::Tensor& local,
+                            int64_t dim = 0) {
+  const torch::Tensor all = ranks.gather(local.cpu().movedim(dim, 0));
+  return all.defined() ? all.movedim(0, dim).contiguous() : all;
+}
+
+/// Per-round tensors [C_local, ...] of every rank as rounds [C, ...] on rank 0.
+std::vector<torch::Tensor> gather_rounds(const Communicator& ranks,
+                                         const std::vector<torch::Tensor>& rounds) {
+  if (rounds.empty()) return {};
+  const torch::Tensor all = gather_chains(ranks, torch::stack(rounds), 1);
+  if (!all.defined()) return {};
+  std::vector<torch::Tensor> gathered;
+  for (const auto& round : all.unbind(0)) gathered.push_back(round.contiguous());
+  return gathered;
+}
+
+/// Rank 0 gets the state of all chains (positions, energies, kept rounds); every rank gets the
+/// CPU seconds of all ranks together.
+void gather_chain_state(const Communicator& ranks, ChainState& state) {
+  state.positions = gather_chains(ranks, state.positions);
+  state.energies = gather_chains(ranks, state.energies);
+  state.kept.positions = gather_rounds(ranks, state.kept.positions);
+  state.kept.energies = gather_rounds(ranks, state.kept.energies);
+  state.kept.forces = gather_rounds(ranks, state.kept.forces);
+  state.time.cpu_seconds =
+      ranks.allreduce_sum(torch::tensor(state.time.cpu_seconds, torch::kFloat64)).item<double>();
+}
+
+/// Labels the kept rounds of this rank's chains with forces, so that ranks share the labelling.
+void label_kept_rounds(const System& system, SampleRecord& kept, bool progress) {
+  const int64_t chains = kept.positions.front().size(0);
+  const auto forces = evaluate_forces(system, torch::cat(kept.positions), 1024, progress);
+  kept.forces.clear();
+  for (const auto& round : forces.split(chains)) kept.forces.push_back(round);
+}
+
+/// The timings of a rank other than 0, which holds no frames.
+SimulationOutcome timings_only(const SimulationOutcome& outcome, const ChainState& state) {
+  SimulationOutcome timings = outcome;
+  timings.sampling_cpu_seconds = state.time.cpu_seconds;
+  timings.sampling_wall_seconds = state.time.wall_seconds;
+  return timings;
+}
+
 const ValueRegistry<SimulationSampler> kSimulationSamplers(
     "sampler", {{"mcmc", SimulationSampler::mcmc}, {"langevin", SimulationSampler::langevin}});
 
@@ -81,7 +137,8 @@ SimulationSampler simulation_sampler_from_string(const std::string& name) {
 }
 std::string to_string(SimulationSampler sampler) { return kSimulationSamplers.name_of(sampler); }
 
-SimulationOutcome simulate(const System& system, const SimulationSettings& settings) {
+SimulationOutcome simulate(const System& system, const SimulationSettings& settings,
+                           const Communicator& ranks) {
   const SamplerPreset preset = sampler_preset(system);
   SimulationOutcome outcome;
   SimulationSampler kind = SimulationSampler::mcmc;
@@ -95,6 +152,10 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
   outcome.thin = settings.thin.value_or(preset.thin);
   const int64_t burn_in = settings.burn_in.value_or(preset.burn_in);
   check_memory(system, settings, outcome.chains);
+  check(ranks.size() == 1 || settings.checkpoint.empty(),
+        "simulate: --checkpoint is not supported with several MPI ranks yet (run as one process)");
+  const ChainShare share = share_of(ranks, outcome.chains);
+  const bool shared = ranks.size() > 1;
 
   if (kind == SimulationSampler::mcmc) {
     MetropolisSampler sampler(system,
@@ -109,17 +170,27 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
                                .seed = settings.seed,
                                .checkpoint = settings.checkpoint,
                                .checkpoint_every = settings.checkpoint_every,
-                               .progress = settings.progress});
+                               .progress = settings.progress,
+                               .share = share});
     auto state = start_or_resume<MetropolisSampler, MetropolisState>(sampler, system, settings,
                                                                      preset, outcome.chains);
     sampler.run(state);
+    if (shared) {
+      const Stopwatch labelling;
+      if (settings.forces) label_kept_rounds(system, state.kept, settings.progress);
+      outcome.labelling_cpu_seconds = labelling.cpu_seconds();
+      gather_chain_state(ranks, state);
+      state.log_step = gather_chains(ranks, state.log_step);
+      state.accepted = gather_chains(ranks, state.accepted);
+      if (!ranks.is_root()) return timings_only(outcome, state);
+    }
     outcome.sampling_cpu_seconds = state.time.cpu_seconds;
     outcome.sampling_wall_seconds = state.time.wall_seconds;
     outcome.dataset = sampler.dataset(state);
     outcome.energy_series = state.kept.energy_series();
     outcome.acceptance = sampler.acceptance(state);
     outcome.kinetic_temperature = std::nan("");
-    if (settings.forces) {
+    if (settings.forces && !shared) {
       const Stopwatch labelling;
       outcome.dataset.forces =
           evaluate_forces(system, outcome.dataset.positions, 1024, settings.progress);
@@ -139,10 +210,18 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
                  .seed = settings.seed,
                  .checkpoint = settings.checkpoint,
                  .checkpoint_every = settings.checkpoint_every,
-                 .progress = settings.progress});
+                 .progress = settings.progress,
+                 .share = share});
     auto state = start_or_resume<LangevinSampler, LangevinState>(sampler, system, settings, preset,
                                                                  outcome.chains);
     sampler.run(state);
+    if (shared) {
+      gather_chain_state(ranks, state);
+      state.velocities = gather_chains(ranks, state.velocities);
+      state.forces = gather_chains(ranks, state.forces);
+      state.kinetic = gather_rounds(ranks, state.kinetic);
+      if (!ranks.is_root()) return timings_only(outcome, state);
+    }
     outcome.sampling_cpu_seconds = state.time.cpu_seconds;
     outcome.sampling_wall_seconds = state.time.wall_seconds;
     outcome.dataset = sampler.dataset(state);

@@ -41,6 +41,16 @@ ModelSamples as_model_samples(const torch::Tensor& positions, const CheckpointIn
   return out;
 }
 
+/// as_model_samples on rank 0 of sampling.ranks, with the score evaluations of all ranks; an
+/// empty ModelSamples on the others.
+ModelSamples gathered_samples(const torch::Tensor& positions, const CheckpointInfo& info,
+                              const ModelSampling& sampling, int64_t evaluated) {
+  const int64_t all_evaluated =
+      sampling.ranks.allreduce_sum(torch::tensor(evaluated, torch::kInt64)).item<int64_t>();
+  if (!sampling.ranks.is_root()) return {};
+  return as_model_samples(positions, info, sampling, all_evaluated);
+}
+
 }  // namespace
 
 SamplerOptions sampler_options_for(const CheckpointInfo& info, SamplerOptions base) {
@@ -55,12 +65,12 @@ ModelSamples sample_trained_model(const TrainedModel& trained, int64_t count,
   const CheckpointInfo& info = trained.info;
   LazyProgressBar bar(sampling.label, sampling.progress);
   int64_t evaluated = 0;
-  const torch::Tensor positions =
-      sample_diffusion(counted_score(trained, evaluated), count,
-                       static_cast<int64_t>(info.species().size()), info.dim(), sampling.sampler,
-                       torch::dtype(torch::kFloat64).device(sampling.device), bar.callback());
+  const torch::Tensor positions = sample_diffusion(
+      counted_score(trained, evaluated), count, static_cast<int64_t>(info.species().size()),
+      info.dim(), sampling.sampler, torch::dtype(torch::kFloat64).device(sampling.device),
+      bar.callback(), sampling.ranks);
   bar.finish();
-  return as_model_samples(positions, info, sampling, evaluated);
+  return gathered_samples(positions, info, sampling, evaluated);
 }
 
 ModelSamples renoise_trained_model(const TrainedModel& trained, const torch::Tensor& frames,
@@ -70,10 +80,10 @@ ModelSamples renoise_trained_model(const TrainedModel& trained, const torch::Ten
   int64_t evaluated = 0;
   const torch::Tensor positions =
       renoise_and_integrate(counted_score(trained, evaluated), frames.to(sampling.device),
-                            sampling.sampler, bar.callback());
+                            sampling.sampler, bar.callback(), sampling.ranks);
   bar.finish();
-  ModelSamples out = as_model_samples(positions, trained.info, sampling, evaluated);
-  out.dataset.provenance["renoised_frames"] = frames_source;
+  ModelSamples out = gathered_samples(positions, trained.info, sampling, evaluated);
+  if (sampling.ranks.is_root()) out.dataset.provenance["renoised_frames"] = frames_source;
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -82,11 +83,15 @@ std::optional<std::string> first_difference(const nlohmann::json& a, const nlohm
 }  // namespace
 
 Trainer::Trainer(const Dataset& dataset, NetworkOptions network, LossOptions loss,
-                 TrainerOptions options, RunRecord record)
+                 TrainerOptions options, RunRecord record, Communicator ranks)
     : options_(std::move(options)),
       record_(std::move(record)),
-      rng_(make_generator(options_.seed, kMinibatchStream)) {
+      rng_(make_generator(options_.seed, kMinibatchStream)),
+      ranks_(std::move(ranks)) {
   options_.validate("train");
+  check(options_.batch_size >= ranks_.size(),
+        fmt::format("train: batch_size {} cannot be shared by {} ranks (each needs a frame)",
+                    options_.batch_size, ranks_.size()));
   dataset.validate(record_.data_source.empty() ? "training data" : record_.data_source);
   const Split split =
       split_frames(dataset.num_frames(), options_.validation_fraction, options_.seed);
@@ -134,10 +139,7 @@ StepInfo Trainer::step() {
   const torch::Tensor x0 = train_.positions.index_select(0, rows);
   const torch::Tensor forces =
       train_.has_forces() ? train_.forces.index_select(0, rows) : torch::Tensor();
-  const LossOutput out = diffusion_loss(as_score_fn(model_), x0, forces, train_.kT, loss_, rng_);
-
-  optimizer_->zero_grad();
-  out.loss.backward();
+  const LossOutput out = loss_and_gradients(x0, forces);
   const double max_norm =
       options_.grad_clip > 0 ? options_.grad_clip : std::numeric_limits<double>::infinity();
   const double grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), max_norm);
@@ -151,6 +153,58 @@ StepInfo Trainer::step() {
           .per_sample_loss = out.per_sample.to(torch::kFloat64),
           .sigma = out.sigma.detach().to(torch::kFloat64),
           .validation_loss = std::nullopt};
+}
+
+LossOutput Trainer::loss_and_gradients(const torch::Tensor& x0, const torch::Tensor& forces) {
+  optimizer_->zero_grad();
+  if (ranks_.size() == 1) {
+    LossOutput out = diffusion_loss(as_score_fn(model_), x0, forces, train_.kT, loss_, rng_);
+    out.loss.backward();
+    return out;
+  }
+  // The draws of diffusion_loss for the whole minibatch, in its order, on every rank.
+  const int64_t batch = x0.size(0);
+  const torch::Tensor sigma = sample_training_sigmas(loss_.schedule, batch, rng_, x0.options());
+  const torch::Tensor noise = gaussian_noise(x0.sizes(), rng_, x0.options(), loss_.com_free);
+  const auto [begin, end] = ranks_.block(batch);
+  const auto block = [&](const torch::Tensor& t) {
+    return t.defined() ? t.slice(0, begin, end) : t;
+  };
+  const LossOutput part = diffusion_loss(as_score_fn(model_), block(x0), block(forces),
+                                         block(sigma), block(noise), train_.kT, loss_);
+  // The block's share of the minibatch mean; summed over the ranks, the gradient of the mean.
+  (part.loss * (static_cast<double>(end - begin) / static_cast<double>(batch))).backward();
+  allreduce_gradients();
+  // Rank 0, which reports, gets the whole minibatch's per-sample losses and noise levels.
+  const torch::Tensor per_sample = ranks_.gather(part.per_sample.cpu());
+  const torch::Tensor sigmas = ranks_.gather(part.sigma.detach().cpu());
+  if (!ranks_.is_root()) return part;
+  return {per_sample.mean(), per_sample, sigmas};
+}
+
+void Trainer::allreduce_gradients() {
+  using Clock = std::chrono::steady_clock;
+  const auto arrived = Clock::now();
+  ranks_.barrier();
+  const auto start = Clock::now();
+  waiting_seconds_ += std::chrono::duration<double>(start - arrived).count();
+  // A parameter the loss does not reach has no gradient, on every rank alike (the graph is the
+  // architecture's); it stays without one, as for one process, where Adam skips it.
+  std::vector<torch::Tensor> grads;
+  for (const auto& parameter : model_->parameters()) {
+    if (parameter.grad().defined()) grads.push_back(parameter.grad());
+  }
+  std::vector<torch::Tensor> flat_grads;
+  for (const auto& grad : grads) flat_grads.push_back(grad.flatten());
+  const torch::Tensor flat = torch::cat(flat_grads).cpu();
+  communicated_bytes_ = static_cast<int64_t>(flat.nbytes());
+  const torch::Tensor summed = ranks_.allreduce_sum(flat).to(grads.front().device());
+  int64_t offset = 0;
+  for (auto& grad : grads) {
+    grad.copy_(summed.slice(0, offset, offset + grad.numel()).view_as(grad));
+    offset += grad.numel();
+  }
+  communication_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 void Trainer::update_ema() {

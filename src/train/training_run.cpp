@@ -16,7 +16,8 @@ TrainingRun::TrainingRun(const Config& config, std::filesystem::path dir,
   data_ = load_dataset(run_.train_data).to(options.device);
   trainer_ = std::make_unique<Trainer>(
       data_, run_.network, run_.loss, run_.trainer,
-      RunRecord{.config_toml = run_.config.to_toml(), .data_source = run_.train_data.string()});
+      RunRecord{.config_toml = run_.config.to_toml(), .data_source = run_.train_data.string()},
+      options.ranks);
   if (options.resume) trainer_->resume(checkpoint());
 }
 
@@ -32,8 +33,10 @@ std::optional<std::string> TrainingRun::sigma_max_note() const {
 }
 
 int64_t TrainingRun::train() {
-  write_text_atomically(dir_ / "config.toml", run_.config.to_toml());
-  add_run_directory_callbacks(*trainer_, dir_, progress_);
+  if (trainer_->ranks().is_root()) {
+    write_text_atomically(dir_ / "config.toml", run_.config.to_toml());
+    add_run_directory_callbacks(*trainer_, dir_, progress_);
+  }
   const int64_t first_step = trainer_->step_count();
   trainer_->train();
   return trainer_->step_count() - first_step;

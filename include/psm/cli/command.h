@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "psm/core/communicator.h"
 #include "psm/core/registry.h"
 
 namespace psm::cli {
@@ -16,6 +17,8 @@ struct GlobalOptions {
   /// Device of training, sampling and simulation: "cpu", "cuda" or "cuda:N" (psm::parse_device)
   std::string device = "cpu";
   bool verbose = false;
+  /// The ranks of this run (mpirun / srun); one process otherwise. Rank 0 prints and writes.
+  Communicator world{};
 };
 
 class Command {
@@ -25,6 +28,9 @@ class Command {
   virtual void configure(CLI::App& app) = 0;
   /// Runs after parsing; returns the process exit code. Throws psm::Error on bad input.
   virtual int run(const GlobalOptions& global) = 0;
+  /// Whether run() shares its work over several MPI ranks (GlobalOptions::world); the commands
+  /// that do not refuse to start under more than one rank instead of repeating their work.
+  virtual bool runs_on_ranks() const { return false; }
 };
 
 using CommandRegistry = Registry<Command>;

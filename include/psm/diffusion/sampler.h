@@ -45,6 +45,7 @@
 #include <limits>
 #include <string>
 
+#include "psm/core/communicator.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/diffusion/score.h"
 
@@ -103,18 +104,24 @@ torch::Tensor integrate_reverse(const ScoreFn& score, torch::Tensor x,
 
 /// `count` samples [count, num_atoms, dim] (dtype and device of `tensor_options`, float64
 /// advised), integrated in chunks of options.batch_size, each from its own seeded generator.
+/// Several `ranks` share the chunks out in contiguous blocks (a chunk's samples do not depend on
+/// which rank integrates it) and rank 0 returns all samples, on the CPU when ranks.size() > 1;
+/// the other ranks return an undefined tensor. Spread a small count by a smaller batch_size.
 torch::Tensor sample_diffusion(const ScoreFn& score, int64_t count, int64_t num_atoms, int64_t dim,
                                const SamplerOptions& options,
                                const torch::TensorOptions& tensor_options = torch::kFloat64,
-                               const SamplerProgress& progress = {});
+                               const SamplerProgress& progress = {},
+                               const Communicator& ranks = Communicator());
 
 /// Partial diffusion: each frame of `frames` [B, N, D] (float64 advised) is noised to
 /// options.sigma_max and integrated back down to σ_min. With σ_max below the data's scale the
 /// result depends only on the learned score at σ <= σ_max, which locates where a model goes
 /// wrong (a good score returns frames distributed like the data).
+/// `ranks` share the chunks as in sample_diffusion (every rank passes all `frames`).
 torch::Tensor renoise_and_integrate(const ScoreFn& score, const torch::Tensor& frames,
                                     const SamplerOptions& options,
-                                    const SamplerProgress& progress = {});
+                                    const SamplerProgress& progress = {},
+                                    const Communicator& ranks = Communicator());
 
 /// The samples [B, ...] whose values are all finite, in order. A sample that diverged (an
 /// overflow where a learned score is wild) is left out rather than spoiling every metric.

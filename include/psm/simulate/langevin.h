@@ -46,6 +46,8 @@ struct LangevinOptions {
   std::filesystem::path checkpoint{};  ///< state file written during run(); empty = none
   int64_t checkpoint_every = 10000;    ///< recorded frames between state files
   bool progress = false;               ///< progress bar on stderr
+  /// The trajectories this process advances (MPI ranks); the state holds only these.
+  ChainShare share{};
 
   /// Throws psm::Error naming the first impossible option.
   void validate() const;
@@ -67,7 +69,8 @@ class LangevinSampler {
 
   const LangevinOptions& options() const { return options_; }
 
-  /// A fresh state at `positions` [B, N, D] (B = options.trajectories), velocities drawn from
+  /// A fresh state at `positions` [B, N, D] (B = options.trajectories; the state keeps those of
+  /// options.share), velocities drawn from
   /// the Maxwell-Boltzmann distribution at kT. Throws psm::Error on a wrong shape or non-finite
   /// starting energy.
   LangevinState start(const torch::Tensor& positions) const;

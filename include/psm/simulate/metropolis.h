@@ -36,6 +36,8 @@ struct MetropolisOptions {
   std::filesystem::path checkpoint{};  ///< state file written during run(); empty = none
   int64_t checkpoint_every = 10000;    ///< kept frames between state files (rounded to rounds)
   bool progress = false;               ///< progress bar on stderr
+  /// The chains this process advances (MPI ranks); the state holds only these.
+  ChainShare share{};
 
   /// Throws psm::Error naming the first impossible option.
   void validate() const;
@@ -56,7 +58,8 @@ class MetropolisSampler {
 
   const MetropolisOptions& options() const { return options_; }
 
-  /// A fresh state at `positions` [C, N, D] (C = options.chains), seeded from options.seed.
+  /// A fresh state at `positions` [C, N, D] (C = options.chains; the state keeps the chains of
+  /// options.share), seeded from options.seed.
   /// Throws psm::Error on a wrong shape or a non-finite starting energy.
   MetropolisState start(const torch::Tensor& positions) const;
 

@@ -88,6 +88,19 @@ struct ChainState {
   SamplingTime time;           ///< spent so far, earlier runs of a resumed state included
 };
 
+/// The chains [begin, end) of a run's C chains that one process advances, when MPI ranks share
+/// them out. Samplers draw their random numbers for all C chains and keep this share's rows, so a
+/// chain's trajectory is the same whichever process runs it. Default: all chains.
+struct ChainShare {
+  int64_t begin = 0;
+  int64_t end = -1;  ///< -1: the last chain
+
+  /// Chains in the share of a run of `chains`; throws psm::Error unless 0 <= begin < end <= chains.
+  int64_t count(int64_t chains) const;
+  /// This share's rows of `all` [C, ...] (a view).
+  torch::Tensor of(const torch::Tensor& all) const;
+};
+
 /// When a sampler keeps rounds and writes its state file.
 struct ChainSchedule {
   int64_t chains = 1;   ///< chains (trajectories) advanced together

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "psm/core/communicator.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
 
@@ -61,8 +62,12 @@ struct SimulationOutcome {
 };
 
 /// Runs the sampler for `system` with `settings` (presets from sampler_preset() where unset).
+/// Under several ranks of `ranks` (each calls it with the same settings) the chains are shared
+/// out in contiguous blocks and gathered on rank 0, whose outcome equals that of one process
+/// frame for frame; the others get an outcome without a dataset (timings only).
 /// Throws psm::Error on impossible settings or an unusable state file.
-SimulationOutcome simulate(const System& system, const SimulationSettings& settings);
+SimulationOutcome simulate(const System& system, const SimulationSettings& settings,
+                           const Communicator& ranks = Communicator());
 
 /// Sets settings.time_step and settings.friction (those given) from the units users give them
 /// in: fs and 1/ps for molecules (Units::kcal_mol_angstrom), whose samplers work in AKMA time

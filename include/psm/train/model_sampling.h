@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "psm/core/communicator.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/io/dataset.h"
 #include "psm/train/checkpoint.h"
@@ -24,6 +25,8 @@ struct ModelSampling {
   torch::Device device = torch::kCPU;
   bool progress = false;         ///< progress bar on stderr
   std::string label = "sample";  ///< of the progress bar
+  /// Ranks that share the sampler's chunks (sample_diffusion); rank 0 gets the samples.
+  Communicator ranks{};
 };
 
 struct ModelSamples {
@@ -37,7 +40,8 @@ struct ModelSamples {
   double score_evaluations = 0;
 };
 
-/// `count` configurations integrated from noise at sampler.sigma_max (sample_diffusion).
+/// `count` configurations integrated from noise at sampler.sigma_max (sample_diffusion). Under
+/// several sampling.ranks, rank 0 gets them all and the other ranks an empty dataset.
 ModelSamples sample_trained_model(const TrainedModel& trained, int64_t count,
                                   const ModelSampling& sampling);
 

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "psm/core/communicator.h"
 #include "psm/diffusion/loss.h"
 #include "psm/io/dataset.h"
 #include "psm/model/score_model.h"
@@ -77,9 +78,13 @@ class Trainer {
   /// @param network  architecture; dim and species are taken from `dataset`; initial weights
   ///                 are drawn from network.seed()
   /// @param loss     loss.sigma_data is overwritten with the estimate
+  /// @param ranks    data-parallel training: every rank builds the same Trainer; each step every
+  ///                 rank draws the whole minibatch (indices, σ, noise) from the same generator,
+  ///                 computes the gradient of its block of it, and one allreduce sums the
+  ///                 gradients, so that all ranks take the step of one process up to rounding
   /// Throws psm::Error on options or data that cannot train.
   Trainer(const Dataset& dataset, NetworkOptions network, LossOptions loss, TrainerOptions options,
-          RunRecord record = {});
+          RunRecord record = {}, Communicator ranks = Communicator());
 
   void add_callback(std::unique_ptr<Callback> callback);
 
@@ -112,9 +117,23 @@ class Trainer {
   }
   /// What a checkpoint written now would record.
   CheckpointInfo info() const;
+  /// The ranks that share each minibatch.
+  const Communicator& ranks() const { return ranks_; }
+  /// Wall seconds this process has spent in the gradient allreduce, and the bytes it sends per
+  /// step (zero for one process).
+  double communication_seconds() const { return communication_seconds_; }
+  /// Wall seconds this process has waited for slower ranks before the allreduce (a barrier),
+  /// kept apart from the transfer itself.
+  double waiting_seconds() const { return waiting_seconds_; }
+  int64_t communicated_bytes_per_step() const { return communicated_bytes_; }
 
  private:
   void update_ema();
+  /// The minibatch loss at x0, forces [B, N, D] with its gradients in the parameters' grad
+  /// (zeroed first); under several ranks each computes its block and the gradients are summed.
+  LossOutput loss_and_gradients(const torch::Tensor& x0, const torch::Tensor& forces);
+  /// Sums the parameters' gradients over the ranks: one allreduce of one flat buffer.
+  void allreduce_gradients();
 
   Dataset train_;
   Dataset validation_;  ///< positions undefined when validation_fraction = 0
@@ -129,6 +148,10 @@ class Trainer {
   torch::Generator rng_;
   int64_t step_ = 0;
   std::vector<std::unique_ptr<Callback>> callbacks_;
+  Communicator ranks_;
+  double communication_seconds_ = 0;
+  double waiting_seconds_ = 0;
+  int64_t communicated_bytes_ = 0;
 };
 
 }  // namespace psm

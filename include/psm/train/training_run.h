@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "psm/core/communicator.h"
 #include "psm/core/config.h"
 #include "psm/core/run_lock.h"
 #include "psm/io/dataset.h"
@@ -26,6 +27,8 @@ struct TrainingRunOptions {
   bool resume = false;                 ///< continue from dir/checkpoint.pt (which must then exist)
   bool progress = true;                ///< progress bar on stderr
   torch::Device device = torch::kCPU;  ///< where the data and the model live
+  /// Ranks that train data-parallel (see Trainer); rank 0 alone writes the run directory.
+  Communicator ranks{};
 };
 
 class TrainingRun {
@@ -47,7 +50,8 @@ class TrainingRun {
   std::optional<std::string> sigma_max_note() const;
 
   /// Writes dir/config.toml, adds the run-directory callbacks (add_run_directory_callbacks) and
-  /// trains to train.steps; returns the steps taken by this call.
+  /// trains to train.steps; returns the steps taken by this call. Under several ranks only rank
+  /// 0 writes and shows progress.
   int64_t train();
 
  private:

@@ -1,0 +1,202 @@
+// psm under several MPI ranks (mpirun -np 2): `psm simulate` and `psm sample` write the frames
+// of one process, bit for bit, and one rank's failure ends the run with a non-zero exit and no
+// output. The MpiRanks tests are skipped, with a message, when psm is built without MPI.
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "psm/core/communicator.h"
+#include "psm/io/dataset.h"
+#include "psm/train/checkpoint.h"
+#include "test_util.h"
+#include "train_test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using psm::test::run_psm;
+using psm::test::RunResult;
+
+TEST(MpiCommunicator, OneProcessCollectivesReturnTheirInput) {
+  const psm::Communicator one;
+  EXPECT_EQ(one.rank(), 0);
+  EXPECT_EQ(one.size(), 1);
+  EXPECT_TRUE(one.is_root());
+  const torch::Tensor x = torch::arange(6, torch::kFloat64).view({3, 2});
+  EXPECT_TRUE(torch::equal(one.allreduce_sum(x), x));
+  EXPECT_TRUE(torch::equal(one.allreduce_mean(x.to(torch::kFloat32)), x.to(torch::kFloat32)));
+  EXPECT_TRUE(torch::equal(one.gather(x), x));
+  EXPECT_TRUE(torch::equal(one.broadcast(x.to(torch::kInt64)), x.to(torch::kInt64)));
+  EXPECT_FALSE(one.all(false));
+  EXPECT_EQ(one.block(7), (std::pair<int64_t, int64_t>{0, 7}));
+  EXPECT_PSM_ERROR(one.allreduce_sum(x.to(torch::kInt32)), "allreduce", "Int");
+}
+
+#ifdef PSM_MPIEXEC
+
+/// Runs `command` in a shell and captures stdout and stderr together.
+RunResult run_shell(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  std::array<char, 4096> buffer;
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+/// The launcher's command for programs that run on this machine only (test containers often
+/// run as root, which Open MPI refuses unless told).
+std::string launcher() {
+  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + PSM_MPIEXEC +
+         " --oversubscribe";
+}
+
+/// psm with `arguments` on two ranks.
+RunResult run_psm_on_two_ranks(const std::string& arguments) {
+  return run_shell(launcher() + " -np 2 " + PSM_BINARY + " " + arguments);
+}
+
+void expect_same_frames(const fs::path& one_process, const fs::path& two_ranks) {
+  const psm::Dataset a = psm::load_dataset(one_process), b = psm::load_dataset(two_ranks);
+  ASSERT_EQ(a.num_frames(), b.num_frames());
+  EXPECT_TRUE(torch::equal(a.positions, b.positions));
+  EXPECT_EQ(a.has_energies(), b.has_energies());
+  if (a.has_energies()) EXPECT_TRUE(torch::equal(a.energies, b.energies));
+  EXPECT_EQ(a.has_forces(), b.has_forces());
+  if (a.has_forces()) EXPECT_TRUE(torch::equal(a.forces, b.forces));
+}
+
+class MpiRanks : public psm::test::ScratchDir {};
+
+TEST_F(MpiRanks, SimulateWritesTheFramesOfOneProcess) {
+  // MCMC with forces labelled after sampling, and Langevin with forces from the dynamics; odd
+  // chain counts give the ranks blocks of different sizes.
+  for (const std::string sampler :
+       {"--system dw4 --chains 5 --burn-in 30 --thin 2 --samples 47",
+        "--system lj13 --sampler langevin --chains 3 --burn-in 10 --thin 5 --samples 12"}) {
+    const std::string options = "--threads 1 simulate --no-progress --seed 4 " + sampler;
+    const RunResult one = run_psm(options + " --out " + path("one.npz").string());
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    const RunResult two = run_psm_on_two_ranks(options + " --out " + path("two.npz").string());
+    ASSERT_EQ(two.exit_code, 0) << two.output;
+    // Rank 0 alone reports.
+    EXPECT_EQ(two.output.find("psm simulate:"), two.output.rfind("psm simulate:")) << two.output;
+    expect_same_frames(path("one.npz"), path("two.npz"));
+  }
+}
+
+TEST_F(MpiRanks, SampleWritesTheSamplesOfOneProcess) {
+  psm::save_dataset(path("triangle.npz"), psm::test::spring_triangle(32, 9));
+  std::ofstream(path("run.toml")) << "threads = 1\n[data]\ntrain = \""
+                                  << path("triangle.npz").string()
+                                  << "\"\nvalidation_fraction = 0.25\n"
+                                  << "[model]\nlayers = 1\nwidth = 8\nnoise_features = 4\n"
+                                  << "[train]\nsteps = 2\nbatch_size = 8\nwarmup_steps = 1\n";
+  const RunResult trained = run_psm("--threads 1 train --no-progress --config " +
+                                    path("run.toml").string() + " --out " + path("run").string());
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  // Five chunks of 3 (the last of 1): ranks take 3 and 2.
+  const std::string options = "--threads 1 sample --no-progress --checkpoint " +
+                              (path("run") / "checkpoint.pt").string() +
+                              " --n 13 --batch 3 --steps 5 --solver sde --seed 2";
+  const RunResult one = run_psm(options + " --out " + path("one.npz").string());
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const RunResult two = run_psm_on_two_ranks(options + " --out " + path("two.npz").string());
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  expect_same_frames(path("one.npz"), path("two.npz"));
+}
+
+/// The largest difference between the EMA weights of two checkpoints.
+double max_parameter_difference(const fs::path& a, const fs::path& b) {
+  const auto pa = psm::load_trained_model(a).model->parameters();
+  const auto pb = psm::load_trained_model(b).model->parameters();
+  EXPECT_EQ(pa.size(), pb.size());
+  double largest = 0;
+  for (size_t i = 0; i < std::min(pa.size(), pb.size()); ++i) {
+    largest = std::max(largest, (pa[i] - pb[i]).abs().max().item<double>());
+  }
+  return largest;
+}
+
+TEST_F(MpiRanks, TrainingMatchesOneProcessToRoundingAndResumesOnAnyCount) {
+  psm::save_dataset(path("triangle.npz"), psm::test::spring_triangle(48, 9));
+  std::ofstream(path("run.toml")) << "threads = 1\n[data]\ntrain = \""
+                                  << path("triangle.npz").string()
+                                  << "\"\nvalidation_fraction = 0.25\n"
+                                  << "[model]\nlayers = 2\nwidth = 16\nnoise_features = 4\n"
+                                  << "[train]\nsteps = 50\nbatch_size = 7\nwarmup_steps = 5\n"
+                                  << "checkpoint_every = 25\nvalidation_every = 25\n";
+  const std::string train =
+      "--threads 1 train --no-progress --config " + path("run.toml").string() + " --out ";
+  const RunResult one = run_psm(train + path("one").string());
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  // Global batch 7: the ranks take 4 and 3 frames.
+  const RunResult two = run_psm_on_two_ranks(train + path("two").string());
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("allreduce of"), std::string::npos) << two.output;
+  const double difference =
+      max_parameter_difference(path("one") / "checkpoint.pt", path("two") / "checkpoint.pt");
+  std::printf("max |EMA parameter difference| after 50 steps, 2 ranks vs 1 process: %.3g\n",
+              difference);
+  EXPECT_LT(difference, 1e-5);
+
+  // Half the steps on two ranks, the rest resumed by one process, against both halves on one
+  // (train.steps sets the learning-rate schedule, so both runs stop at 25 the same way).
+  for (const std::string run : {"one_resumed", "mixed"}) {
+    const std::string first = train + path(run).string() + " --set train.steps=25";
+    const RunResult half = run == "mixed" ? run_psm_on_two_ranks(first) : run_psm(first);
+    ASSERT_EQ(half.exit_code, 0) << half.output;
+    const RunResult rest = run_psm(train + path(run).string() + " --resume");
+    ASSERT_EQ(rest.exit_code, 0) << rest.output;
+  }
+  EXPECT_LT(max_parameter_difference(path("one_resumed") / "checkpoint.pt",
+                                     path("mixed") / "checkpoint.pt"),
+            1e-5);
+}
+
+TEST_F(MpiRanks, OneRankFailingEndsTheRunWithoutOutput) {
+  // Rank 1 is given a starting-configuration file that does not exist; rank 0 samples and then
+  // waits for rank 1's chains, which never come. The run must end, non-zero, and leave no file
+  // (temporary or final).
+  fs::create_directories(path("out"));
+  const std::string options =
+      "--threads 1 simulate --no-progress --system dw4 --chains 4 --burn-in 20 --thin 2 "
+      "--samples 40 --out " +
+      (path("out") / "dw4.npz").string();
+  const RunResult run =
+      run_shell(launcher() + " -np 1 " + PSM_BINARY + " " + options + " : -np 1 " + PSM_BINARY +
+                " " + options + " --init " + path("nosuch.npz").string());
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("psm simulate: error (rank 1):"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("nosuch.npz"), std::string::npos) << run.output;
+  EXPECT_TRUE(fs::is_empty(path("out")));
+
+  // A command that does not share its work refuses to repeat it on every rank.
+  const RunResult run_command = run_psm_on_two_ranks("run --out " + path("out").string());
+  EXPECT_NE(run_command.exit_code, 0) << run_command.output;
+  EXPECT_NE(run_command.output.find("psm run: error (rank "), std::string::npos)
+      << run_command.output;
+  EXPECT_NE(run_command.output.find("runs as one process"), std::string::npos)
+      << run_command.output;
+  EXPECT_TRUE(fs::is_empty(path("out")));
+}
+
+#else
+
+TEST(MpiRanks, SkippedWithoutMpi) {
+  GTEST_SKIP() << "psm was built without MPI (PSM_WITH_MPI=OFF; Debian: apt-get install "
+                  "libopenmpi-dev openmpi-bin, then reconfigure)";
+}
+
+#endif
+
+}  // namespace
