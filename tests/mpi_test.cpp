@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using psm::test::run_psm;
+using psm::test::run_shell;
 using psm::test::RunResult;
 
 TEST(MpiCommunicator, OneProcessCollectivesReturnTheirInput) {
@@ -39,19 +40,6 @@ TEST(MpiCommunicator, OneProcessCollectivesReturnTheirInput) {
 }
 
 #ifdef PSM_MPIEXEC
-
-/// Runs `command` in a shell and captures stdout and stderr together.
-RunResult run_shell(const std::string& command) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
 
 /// The launcher's command for programs that run on this machine only (test containers often
 /// run as root, which Open MPI refuses unless told).

@@ -46,10 +46,9 @@ struct RunResult {
   std::string output;  ///< stdout and stderr together
 };
 
-/// Runs the psm binary with `arguments` (a shell-quoted string) and captures its output.
-inline RunResult run_psm(const std::string& arguments) {
-  const std::string command = std::string(PSM_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
+/// Runs `command` in a shell and captures stdout and stderr together.
+inline RunResult run_shell(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return {-1, "popen failed"};
   std::string output;
   std::array<char, 4096> buffer;
@@ -58,6 +57,11 @@ inline RunResult run_psm(const std::string& arguments) {
     output.append(buffer.data(), n);
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+/// Runs the psm binary with `arguments` (a shell-quoted string) and captures its output.
+inline RunResult run_psm(const std::string& arguments) {
+  return run_shell(std::string(PSM_BINARY) + " " + arguments);
 }
 
 }  // namespace psm::test
