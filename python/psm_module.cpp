@@ -709,7 +709,7 @@ default to the training schedule's. n: samples (default 10000; with from_, at mo
 frames). from_: partial diffusion of a Dataset's (or file's) first n
 frames from sigma_max. energies: label the samples with the checkpoint's system.
 likelihood: also log q of each sample (probability-flow ODE of likelihood_steps Heun steps; needs
-solver "heun", turns off the final denoising step; divergence "exact" or "hutchinson" with
+solver "heun"; q includes the final denoising step; divergence "exact" or "hutchinson" with
 `probes` probes) and, with energies, the log importance weights: Dataset.log_q, log_q_error,
 log_weights. Returns a
 Dataset (positions [n, N, D] float64 without a copy); out: also write it there.)doc");

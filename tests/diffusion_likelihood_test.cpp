@@ -168,6 +168,63 @@ TEST(DiffusionLikelihood, DivergenceOfAFrozenChunkedNetwork) {
   }
 }
 
+// N(0, v P) has the score -P x / (v + σ²): the denoising step scales the space by
+// v / (v + σ²), so its log-determinant is d ln(v / (v + σ²)).
+TEST(DiffusionLikelihood, DenoisingStepOfAGaussian) {
+  const double v = 0.5, sigma = 0.3;
+  const psm::GaussianMixture gaussian =
+      psm::GaussianMixture::isotropic(torch::ones({1}, kF64), torch::zeros({1, 4, 3}, kF64),
+                                      torch::full({1}, std::sqrt(v), kF64), true);
+  torch::Generator rng = psm::make_generator(9);
+  const torch::Tensor x = psm::project(torch::randn({5, 4, 3}, rng, kF64), true);
+  const psm::DenoisingStep step = psm::denoising_step(gaussian.score_fn(), x, sigma, true);
+  EXPECT_TRUE(torch::allclose(step.positions, x * (v / (v + sigma * sigma)), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(
+      step.log_det, torch::full({5}, 9 * std::log(v / (v + sigma * sigma)), kF64), 1e-10, 1e-10));
+}
+
+TEST(DiffusionLikelihood, InvertsTheDenoisingStep) {
+  const psm::GaussianMixture mixture = two_component_mixture();
+  torch::Generator rng = psm::make_generator(10);
+  const torch::Tensor x = mixture.sample(8, rng) * 1.3;
+  const torch::Tensor y = psm::denoising_step(mixture.score_fn(), x, 0.2, true).positions;
+  const torch::Tensor back = psm::invert_denoising_step(mixture.score_fn(), y, 0.2, true, 1e-12);
+  EXPECT_LT((back - x).abs().max().item<double>(), 1e-10);
+  EXPECT_GT((y - x).abs().max().item<double>(), 1e-2);  // the step moved them
+
+  // A score that pushes three times harder than the step can undo: no fixed point is reached.
+  const psm::ScoreFn stiff = [](const torch::Tensor& z, const torch::Tensor& sigma) {
+    return -3 * z / sigma.square().view({-1, 1, 1});
+  };
+  EXPECT_PSM_ERROR(psm::invert_denoising_step(stiff, y, 0.2, true),
+                   "likelihood: the final denoising step at sigma_min = 0.2 does not invert for "
+                   "8 of 8 configurations in 200 iterations");
+}
+
+// Samples of N(0, v P) noised by σ and then denoised are N(0, v² / (v + σ²) P): the denoised
+// log-density of the model with the exact score is that Gaussian's.
+TEST(DiffusionLikelihood, DenoisedLogDensityOfAGaussian) {
+  const double v = 0.5, sigma_min = 0.5, denoised_std = v / std::sqrt(v + sigma_min * sigma_min);
+  const auto gaussian_of_std = [](double std) {
+    return psm::GaussianMixture::isotropic(torch::ones({1}, kF64), torch::zeros({1, 3, 2}, kF64),
+                                           torch::full({1}, std, kF64), true);
+  };
+  const psm::GaussianMixture model = gaussian_of_std(std::sqrt(v));
+  const psm::GaussianMixture denoised = gaussian_of_std(denoised_std);
+  torch::Generator rng = psm::make_generator(11);
+  const torch::Tensor y = denoised.sample(20, rng);
+  psm::LikelihoodOptions options = options_for(400);
+  options.sigma_min = sigma_min;
+  options.denoised = true;
+  const torch::Tensor log_q = psm::log_density(model.score_fn(), y, options).log_q;
+  const torch::Tensor exact = denoised.log_prob(y, torch::full({20}, 1e-9, kF64));
+  EXPECT_LT((log_q - exact).abs().max().item<double>(), 0.02);
+  // The density before the step, N(0, (v + σ²) P), is another one: about 0.7 nats apart.
+  options.denoised = false;
+  const torch::Tensor undenoised = psm::log_density(model.score_fn(), y, options).log_q;
+  EXPECT_GT((undenoised - exact).abs().mean().item<double>(), 0.2);
+}
+
 TEST(DiffusionLikelihood, RejectsBadInputWithOneLineErrors) {
   const psm::ScoreFn score = two_component_mixture().score_fn();
   EXPECT_PSM_ERROR(psm::log_density(score, torch::zeros({2, 3, 2}, kF64), options_for(7)),

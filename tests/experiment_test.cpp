@@ -604,7 +604,9 @@ TEST_F(ExperimentPipeline, LikelihoodsGiveImportanceWeightsAndReweightedRows) {
   ASSERT_TRUE(samples.has_log_q());
   ASSERT_TRUE(samples.log_weights.defined());
   EXPECT_TRUE(torch::isfinite(samples.log_q).all().item<bool>());
-  EXPECT_EQ(samples.provenance.at("denoise_final"), false);  // q is the ODE samples' density
+  // q is the density of the samplers' output, after the final denoising step.
+  EXPECT_EQ(samples.provenance.at("denoise_final"), true);
+  EXPECT_EQ(samples.provenance.at("likelihood").at("denoised"), true);
   ASSERT_EQ(result.rows.size(), 4u);  // limited: mcmc, psm, psm reweighted; hot: mcmc
   EXPECT_EQ(result.rows[2].model, "psm reweighted");
 

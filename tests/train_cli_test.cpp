@@ -128,7 +128,8 @@ TEST_F(TrainCli, LikelihoodOfSamplesAndOfFrames) {
   EXPECT_EQ(samples.log_q.size(0), 6);
   EXPECT_TRUE(samples.log_q_error.defined());
   EXPECT_FALSE(samples.log_weights.defined());
-  EXPECT_EQ(samples.provenance.at("denoise_final"), false);
+  EXPECT_EQ(samples.provenance.at("denoise_final"), true);
+  EXPECT_EQ(samples.provenance.at("likelihood").at("denoised"), true);
   EXPECT_EQ(samples.provenance.at("likelihood").at("divergence"), "exact");
 
   r = run_psm("--threads 1 likelihood --no-progress --checkpoint " + checkpoint.string() +

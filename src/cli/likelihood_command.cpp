@@ -49,6 +49,10 @@ class LikelihoodCommand final : public Command {
                  "Also integrate with half the steps and report the integration error (x1.5 "
                  "cost)")
         ->capture_default_str();
+    app.add_flag("--denoised,!--no-denoised", options_.denoised,
+                 "The density of the samplers' output, after their final denoising step; "
+                 "--no-denoised: of the ODE at sigma_min, before it")
+        ->capture_default_str();
     app.add_option("--batch", options_.batch_size, "Frames integrated together")
         ->capture_default_str()
         ->check(positive_number);
@@ -91,9 +95,10 @@ class LikelihoodCommand final : public Command {
                mean, standard_error, mean / static_cast<double>(dim), frames.num_frames());
     fmt::print(
         "convention  -log q(x), q a density on the {}-dimensional {}space in {} length units, "
-        "sigma {:.4g}..{:.4g}\n",
+        "sigma {:.4g}..{:.4g}{}\n",
         dim, options.com_free ? "centre-of-mass-free " : "",
-        frames.units == Units::reduced ? "reduced" : "Å", options.sigma_min, options.sigma_max);
+        frames.units == Units::reduced ? "reduced" : "Å", options.sigma_min, options.sigma_max,
+        options.denoised ? ", after the final denoising step" : "");
     if (density.error.defined()) {
       fmt::print("ODE error   {:.2g} nats mean, {:.2g} largest (Richardson, {} vs {} steps)\n",
                  density.error.mean().item<double>(), density.error.max().item<double>(),
@@ -120,7 +125,7 @@ class LikelihoodCommand final : public Command {
   std::filesystem::path out_;
   std::optional<int64_t> count_;
   std::optional<std::string> divergence_;
-  LikelihoodOptions options_{};
+  LikelihoodOptions options_{.denoised = true};
   bool progress_ = true;
 };
 

@@ -97,8 +97,8 @@ class SampleCommand final : public Command {
         ->capture_default_str()
         ->check(seed_value);
     app.add_flag("--likelihood", likelihood_,
-                 "Also write log q of each sample (probability-flow ODE; needs --solver heun, "
-                 "turns off the final denoising step) and, with energies, log importance "
+                 "Also write log q of each sample (probability-flow ODE and the final "
+                 "denoising step; needs --solver heun) and, with energies, log importance "
                  "weights -U/kT - log q and their effective sample size");
     app.add_option("--likelihood-steps", likelihood_options_.steps,
                    "Heun steps of the likelihood integration (even)")

@@ -62,6 +62,24 @@ torch::Tensor integrate_up(const ScoreFn& score, torch::Tensor x, const std::vec
   return prior_log_density(x, levels.back(), dim, com_free) - integral;
 }
 
+/// ∂s/∂x [B, d, d] (row k: the gradient of the flattened s's coordinate k), one vector-Jacobian
+/// product per row, batched over the configurations, which are independent. Frees the graph.
+torch::Tensor jacobian(const torch::Tensor& s, const torch::Tensor& input) {
+  const torch::Tensor flat = s.flatten(1);
+  const int64_t coordinates = flat.size(1);
+  const torch::Tensor ones = torch::ones({flat.size(0)}, flat.options());
+  std::vector<torch::Tensor> rows;
+  rows.reserve(static_cast<size_t>(coordinates));
+  for (int64_t k = 0; k < coordinates; ++k) {
+    const torch::Tensor row = torch::autograd::grad({flat.select(1, k)}, {input}, {ones},
+                                                    /*retain_graph=*/k + 1 < coordinates,
+                                                    /*create_graph=*/false,
+                                                    /*allow_unused=*/true)[0];
+    rows.push_back(row.defined() ? row.flatten(1) : torch::zeros_like(flat));
+  }
+  return torch::stack(rows, 1);
+}
+
 }  // namespace
 
 void LikelihoodOptions::validate(const std::string& context) const {
@@ -95,30 +113,57 @@ ScoreAndDivergence score_and_divergence(const ScoreFn& score, const torch::Tenso
   torch::Tensor divergence = torch::zeros({x.size(0)}, x.options());
   if (!s.requires_grad()) return {s.detach(), divergence};  // a score that does not depend on x
 
-  const auto vjp = [&](const torch::Tensor& output, const torch::Tensor& direction, bool last) {
-    const torch::Tensor grad = torch::autograd::grad({output}, {input}, {direction},
-                                                     /*retain_graph=*/!last,
+  if (!probes.defined()) {
+    return {s.detach(), jacobian(s, input).diagonal(0, 1, 2).sum(1)};
+  }
+  const int64_t count = probes.size(0);
+  for (int64_t k = 0; k < count; ++k) {
+    const torch::Tensor v = probes[k];
+    const torch::Tensor grad = torch::autograd::grad({s}, {input}, {v},
+                                                     /*retain_graph=*/k + 1 < count,
                                                      /*create_graph=*/false,
                                                      /*allow_unused=*/true)[0];
-    return grad.defined() ? grad : torch::zeros_like(input);
-  };
-  if (probes.defined()) {
-    const int64_t count = probes.size(0);
-    for (int64_t k = 0; k < count; ++k) {
-      const torch::Tensor v = probes[k];
-      divergence += (vjp(s, v, k + 1 == count) * v).flatten(1).sum(1);
-    }
-    divergence /= static_cast<double>(count);
-  } else {
-    // Row k of the Jacobian for every configuration at once: configurations are independent.
-    const torch::Tensor flat = s.flatten(1);
-    const int64_t coordinates = flat.size(1);
-    const torch::Tensor ones = torch::ones({x.size(0)}, x.options());
-    for (int64_t k = 0; k < coordinates; ++k) {
-      divergence += vjp(flat.select(1, k), ones, k + 1 == coordinates).flatten(1).select(1, k);
-    }
+    if (grad.defined()) divergence += (grad * v).flatten(1).sum(1);
   }
+  divergence /= static_cast<double>(count);
   return {s.detach(), divergence};
+}
+
+DenoisingStep denoising_step(const ScoreFn& score, const torch::Tensor& x, double sigma,
+                             bool com_free) {
+  torch::AutoGradMode enable_grad(true);
+  const torch::Tensor input = project(x.detach(), com_free).requires_grad_(true);
+  const torch::Tensor s =
+      project(score(input, torch::full({x.size(0)}, sigma, x.options())).to(x.options()), com_free);
+  const torch::Tensor positions = (input + sigma * sigma * s).detach();
+  const int64_t d = s[0].numel();
+  if (!s.requires_grad()) return {positions, torch::zeros({x.size(0)}, x.options())};
+  // On the translations the step is the identity, and it maps the centre-of-mass-free space
+  // into itself, so the full determinant is that within the space.
+  const torch::Tensor step = torch::eye(d, x.options()) + sigma * sigma * jacobian(s, input);
+  const auto [sign, log_abs] = torch::linalg::slogdet(step);
+  return {positions, torch::where(sign > 0, log_abs, torch::full_like(log_abs, NAN))};
+}
+
+torch::Tensor invert_denoising_step(const ScoreFn& score, const torch::Tensor& y, double sigma,
+                                    bool com_free, double tolerance, int64_t max_iterations) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor target = project(y, com_free);
+  const torch::Tensor sigmas = torch::full({y.size(0)}, sigma, y.options());
+  torch::Tensor x = target;
+  torch::Tensor moved;
+  for (int64_t i = 0; i < max_iterations; ++i) {
+    const torch::Tensor next =
+        target - sigma * sigma * project(score(x, sigmas).to(y.options()), com_free);
+    moved = (next - x).abs().flatten(1).amax(1);
+    x = next;
+    if ((moved <= tolerance).all().item<bool>()) return x;
+  }
+  const torch::Tensor stuck = ~(moved <= tolerance);
+  throw Error(fmt::format(
+      "likelihood: the final denoising step at sigma_min = {} does not invert for {} of {} "
+      "configurations in {} iterations (largest move {:.3g}): the score is too stiff there",
+      sigma, stuck.sum().item<int64_t>(), y.size(0), max_iterations, moved.max().item<double>()));
 }
 
 LogDensity log_density(const ScoreFn& score, const torch::Tensor& x,
@@ -161,10 +206,18 @@ LogDensity log_density(const ScoreFn& score, const torch::Tensor& x,
       probes =
           rademacher_probes(options.probes, start.sizes(), rng, start.options(), options.com_free);
     }
-    log_q.push_back(integrate_up(score, start, fine, probes, options.com_free, on_step));
+    const torch::Tensor before =
+        options.denoised ? invert_denoising_step(score, start, options.sigma_min, options.com_free)
+                         : start;
+    const torch::Tensor correction =
+        options.denoised
+            ? denoising_step(score, before, options.sigma_min, options.com_free).log_det
+            : torch::zeros({start.size(0)}, start.options());
+    log_q.push_back(integrate_up(score, before, fine, probes, options.com_free, on_step) -
+                    correction);
     if (options.error_estimate) {
       const torch::Tensor half =
-          integrate_up(score, start, coarse, probes, options.com_free, on_step);
+          integrate_up(score, before, coarse, probes, options.com_free, on_step) - correction;
       error.push_back((log_q.back() - half).abs() / 3.0);
     }
   }
@@ -185,7 +238,8 @@ nlohmann::json to_json(const LikelihoodOptions& options) {
       {"error_estimate", options.error_estimate},
       {"batch_size", options.batch_size},
       {"seed", options.seed},
-      {"com_free", options.com_free}};
+      {"com_free", options.com_free},
+      {"denoised", options.denoised}};
 }
 
 std::string to_string(DivergenceMethod value) { return kDivergenceNames.name_of(value); }

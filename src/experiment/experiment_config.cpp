@@ -175,9 +175,7 @@ void read_sampler(ConfigSection section, ExperimentConfig& experiment) {
         fmt::format("{}: sample.n must be positive", experiment.config.source));
   sampler.validate(context);
   if (experiment.likelihood) {
-    SamplerOptions undenoised = sampler;
-    undenoised.denoise_final = false;  // the sample stage turns it off for likelihoods
-    check_likelihood_sampler(undenoised, context + " likelihood = true");
+    check_likelihood_sampler(sampler, context + " likelihood = true");
     experiment.likelihood->validate(context);
   }
 }

@@ -22,17 +22,13 @@ void check_likelihood_sampler(const SamplerOptions& sampler, const std::string& 
         fmt::format("{}: likelihoods need samples of the probability-flow ODE (solver heun, no "
                     "corrector steps): the reverse SDE's samples have no tractable density",
                     context));
-  check(!sampler.denoise_final,
-        fmt::format("{}: likelihoods need samples without the final denoising step, whose "
-                    "Jacobian the ODE's density does not include",
-                    context));
 }
 
-LikelihoodOptions likelihood_for_sampling(const CheckpointInfo& info, SamplerOptions& sampler,
+LikelihoodOptions likelihood_for_sampling(const CheckpointInfo& info, const SamplerOptions& sampler,
                                           LikelihoodOptions base, const std::string& context) {
-  sampler.denoise_final = false;
   check_likelihood_sampler(sampler, context);
   LikelihoodOptions options = likelihood_options_for(info, std::move(base));
+  options.denoised = sampler.denoise_final;
   options.batch_size = sampler.batch_size;
   options.seed = sampler.seed;
   options.validate(context);

@@ -11,6 +11,16 @@
 // samplers (sampler.h), so for samples that the probability-flow ODE drew without the final
 // denoising step, q is the density they were drawn from, up to the integration error.
 //
+// The samplers end with the denoising step y = D(x) = x + σ_min² s(x, σ_min) (Tweedie's
+// formula), which removes the noise σ_min leaves on stiff bonds and contacts. With `denoised`
+// the configurations are such outputs y, and by the change of variables
+//
+//   log q_D(y) = log q(x) - log |det ∂D/∂x|,   x = D⁻¹(y),
+//
+// with x found by fixed-point iteration x ← y - σ_min² s(x, σ_min) (a contraction while
+// σ_min² ‖∂s/∂x‖ < 1) and the determinant from the full Jacobian of the score (d
+// vector-Jacobian products per configuration, once, whatever the divergence method).
+//
 // Convention: q is a density on the space the diffusion lives in, with respect to Lebesgue
 // measure in an orthonormal basis of it: the (N - 1) D-dimensional centre-of-mass-free
 // subspace when com_free (N D-dimensional otherwise), in the frames' length unit, so log q is
@@ -59,6 +69,8 @@ struct LikelihoodOptions {
   int64_t batch_size = 256;  ///< configurations integrated together
   uint64_t seed = 0;         ///< Hutchinson probes: chunk c draws from its own seeded stream
   bool com_free = true;
+  /// The configurations are outputs of the samplers' final denoising step at σ_min (see above).
+  bool denoised = false;
 
   /// Throws psm::Error naming `context` on an impossible value (steps must be even when
   /// error_estimate).
@@ -85,6 +97,23 @@ ScoreAndDivergence score_and_divergence(const ScoreFn& score, const torch::Tenso
                                         const torch::Tensor& sigma, bool com_free,
                                         const torch::Tensor& probes = {});
 
+/// The samplers' final denoising step y = x + σ² s(x, σ) of x [B, N, D] (float64), projected,
+/// and log |det ∂y/∂x| [B] within the space (d vector-Jacobian products per configuration).
+/// The log-determinant is NaN where the step folds space (determinant <= 0).
+struct DenoisingStep {
+  torch::Tensor positions;
+  torch::Tensor log_det;
+};
+DenoisingStep denoising_step(const ScoreFn& score, const torch::Tensor& x, double sigma,
+                             bool com_free);
+
+/// x [B, N, D] with x + σ² s(x, σ) = y, by fixed-point iteration from x = y until no
+/// coordinate moves by more than `tolerance` (length units). Throws psm::Error counting the
+/// configurations that do not converge in `max_iterations`.
+torch::Tensor invert_denoising_step(const ScoreFn& score, const torch::Tensor& y, double sigma,
+                                    bool com_free, double tolerance = 1e-7,
+                                    int64_t max_iterations = 200);
+
 struct LogDensity {
   torch::Tensor log_q;  ///< [B] float64, nats (see the convention above)
   /// [B] float64, nats: Richardson's estimate of the integration error; undefined without
@@ -96,9 +125,10 @@ struct LogDensity {
 using LikelihoodProgress = std::function<void(int64_t done, int64_t total)>;
 
 /// log q of each configuration x [B, N, D] (float64, any device), integrated in chunks of
-/// options.batch_size. Configurations are projected onto the space first, so log q is
-/// invariant under translations (com_free), and under rotations and relabellings of identical
-/// atoms when the score is equivariant. Throws psm::Error on a wrong shape or non-finite input.
+/// options.batch_size; with options.denoised, log q_D of the denoised configurations.
+/// Configurations are projected onto the space first, so log q is invariant under translations
+/// (com_free), and under rotations and relabellings of identical atoms when the score is
+/// equivariant. Throws psm::Error on a wrong shape or non-finite input.
 LogDensity log_density(const ScoreFn& score, const torch::Tensor& x,
                        const LikelihoodOptions& options, const LikelihoodProgress& progress = {});
 

@@ -34,19 +34,20 @@ LogDensity trained_model_log_density(const TrainedModel& trained, const torch::T
 /// Sets samples.log_q and log_q_error from the trained model and, when the samples have
 /// energies, log_weights = -U/kT - log q at samples.kT; records the likelihood options in the
 /// provenance ("likelihood"). The samples must have been drawn by the probability-flow ODE
-/// without the final denoising step for q to be their density (check_likelihood_sampler).
+/// (check_likelihood_sampler), with the final denoising step exactly when
+/// likelihood.options.denoised, for q to be their density.
 void add_likelihood(Dataset& samples, const TrainedModel& trained,
                     const ModelLikelihood& likelihood);
 
 /// Throws psm::Error naming `context` unless `sampler` draws samples whose density the
-/// probability-flow ODE gives: the heun solver, no corrector steps, no final denoising step.
+/// probability-flow ODE gives: the heun solver without corrector steps.
 void check_likelihood_sampler(const SamplerOptions& sampler, const std::string& context);
 
-/// The likelihood options for samples about to be drawn with `sampler`: turns off its final
-/// denoising step, checks it (check_likelihood_sampler), and returns `base` for the checkpoint
-/// (likelihood_options_for) with the sampler's batch size and seed, validated. Errors name
+/// The likelihood options for samples about to be drawn with `sampler`: checks it
+/// (check_likelihood_sampler), and returns `base` for the checkpoint (likelihood_options_for)
+/// with the sampler's batch size, seed and final denoising step, validated. Errors name
 /// `context`.
-LikelihoodOptions likelihood_for_sampling(const CheckpointInfo& info, SamplerOptions& sampler,
+LikelihoodOptions likelihood_for_sampling(const CheckpointInfo& info, const SamplerOptions& sampler,
                                           LikelihoodOptions base, const std::string& context);
 
 /// Kish ESS fraction of samples.log_weights, or none when they have no weights.
