@@ -151,6 +151,80 @@ TEST_F(MpiRanks, TrainingMatchesOneProcessToRoundingAndResumesOnAnyCount) {
             1e-5);
 }
 
+constexpr const char* kTinyExperiment = R"(
+name = "tiny"
+seed = 3
+threads = 1
+variants = ["dsm", "psm"]
+[system]
+name = "dw4"
+[reference]
+samples = 200
+test_samples = 100
+chains = 10
+burn_in = 100
+thin = 5
+[[sets]]
+name = "limited"
+kind = "limited"
+frames = 40
+[[sets]]
+name = "hot"
+kind = "temperature"
+kT_data = 2.0
+frames = 40
+[sample]
+n = 30
+steps = 6
+[model]
+layers = 1
+width = 8
+noise_features = 4
+[train]
+steps = 10
+batch_size = 8
+warmup_steps = 2
+checkpoint_every = 5
+validation_every = 5
+)";
+
+TEST_F(MpiRanks, RunSharesTheModelsAndWritesOneReport) {
+  std::ofstream(path("tiny.toml")) << kTinyExperiment;
+  const std::string run =
+      "--threads 1 run " + path("tiny.toml").string() + " --no-progress --no-plots --out ";
+  const RunResult one = run_psm(run + path("one").string());
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+
+  // Whole models: the four models are dealt to the ranks in turn, each made as one process
+  // makes it, so the samples are the same bit for bit.
+  const RunResult two = run_psm_on_two_ranks(run + path("two").string());
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("ranks: 2, sharing whole models"), std::string::npos) << two.output;
+  EXPECT_NE(two.output.find("[rank 1]   limited/psm"), std::string::npos) << two.output;
+  EXPECT_EQ(two.output.find("[1/5]"), two.output.rfind("[1/5]")) << two.output;  // rank 0's
+  EXPECT_TRUE(fs::exists(path("two") / "report.md"));
+  for (const std::string model : {"limited_dsm", "limited_psm", "hot_dsm", "hot_psm"}) {
+    SCOPED_TRACE(model);
+    expect_same_frames(path("one") / "samples" / (model + ".npz"),
+                       path("two") / "samples" / (model + ".npz"));
+  }
+  // The table that rank 0 prints is the one-process run's.
+  const auto table = [](const std::string& output) {
+    const size_t start = output.find("set          model");
+    return output.substr(start, output.find("report:") - start);
+  };
+  EXPECT_EQ(table(one.output), table(two.output));
+
+  // Each model's training batches shared: the same models to rounding.
+  const RunResult data =
+      run_psm_on_two_ranks(run + path("data").string() + " --spread data --only limited/psm");
+  ASSERT_EQ(data.exit_code, 0) << data.output;
+  EXPECT_LT(max_parameter_difference(path("one") / "models" / "limited" / "psm" / "checkpoint.pt",
+                                     path("data") / "models" / "limited" / "psm" / "checkpoint.pt"),
+            1e-5);
+  EXPECT_TRUE(fs::exists(path("data") / "samples" / "limited_psm.npz"));
+}
+
 TEST_F(MpiRanks, OneRankFailingEndsTheRunWithoutOutput) {
   // Rank 1 is given a starting-configuration file that does not exist; rank 0 samples and then
   // waits for rank 1's chains, which never come. The run must end, non-zero, and leave no file
@@ -169,12 +243,10 @@ TEST_F(MpiRanks, OneRankFailingEndsTheRunWithoutOutput) {
   EXPECT_TRUE(fs::is_empty(path("out")));
 
   // A command that does not share its work refuses to repeat it on every rank.
-  const RunResult run_command = run_psm_on_two_ranks("run --out " + path("out").string());
-  EXPECT_NE(run_command.exit_code, 0) << run_command.output;
-  EXPECT_NE(run_command.output.find("psm run: error (rank "), std::string::npos)
-      << run_command.output;
-  EXPECT_NE(run_command.output.find("runs as one process"), std::string::npos)
-      << run_command.output;
+  const RunResult other = run_psm_on_two_ranks("validate --system dw4");
+  EXPECT_NE(other.exit_code, 0) << other.output;
+  EXPECT_NE(other.output.find("psm validate: error (rank "), std::string::npos) << other.output;
+  EXPECT_NE(other.output.find("runs as one process"), std::string::npos) << other.output;
   EXPECT_TRUE(fs::is_empty(path("out")));
 }
 

@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     try {
       psm::check(global.world.size() == 1 || command->runs_on_ranks(),
                  fmt::format("runs as one process (several MPI ranks share only psm simulate, "
-                             "sample and train); started on {} ranks",
+                             "sample, train and run); started on {} ranks",
                              global.world.size()));
       return command->run(global);
     } catch (const psm::Error& e) {

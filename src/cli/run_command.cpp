@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,9 +41,17 @@ class RunCommand final : public Command {
     app.add_flag("--data-only", data_only_,
                  "Make the reference and the training sets, then stop (on a CPU, say, before "
                  "training on a GPU in the same run directory)");
+    app.add_option("--spread", spread_,
+                   "Under mpirun / srun: models (each model trained and sampled by one rank, "
+                   "the models dealt to the ranks in turn) or data (each model trained "
+                   "data-parallel by all ranks)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"models", "data"}));
     app.add_flag("--progress,!--no-progress", progress_, "Progress bars on stderr");
     app.add_flag("--plots,!--no-plots", plots_, "PNG plots through gnuplot");
   }
+
+  bool runs_on_ranks() const override { return true; }
 
   int run(const GlobalOptions& global) override {
     const torch::Device device = parse_device(global.device);
@@ -52,21 +61,28 @@ class RunCommand final : public Command {
     const ExperimentConfig experiment = read_experiment_config(config);
     if (global.threads == 0 && experiment.threads > 0) torch::set_num_threads(experiment.threads);
     const bool plots = plots_ && find_gnuplot().has_value();
-    if (plots_ && !plots)
+    if (plots_ && !plots && global.world.is_root())
       fmt::print("note: gnuplot not found, so no plots (--no-plots hides this)\n");
 
     const std::filesystem::path out =
         out_.empty() ? std::filesystem::path("runs") / experiment.name : out_;
-    check_directory_writable(out);
-    const RunLock lock = lock_run_directory(out);
-    const ExperimentResult result = run_experiment(experiment, {.out = out,
-                                                                .fresh = fresh_,
-                                                                .progress = progress_,
-                                                                .plots = plots,
-                                                                .only = only_,
-                                                                .data_only = data_only_,
-                                                                .device = device});
-    if (data_only_) return 0;
+    // Rank 0 owns the run directory; the others read and write in it as the stages say.
+    std::optional<RunLock> lock;
+    if (global.world.is_root()) {
+      check_directory_writable(out);
+      lock = lock_run_directory(out);
+    }
+    const ExperimentResult result =
+        run_experiment(experiment, {.out = out,
+                                    .fresh = fresh_,
+                                    .progress = progress_,
+                                    .plots = plots,
+                                    .only = only_,
+                                    .data_only = data_only_,
+                                    .device = device,
+                                    .ranks = global.world,
+                                    .spread = model_spread_from_string(spread_)});
+    if (data_only_ || !global.world.is_root()) return 0;
     print_table(result.rows);
     fmt::print("\nreport: {}\n", result.report.string());
     return 0;
@@ -126,6 +142,7 @@ class RunCommand final : public Command {
   std::vector<std::string> only_;
   bool fresh_ = false;
   bool data_only_ = false;
+  std::string spread_ = "models";
   bool progress_ = true;
   bool plots_ = true;
 };

@@ -3,8 +3,11 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "psm/core/error.h"
@@ -76,7 +79,16 @@ Communicator::Communicator() = default;
 
 void Communicator::barrier() const {
 #if PSM_WITH_MPI
-  if (group_) MPI_Barrier(group_->comm);
+  if (!group_) return;
+  // Open MPI's MPI_Barrier spins: a rank waiting hours for another (psm run's reference stage,
+  // or a model trained elsewhere) would take a core from it. Poll, sleeping up to 50 ms.
+  MPI_Request request;
+  MPI_Ibarrier(group_->comm, &request);
+  auto pause = std::chrono::microseconds(50);
+  for (int done = 0; MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done;) {
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(2 * pause, std::chrono::milliseconds(50));
+  }
 #endif
 }
 

@@ -123,6 +123,27 @@ bool ExperimentRun::any_selected(size_t set) const {
       models, [&](const ModelSlot& slot) { return slot.set == set && slot.selected; });
 }
 
+bool ExperimentRun::trains_here(const ModelSlot& slot) const {
+  return slot.selected && (options.spread == ModelSpread::data || samples_here(slot));
+}
+
+bool ExperimentRun::samples_here(const ModelSlot& slot) const {
+  return slot.selected && slot.rank == options.ranks.rank();
+}
+
+void ExperimentRun::say(const std::string& line) const {
+  stages::say(options.ranks.is_root() ? line
+                                      : fmt::format("[rank {}] {}", options.ranks.rank(), line));
+}
+
+void follow_data_stages(ExperimentRun& run) {
+  for (const TrainingSetSpec& set : run.experiment.sets) {
+    run.set_files.push_back(run.options.out / "sets" / (set.name + ".npz"));
+  }
+  if (!run.system)
+    run.system = system_from_data(load_dataset(run.options.out / "reference" / "pool.npz"));
+}
+
 ExperimentRun prepare_run(const ExperimentConfig& experiment, const RunOptions& options) {
   check_reference_files(experiment.reference);
   ExperimentRun run{.experiment = experiment,
@@ -130,7 +151,11 @@ ExperimentRun prepare_run(const ExperimentConfig& experiment, const RunOptions& 
                     .pool = {},
                     .test = {},
                     .models = model_slots(experiment, options.only)};
-  prepare_directory(experiment, options);
+  int next_rank = 0;
+  for (ModelSlot& slot : run.models) {
+    if (slot.selected) slot.rank = next_rank++ % options.ranks.size();
+  }
+  if (options.ranks.is_root()) prepare_directory(experiment, options);
   if (experiment.system.is_object()) {
     run.system = system_from_spec(experiment.system, *experiment.temperature);
   }
@@ -162,10 +187,11 @@ std::string describe_temperature(const ExperimentSystem& system) {
 }
 
 Dataset cached_dataset(const fs::path& file, const std::string& what,
-                       const std::function<Dataset()>& make) {
+                       const std::function<Dataset()>& make,
+                       const std::function<void(const std::string&)>& log) {
   if (fs::exists(file)) {
     Dataset data = load_dataset(file);
-    say(fmt::format("  {:<28} {} frames (exists: {})", what, data.num_frames(), file.string()));
+    log(fmt::format("  {:<28} {} frames (exists: {})", what, data.num_frames(), file.string()));
     return data;
   }
   const auto start = std::chrono::steady_clock::now();
@@ -173,7 +199,7 @@ Dataset cached_dataset(const fs::path& file, const std::string& what,
   fs::create_directories(file.parent_path());
   save_dataset(file, data);
   fs::remove(state_file_of(file));
-  say(fmt::format("  {:<28} {} frames in {:.0f} s -> {}", what, data.num_frames(),
+  log(fmt::format("  {:<28} {} frames in {:.0f} s -> {}", what, data.num_frames(),
                   seconds_since(start), file.string()));
   return data;
 }

@@ -55,25 +55,34 @@ Dataset make_training_set(const ExperimentRun& run, size_t index, const fs::path
 
 /// Trains (or finishes training) the model of `slot` into `dir`; returns its checkpoint.
 fs::path train_model(const ExperimentRun& run, const ModelSlot& slot, const fs::path& dir) {
-  const std::string& variant = run.variant_of(slot);
-  const Config config =
-      training_config(run.experiment, run.set_of(slot), run.set_files[slot.set].string(), variant);
+  // Under several ranks the lines of the models interleave: each names its set.
+  const std::string variant = run.options.ranks.size() > 1
+                                  ? run.set_of(slot).name + "/" + run.variant_of(slot)
+                                  : run.variant_of(slot);
+  const Config config = training_config(run.experiment, run.set_of(slot),
+                                        run.set_files[slot.set].string(), run.variant_of(slot));
   const fs::path checkpoint = dir / "checkpoint.pt";
+  const bool shared = run.options.spread == ModelSpread::data;
+  const bool speaks = !shared || run.options.ranks.is_root();
   if (training_finished(config, dir)) {
-    say(fmt::format("  {:<28} trained (exists: {})", variant, checkpoint.string()));
+    if (speaks) run.say(fmt::format("  {:<28} trained (exists: {})", variant, checkpoint.string()));
     return checkpoint;
   }
   const bool resume = fs::exists(checkpoint);
-  TrainingRun training(
-      config, dir,
-      {.resume = resume, .progress = run.options.progress, .device = run.options.device});
-  if (const auto note = training.sigma_max_note()) say("  note: " + *note);
+  TrainingRun training(config, dir,
+                       {.resume = resume,
+                        .progress = run.options.progress && run.options.ranks.is_root(),
+                        .device = run.options.device,
+                        .ranks = shared ? run.options.ranks : Communicator()});
+  if (const auto note = training.sigma_max_note(); note && speaks) run.say("  note: " + *note);
   const int64_t first_step = training.trainer().step_count();
   const auto start = std::chrono::steady_clock::now();
   const int64_t steps = training.train();
-  say(fmt::format("  {:<28} {} steps in {:.0f} s{} -> {}", variant, steps, seconds_since(start),
-                  resume ? fmt::format(" (resumed at step {})", first_step) : "",
-                  checkpoint.string()));
+  if (speaks) {
+    run.say(fmt::format(
+        "  {:<28} {} steps in {:.0f} s{} -> {}", variant, steps, seconds_since(start),
+        resume ? fmt::format(" (resumed at step {})", first_step) : "", checkpoint.string()));
+  }
   return checkpoint;
 }
 
@@ -94,6 +103,7 @@ fs::path failure_marker(const fs::path& samples_file) {
 Dataset sample_model(const ExperimentRun& run, const ModelSlot& slot, uint64_t seed,
                      const std::string& what) {
   const TrainedModel trained = load_trained_model(*slot.checkpoint, run.options.device);
+  const bool progress = run.options.progress && run.options.ranks.is_root();
   SamplerOptions sampler = sampler_options_for(trained.info, run.experiment.sampler);
   sampler.seed = seed;
   std::optional<ModelLikelihood> likelihood;
@@ -102,21 +112,21 @@ Dataset sample_model(const ExperimentRun& run, const ModelSlot& slot, uint64_t s
         .options = likelihood_for_sampling(trained.info, sampler, *run.experiment.likelihood,
                                            "[sample] likelihood"),
         .device = run.options.device,
-        .progress = run.options.progress,
+        .progress = progress,
         .label = "likelihood " + what};
   }
   ModelSamples drawn = sample_trained_model(trained, run.experiment.sample_count,
                                             {.checkpoint = *slot.checkpoint,
                                              .sampler = sampler,
                                              .device = run.options.device,
-                                             .progress = run.options.progress,
+                                             .progress = progress,
                                              .label = "sample " + what});
   if (drawn.diverged == drawn.drawn) {
     throw SamplesDiverged(
         "every sample diverged (non-finite positions): try more sample.steps, or retrain");
   }
   if (drawn.diverged > 0) {
-    say(
+    run.say(
         fmt::format("  note: {} of {} samples of {} diverged (non-finite positions) and are left "
                     "out; the report counts the rest (try more sample.steps)",
                     drawn.diverged, drawn.drawn, what));
@@ -127,7 +137,8 @@ Dataset sample_model(const ExperimentRun& run, const ModelSlot& slot, uint64_t s
   if (system.system) {
     const int64_t failed = label_dataset(*system.system, samples);
     if (failed > 0) {
-      say(fmt::format("  note: {} of {} samples of {} have no finite energy (clashing atoms{})",
+      run.say(
+          fmt::format("  note: {} of {} samples of {} have no finite energy (clashing atoms{})",
                       failed, samples.num_frames(), what,
                       system.units == Units::kcal_mol_angstrom ? ", or xtb failed on them" : ""));
     }
@@ -136,32 +147,37 @@ Dataset sample_model(const ExperimentRun& run, const ModelSlot& slot, uint64_t s
     // After the energies: the importance weights need them.
     add_likelihood(samples, trained, *likelihood);
     const std::optional<double> ess = effective_sample_fraction(samples);
-    say(fmt::format("  {:<28} mean log q {:.4g}{}", what, samples.log_q.mean().item<double>(),
-                    ess ? fmt::format(", Kish ESS {:.3f}", *ess) : ""));
+    run.say(fmt::format("  {:<28} mean log q {:.4g}{}", what, samples.log_q.mean().item<double>(),
+                        ess ? fmt::format(", Kish ESS {:.3f}", *ess) : ""));
   }
   return samples;
 }
 
-/// Loads or makes the samples of `slot`, or records why they failed.
-void sample_slot(const ExperimentRun& run, ModelSlot& slot) {
+/// Makes the samples of `slot` (`make`), or loads them or the record of why they failed.
+void sample_slot(const ExperimentRun& run, ModelSlot& slot, bool make) {
   const std::string what = run.set_of(slot).name + "_" + run.variant_of(slot);
   const fs::path file = run.options.out / "samples" / (what + ".npz");
   const fs::path marker = failure_marker(file);
   if (fs::exists(marker)) {
     slot.failure = read_text(marker);
-    if (slot.selected) {
-      say(fmt::format("  {:<28} failed before: {} ({})", what, slot.failure, marker.string()));
+    if (make) {
+      run.say(fmt::format("  {:<28} failed before: {} ({})", what, slot.failure, marker.string()));
     }
     return;
   }
-  if (!slot.selected && !fs::exists(file)) return;
+  if (!make && !fs::exists(file)) return;
   const uint64_t seed =
       derive_seed(derive_seed(run.experiment.seed, kSampleStream), slot.set * 1000 + slot.variant);
+  // Samples another rank made were reported there.
+  const auto log = [&](const std::string& line) {
+    if (make || !slot.selected) run.say(line);
+  };
   try {
-    slot.samples = cached_dataset(file, what, [&] { return sample_model(run, slot, seed, what); });
+    slot.samples = cached_dataset(
+        file, what, [&] { return sample_model(run, slot, seed, what); }, log);
   } catch (const SamplesDiverged& diverged) {
     write_text_atomically(marker, diverged.what());
-    say(fmt::format("  {:<28} failed: {}", what, diverged.what()));
+    run.say(fmt::format("  {:<28} failed: {}", what, diverged.what()));
     slot.failure = diverged.what();
   }
 }
@@ -185,23 +201,36 @@ void sets_stage(ExperimentRun& run) {
 }
 
 void train_stage(ExperimentRun& run) {
-  say("[3/5] training");
+  if (run.options.ranks.is_root()) say("[3/5] training");
+  const auto dir_of = [&](const ModelSlot& slot) {
+    return run.options.out / "models" / run.set_of(slot).name / run.variant_of(slot);
+  };
   for (ModelSlot& slot : run.models) {
-    if (slot.variant == 0 && run.any_selected(slot.set)) {
+    if (slot.variant == 0 && run.any_selected(slot.set) && run.options.ranks.is_root()) {
       say(fmt::format("  set {}", run.set_of(slot).name));
     }
-    const fs::path dir = run.options.out / "models" / run.set_of(slot).name / run.variant_of(slot);
-    if (slot.selected) {
-      slot.checkpoint = train_model(run, slot, dir);
-    } else if (fs::exists(dir / "checkpoint.pt")) {
-      slot.checkpoint = dir / "checkpoint.pt";
+    if (run.trains_here(slot)) slot.checkpoint = train_model(run, slot, dir_of(slot));
+  }
+  run.options.ranks.barrier();  // the models other ranks trained are done
+  for (ModelSlot& slot : run.models) {
+    if (!slot.checkpoint && fs::exists(dir_of(slot) / "checkpoint.pt")) {
+      slot.checkpoint = dir_of(slot) / "checkpoint.pt";
     }
   }
 }
 
 void sample_stage(ExperimentRun& run) {
-  say("[4/5] sampling");
-  for (ModelSlot& slot : run.models) sample_slot(run, slot);
+  if (run.options.ranks.is_root()) say("[4/5] sampling");
+  for (ModelSlot& slot : run.models) {
+    if (run.samples_here(slot) || (!slot.selected && run.options.ranks.is_root())) {
+      sample_slot(run, slot, run.samples_here(slot));
+    }
+  }
+  run.options.ranks.barrier();  // the samples other ranks drew are written
+  if (!run.options.ranks.is_root()) return;
+  for (ModelSlot& slot : run.models) {
+    if (slot.selected && !run.samples_here(slot)) sample_slot(run, slot, false);
+  }
 }
 
 }  // namespace psm::stages

@@ -32,7 +32,8 @@ class Communicator {
   /// Rank 0 writes outputs and prints.
   bool is_root() const { return rank_ == 0; }
 
-  /// Returns when every rank has called it.
+  /// Returns when every rank has called it. Waiting ranks sleep rather than spin, so a long wait
+  /// leaves the cores to the ranks at work.
   void barrier() const;
   /// Elementwise sum over ranks of `tensor` (same shape and dtype on every rank), on every rank.
   torch::Tensor allreduce_sum(const torch::Tensor& tensor) const;

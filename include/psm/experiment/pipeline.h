@@ -15,6 +15,11 @@
 // The report is recomputed on every run (it is cheap and depends on all of the above). With
 // RunOptions::only, stages 2-4 run for the chosen models only, and the report covers the models
 // that have samples.
+//
+// Under several MPI ranks (RunOptions::ranks) rank 0 makes the reference, the training sets and
+// the report; the models are shared as RunOptions::spread says, and the samples of model i (in
+// the order of the report, counting the models this run makes) are drawn by rank i mod ranks.
+// The ranks must see one file system: they meet at the files of the run directory.
 
 #include <filesystem>
 #include <optional>
@@ -23,11 +28,21 @@
 
 #include <torch/types.h>
 
+#include "psm/core/communicator.h"
 #include "psm/eval/metrics.h"
 #include "psm/eval/molecular.h"
 #include "psm/experiment/experiment_config.h"
 
 namespace psm {
+
+/// How the ranks of a run share its models.
+enum class ModelSpread {
+  models,  ///< whole models: rank i mod ranks trains model i alone, as one process would
+  data,    ///< every model trained data-parallel by all ranks (as `psm train` under mpirun)
+};
+std::string to_string(ModelSpread value);
+/// "models" or "data"; throws psm::Error listing them.
+ModelSpread model_spread_from_string(const std::string& name);
 
 struct RunOptions {
   std::filesystem::path out;  ///< run directory
@@ -44,6 +59,8 @@ struct RunOptions {
   /// Where simulation, training and sampling run. Files hold CPU tensors, so a run started on
   /// one device resumes on another.
   torch::Device device = torch::kCPU;
+  Communicator ranks{};  ///< the MPI ranks that share the run (see above)
+  ModelSpread spread = ModelSpread::models;
 };
 
 /// One row of the result: a model (or the independent reference) on one training set.
@@ -63,7 +80,7 @@ struct ExperimentResult {
 };
 
 /// Runs (or resumes) every stage. Throws psm::Error on a failed stage, naming it; the files of
-/// the stages done so far are kept.
+/// the stages done so far are kept. On ranks other than 0 the result is empty.
 ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOptions& options);
 
 }  // namespace psm

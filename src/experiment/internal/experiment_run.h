@@ -54,6 +54,9 @@ struct ModelSlot {
   size_t set = 0;         ///< index into ExperimentConfig::sets
   size_t variant = 0;     ///< index into ExperimentConfig::variants
   bool selected = false;  ///< made by this run (RunOptions::only); others are only read
+  /// The rank that samples it and, under ModelSpread::models, trains it: the selected models
+  /// are dealt to the ranks in turn.
+  int rank = 0;
   /// Trained now or by an earlier run: a model this run does not make still gets its loss plot
   /// and its samples into the report when an earlier run made them.
   std::optional<fs::path> checkpoint{};
@@ -103,12 +106,21 @@ struct ExperimentRun {
   }
   /// Whether this run makes any model of set `set`.
   bool any_selected(size_t set) const;
+  /// Whether this rank takes part in training `slot` / samples it.
+  bool trains_here(const ModelSlot& slot) const;
+  bool samples_here(const ModelSlot& slot) const;
+  /// Prints a line of the run's log (say), prefixed "[rank R] " on ranks other than 0.
+  void say(const std::string& line) const;
 };
 
 /// Checks the reference files and the --only choices, then makes (or checks) the run directory
 /// and builds the system of [system]. Nothing is written before the checks pass, so that a
 /// mistyped name leaves no run directory behind.
 ExperimentRun prepare_run(const ExperimentConfig& experiment, const RunOptions& options);
+
+/// On ranks other than 0, before the first shared stage: the paths of the training sets and,
+/// without [system], the system described by the pool, from the files rank 0 wrote.
+void follow_data_stages(ExperimentRun& run);
 
 // The stages, in order. Each prints its progress and leaves its files in the run directory.
 void reference_stage(ExperimentRun& run);  ///< reference/pool.npz, reference/test.npz
@@ -129,9 +141,10 @@ std::string read_text(const fs::path& path);
 std::string describe_temperature(const ExperimentSystem& system);
 
 /// Loads `file` when it exists, else makes it with `make` and saves it (and drops the state of
-/// the simulation that made it, if any). `what` names it in the log.
+/// the simulation that made it, if any). `what` names it in `log`.
 Dataset cached_dataset(const fs::path& file, const std::string& what,
-                       const std::function<Dataset()>& make);
+                       const std::function<Dataset()>& make,
+                       const std::function<void(const std::string&)>& log = say);
 
 /// The settings of a reference simulation at `kT` ([reference] overrides, the molecule's start).
 SimulationSettings reference_settings(const ExperimentRun& run, double kT, int64_t samples,
