@@ -28,50 +28,14 @@
 #include "psm/train/run_config.h"
 #include "psm/train/training_run.h"
 #include "test_util.h"
+#include "tiny_experiment.h"
 
 namespace psm {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kTinyDw4 = R"(
-name = "tiny"
-seed = 3
-variants = ["dsm", "psm"]
-[system]
-name = "dw4"
-[reference]
-samples = 300
-test_samples = 200
-chains = 20
-burn_in = 200
-thin = 5
-[[sets]]
-name = "limited"
-kind = "limited"
-frames = 60
-[[sets]]
-name = "hot"
-kind = "temperature"
-kT_data = 2.0
-frames = 60
-[sample]
-n = 80
-steps = 6
-[model]
-layers = 1
-width = 8
-noise_features = 4
-[train]
-steps = 12
-batch_size = 16
-warmup_steps = 2
-checkpoint_every = 6
-validation_every = 6
-log_every = 3
-)";
-
-Config tiny_config() { return Config::from_toml_string(kTinyDw4, "tiny.toml"); }
+Config tiny_config() { return Config::from_toml_string(test::kTinyDw4Experiment, "tiny.toml"); }
 
 /// tiny_config() with one `--set` assignment.
 Config tiny_with(const std::string& assignment) {

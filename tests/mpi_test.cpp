@@ -14,6 +14,7 @@
 #include "psm/io/dataset.h"
 #include "psm/train/checkpoint.h"
 #include "test_util.h"
+#include "tiny_experiment.h"
 #include "train_test_util.h"
 
 namespace fs = std::filesystem;
@@ -151,45 +152,8 @@ TEST_F(MpiRanks, TrainingMatchesOneProcessToRoundingAndResumesOnAnyCount) {
             1e-5);
 }
 
-constexpr const char* kTinyExperiment = R"(
-name = "tiny"
-seed = 3
-threads = 1
-variants = ["dsm", "psm"]
-[system]
-name = "dw4"
-[reference]
-samples = 200
-test_samples = 100
-chains = 10
-burn_in = 100
-thin = 5
-[[sets]]
-name = "limited"
-kind = "limited"
-frames = 40
-[[sets]]
-name = "hot"
-kind = "temperature"
-kT_data = 2.0
-frames = 40
-[sample]
-n = 30
-steps = 6
-[model]
-layers = 1
-width = 8
-noise_features = 4
-[train]
-steps = 10
-batch_size = 8
-warmup_steps = 2
-checkpoint_every = 5
-validation_every = 5
-)";
-
 TEST_F(MpiRanks, RunSharesTheModelsAndWritesOneReport) {
-  std::ofstream(path("tiny.toml")) << kTinyExperiment;
+  std::ofstream(path("tiny.toml")) << psm::test::kTinyDw4Experiment;
   const std::string run =
       "--threads 1 run " + path("tiny.toml").string() + " --no-progress --no-plots --out ";
   const RunResult one = run_psm(run + path("one").string());
