@@ -83,6 +83,37 @@ TEST_F(MpiRanks, SimulateWritesTheFramesOfOneProcess) {
   }
 }
 
+TEST_F(MpiRanks, SimulateStateFilesResumeOnAnyNumberOfRanks) {
+  // The first half of the frames with a state file, the rest resumed from it: on two ranks then
+  // one, and on one then two, against one process throughout; MCMC, and Langevin with its
+  // velocities and kinetic energies.
+  for (const std::string sampler :
+       {"--system dw4 --chains 5 --burn-in 30 --thin 2",
+        "--system lj13 --sampler langevin --chains 3 --burn-in 10 --thin 5"}) {
+    const std::string options =
+        "--threads 1 simulate --no-progress --seed 4 --checkpoint-every 6 " + sampler;
+    const auto part = [&](const std::string& run, bool resumed) {
+      return options + (resumed ? " --samples 24 --resume" : " --samples 12") + " --checkpoint " +
+             path(run + ".pt").string() + " --out " +
+             path(run + (resumed ? ".npz" : "_first.npz")).string();
+    };
+    const RunResult whole = run_psm(options + " --samples 24 --out " + path("whole.npz").string());
+    ASSERT_EQ(whole.exit_code, 0) << whole.output;
+    for (const auto& [run, first_on_two] :
+         {std::pair{"two_then_one", true}, {"one_then_two", false}}) {
+      SCOPED_TRACE(sampler + ": " + run);
+      const RunResult a =
+          first_on_two ? run_psm_on_two_ranks(part(run, false)) : run_psm(part(run, false));
+      ASSERT_EQ(a.exit_code, 0) << a.output;
+      const RunResult b =
+          first_on_two ? run_psm(part(run, true)) : run_psm_on_two_ranks(part(run, true));
+      ASSERT_EQ(b.exit_code, 0) << b.output;
+      expect_same_frames(path("whole.npz"), path(std::string(run) + ".npz"));
+      fs::remove(path(std::string(run) + ".pt"));
+    }
+  }
+}
+
 TEST_F(MpiRanks, SampleWritesTheSamplesOfOneProcess) {
   psm::save_dataset(path("triangle.npz"), psm::test::spring_triangle(32, 9));
   std::ofstream(path("run.toml")) << "threads = 1\n[data]\ntrain = \""

@@ -72,7 +72,10 @@ class SimulateCommand final : public Command {
     const auto& system = choice.system;
     check_dataset_output(out_, system->dim());
     std::optional<RunLock> checkpoint_lock;
-    if (!settings_.checkpoint.empty()) checkpoint_lock = lock_state_file(settings_.checkpoint);
+    // Rank 0 writes the state file (the ranks' chains gathered); the others only read it.
+    if (!settings_.checkpoint.empty() && global.world.is_root()) {
+      checkpoint_lock = lock_state_file(settings_.checkpoint);
+    }
     const Temperature temperature = resolve_temperature(*system, temperature_);
     settings_.kT = temperature.kT;
     check(settings_.samples > 0,

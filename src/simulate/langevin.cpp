@@ -190,12 +190,12 @@ void LangevinSampler::save(const std::filesystem::path& path, const LangevinStat
   file.tensors["velocities"] = state.velocities;
   file.tensors["forces"] = state.forces;
   if (!state.kinetic.empty()) file.tensors["kept_kinetic"] = torch::stack(state.kinetic);
-  save_state_file(path, file);
+  save_shared_state_file(path, file, options_.share);
 }
 
 LangevinState LangevinSampler::load(const std::filesystem::path& path, torch::Device device) const {
   const std::string source = path.string();
-  const StateFile file = load_state_file(path, device);
+  const StateFile file = load_shared_state_file(path, device, options_.share);
   LangevinState state;
   read_chain_state(file, fingerprint(), make_generator(options_.seed, langevin_stream), source,
                    state);

@@ -166,13 +166,13 @@ void MetropolisSampler::save(const std::filesystem::path& path,
   StateFile file = chain_state_file(state, fingerprint());
   file.tensors["log_step"] = state.log_step;
   file.tensors["accepted"] = state.accepted;
-  save_state_file(path, file);
+  save_shared_state_file(path, file, options_.share);
 }
 
 MetropolisState MetropolisSampler::load(const std::filesystem::path& path,
                                         torch::Device device) const {
   const std::string source = path.string();
-  const StateFile file = load_state_file(path, device);
+  const StateFile file = load_shared_state_file(path, device, options_.share);
   MetropolisState state;
   read_chain_state(file, fingerprint(), make_generator(options_.seed, metropolis_stream), source,
                    state);

@@ -4,6 +4,8 @@
 #include <fmt/ranges.h>
 #include <torch/serialize.h>
 
+#include <optional>
+
 #include "psm/core/atomic_file.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
@@ -167,6 +169,53 @@ void save_state_file(const std::filesystem::path& path, const StateFile& state) 
   archive.write("header", c10::IValue(state.header.dump()));
   for (const auto& [name, tensor] : state.tensors) archive.write("tensor." + name, tensor);
   write_atomically(path, [&](const std::filesystem::path& tmp) { archive.save_to(tmp.string()); });
+}
+
+namespace {
+
+/// The axis along which a state file's tensor `name` holds one row per chain: 1 for the kept
+/// rounds [T, C, ...], none for the generator's state, 0 for the rest.
+std::optional<int64_t> chain_axis(const std::string& name) {
+  if (name == "generator") return std::nullopt;
+  return name.starts_with("kept_") ? 1 : 0;
+}
+
+}  // namespace
+
+void save_shared_state_file(const std::filesystem::path& path, const StateFile& state,
+                            const ChainShare& share) {
+  const Communicator& ranks = share.ranks;
+  if (ranks.size() == 1) return save_state_file(path, state);
+  StateFile all{.header = state.header, .tensors = {}};
+  // std::map: every rank visits the same names in the same order, as the collectives need.
+  for (const auto& [name, tensor] : state.tensors) {
+    const std::optional<int64_t> axis = chain_axis(name);
+    if (!axis) {
+      all.tensors[name] = tensor;
+      continue;
+    }
+    const torch::Tensor gathered = ranks.gather(tensor.cpu().movedim(*axis, 0).contiguous());
+    if (ranks.is_root()) all.tensors[name] = gathered.movedim(0, *axis).contiguous();
+  }
+  SamplingTime time = state.take_time();
+  time.cpu_seconds =
+      ranks.allreduce_sum(torch::tensor(time.cpu_seconds, torch::kFloat64)).item<double>();
+  all.put_time(time);
+  if (ranks.is_root()) save_state_file(path, all);
+}
+
+StateFile load_shared_state_file(const std::filesystem::path& path, torch::Device device,
+                                 const ChainShare& share) {
+  StateFile state = load_state_file(path, device);
+  if (share.ranks.size() == 1) return state;
+  for (auto& [name, tensor] : state.tensors) {
+    const std::optional<int64_t> axis = chain_axis(name);
+    if (axis) tensor = share.of(tensor.movedim(*axis, 0)).movedim(0, *axis).contiguous();
+  }
+  if (!share.ranks.is_root()) {
+    state.put_time({.cpu_seconds = 0, .wall_seconds = state.take_time().wall_seconds});
+  }
+  return state;
 }
 
 StateFile load_state_file(const std::filesystem::path& path, torch::Device device) {

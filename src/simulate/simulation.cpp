@@ -77,7 +77,7 @@ ChainShare share_of(const Communicator& ranks, int64_t chains) {
         fmt::format("simulate: {} chains cannot be shared by {} ranks (use --chains {} or more)",
                     chains, ranks.size(), ranks.size()));
   const auto [begin, end] = ranks.block(chains);
-  return {.begin = begin, .end = end};
+  return {.begin = begin, .end = end, .ranks = ranks};
 }
 
 /// The ranks' chains of `local` (chains along `dim`) in one CPU tensor on rank 0, in rank order;
@@ -152,8 +152,6 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
   outcome.thin = settings.thin.value_or(preset.thin);
   const int64_t burn_in = settings.burn_in.value_or(preset.burn_in);
   check_memory(system, settings, outcome.chains);
-  check(ranks.size() == 1 || settings.checkpoint.empty(),
-        "simulate: --checkpoint is not supported with several MPI ranks yet (run as one process)");
   const ChainShare share = share_of(ranks, outcome.chains);
   const bool shared = ranks.size() > 1;
 

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "psm/core/communicator.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
 
@@ -93,7 +94,8 @@ struct ChainState {
 /// chain's trajectory is the same whichever process runs it. Default: all chains.
 struct ChainShare {
   int64_t begin = 0;
-  int64_t end = -1;  ///< -1: the last chain
+  int64_t end = -1;      ///< -1: the last chain
+  Communicator ranks{};  ///< the processes that share the chains, in the order of their blocks
 
   /// Chains in the share of a run of `chains`; throws psm::Error unless 0 <= begin < end <= chains.
   int64_t count(int64_t chains) const;
@@ -139,6 +141,18 @@ void save_state_file(const std::filesystem::path& path, const StateFile& state);
 /// Reads a file written by save_state_file. Throws psm::Error naming the file when it is
 /// missing or unreadable. Its tensors are put on `device`.
 StateFile load_state_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
+
+/// save_state_file of the chains that `share.ranks` advance together: each tensor's chain rows
+/// (axis 1 of the kept rounds "kept_*", axis 0 of the others; the generator's state, the same
+/// on every rank, as it is) gathered on rank 0, which writes the file one process would have
+/// written; the CPU seconds are summed over the ranks. Every rank must call it.
+void save_shared_state_file(const std::filesystem::path& path, const StateFile& state,
+                            const ChainShare& share);
+
+/// load_state_file keeping `share`'s chain rows, so that a state file resumes on any number of
+/// ranks; the CPU seconds spent so far are counted on rank 0 alone.
+StateFile load_shared_state_file(const std::filesystem::path& path, torch::Device device,
+                                 const ChainShare& share);
 
 /// A state file of `state`: header `fingerprint` plus the step and the time spent; tensors
 /// positions, energies, the generator's state and the kept rounds. Samplers add their own tensors.
