@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -91,6 +92,42 @@ TEST(Random, StreamsAndRanksAreDistinctAndRepeatable) {
   auto a = psm::make_generator(7);
   auto b = psm::make_generator(7);
   EXPECT_TRUE(torch::equal(torch::randn({5}, a), torch::randn({5}, b)));
+}
+
+TEST(Random, CounterRandomSlicesEqualTheWholeDraw) {
+  const psm::CounterRandom random(7, 3);
+  const torch::Tensor whole = random.normal(5, 0, 1001);
+  for (const auto& [first, count] :
+       {std::pair<int64_t, int64_t>{0, 1}, {1, 1}, {1, 500}, {333, 668}}) {
+    EXPECT_TRUE(torch::equal(random.normal(5, first, count), whole.narrow(0, first, count)));
+  }
+  EXPECT_TRUE(torch::equal(random.uniform(9, 10, 20), random.uniform(9, 0, 30).narrow(0, 10, 20)));
+  // Other draws, streams and seeds give other numbers; the same ones repeat.
+  EXPECT_FALSE(torch::equal(random.normal(6, 0, 1001), whole));
+  EXPECT_FALSE(torch::equal(psm::CounterRandom(7, 4).normal(5, 0, 1001), whole));
+  EXPECT_FALSE(torch::equal(psm::CounterRandom(8, 3).normal(5, 0, 1001), whole));
+  EXPECT_TRUE(torch::equal(psm::CounterRandom(7, 3).normal(5, 0, 1001), whole));
+}
+
+TEST(Random, CounterRandomHasTheRightMoments) {
+  const psm::CounterRandom random(11, 1);
+  const int64_t n = 200000;
+  const torch::Tensor z = random.normal(0, 0, n);
+  const double se = 1.0 / std::sqrt(static_cast<double>(n));
+  EXPECT_LT(std::abs(z.mean().item<double>()), 5 * se);
+  EXPECT_LT(std::abs(z.var().item<double>() - 1.0), 5 * std::sqrt(2.0) * se);
+  EXPECT_LT(std::abs((z.pow(4).mean().item<double>()) - 3.0), 5 * std::sqrt(96.0) * se);
+  // Neighbouring numbers (the two of a Box-Muller pair, and pairs) are uncorrelated.
+  EXPECT_LT(std::abs((z.narrow(0, 0, n - 1) * z.narrow(0, 1, n - 1)).mean().item<double>()),
+            5 * se);
+  const torch::Tensor u = random.uniform(1, 0, n);
+  EXPECT_GT(u.min().item<double>(), 0.0);
+  EXPECT_LT(u.max().item<double>(), 1.0);
+  EXPECT_LT(std::abs(u.mean().item<double>() - 0.5), 5 * se * std::sqrt(1.0 / 12));
+  // Each tenth of (0, 1) holds a tenth of the numbers (chi-squared, 9 degrees of freedom).
+  const torch::Tensor counts = torch::histc(u, 10, 0, 1);
+  const double expected = static_cast<double>(n) / 10;
+  EXPECT_LT(((counts - expected).square() / expected).sum().item<double>(), 30.0);
 }
 
 TEST(Units, RoundTripNamesAndRejectUnknown) {

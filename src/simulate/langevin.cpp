@@ -12,16 +12,16 @@ namespace psm {
 
 namespace {
 
-/// Generator stream of Langevin velocities and thermostat noise (see psm::make_generator).
+/// Stream of Langevin velocities and thermostat noise (see psm::CounterRandom).
 constexpr uint64_t langevin_stream = 2;
 
-/// Standard normal numbers for all `trajectories`, of which `share`'s rows are returned: [B, N, D]
-/// like `like` (B = this share's trajectories), on its device.
-torch::Tensor standard_normal(int64_t trajectories, const ChainShare& share,
-                              torch::Generator& generator, const torch::Tensor& like) {
-  return share
-      .of(torch::randn({trajectories, like.size(1), like.size(2)}, generator,
-                       torch::dtype(torch::kFloat64)))
+/// Draw `draw` of standard normal numbers for `share`'s trajectories: [B, N, D] like `like`, on
+/// its device (made on the CPU, so CPU and CUDA runs match).
+torch::Tensor standard_normal(const CounterRandom& random, uint64_t draw, const ChainShare& share,
+                              const torch::Tensor& like) {
+  const int64_t per_trajectory = like.size(1) * like.size(2);
+  return random.normal(draw, share.begin * per_trajectory, like.size(0) * per_trajectory)
+      .view(like.sizes())
       .to(like.device());
 }
 
@@ -53,7 +53,7 @@ void LangevinOptions::validate() const {
 }
 
 LangevinSampler::LangevinSampler(const System& system, LangevinOptions options)
-    : system_(system), options_(std::move(options)) {
+    : system_(system), options_(std::move(options)), random_(options_.seed, langevin_stream) {
   options_.validate();
   const int64_t atoms = system_.num_atoms();
   masses_ = options_.masses.defined() ? options_.masses.to(torch::kFloat64)
@@ -84,11 +84,10 @@ LangevinState LangevinSampler::start(const torch::Tensor& positions) const {
   check(torch::isfinite(state.energies).all().item<bool>() &&
             torch::isfinite(state.forces).all().item<bool>(),
         "langevin: a starting configuration has a non-finite energy or force");
-  state.generator = make_generator(options_.seed, langevin_stream);
+  // Draw 0: the starting velocities; draw s + 1: the noise of step s.
   const auto masses = masses_.to(positions.device());
-  state.velocities = remove_momentum(
-      standard_normal(options_.trajectories, options_.share, state.generator, state.positions) *
-      (options_.kT / masses).sqrt());
+  state.velocities = remove_momentum(standard_normal(random_, 0, options_.share, state.positions) *
+                                     (options_.kT / masses).sqrt());
   return state;
 }
 
@@ -101,7 +100,8 @@ void LangevinSampler::step(LangevinState& state) const {
 
   auto v = state.velocities + 0.5 * dt * state.forces / masses;  // B
   auto x = state.positions + 0.5 * dt * v;                       // A
-  const auto noise = standard_normal(options_.trajectories, options_.share, state.generator, v);
+  const auto noise =
+      standard_normal(random_, static_cast<uint64_t>(state.step) + 1, options_.share, v);
   v = remove_momentum(decay * v + thermal * noise);  // O
   x = x + 0.5 * dt * v;                              // A
   const auto evaluation = system_.evaluate(x, {.forces = true});
@@ -172,7 +172,8 @@ nlohmann::json LangevinSampler::fingerprint() const {
           {"burn_in", options_.burn_in},
           {"record_every", options_.record_every},
           {"com_free", options_.com_free},
-          {"seed", options_.seed}};
+          {"seed", options_.seed},
+          {"random", kCounterRandom}};
 }
 
 nlohmann::json LangevinSampler::provenance(const LangevinState& state) const {
@@ -197,8 +198,7 @@ LangevinState LangevinSampler::load(const std::filesystem::path& path, torch::De
   const std::string source = path.string();
   const StateFile file = load_shared_state_file(path, device, options_.share);
   LangevinState state;
-  read_chain_state(file, fingerprint(), make_generator(options_.seed, langevin_stream), source,
-                   state);
+  read_chain_state(file, fingerprint(), source, state);
   state.velocities = file.tensor("velocities", source);
   state.forces = file.tensor("forces", source);
   if (file.tensors.contains("kept_kinetic")) {

@@ -12,7 +12,7 @@ namespace psm {
 
 namespace {
 
-/// Generator stream of Metropolis proposals and acceptance tests (see psm::make_generator).
+/// Stream of Metropolis proposals and acceptance tests (see psm::CounterRandom).
 constexpr uint64_t metropolis_stream = 1;
 
 }  // namespace
@@ -36,7 +36,7 @@ void MetropolisOptions::validate() const {
 }
 
 MetropolisSampler::MetropolisSampler(const System& system, MetropolisOptions options)
-    : system_(system), options_(std::move(options)) {
+    : system_(system), options_(std::move(options)), random_(options_.seed, metropolis_stream) {
   options_.validate();
 }
 
@@ -51,18 +51,18 @@ MetropolisState MetropolisSampler::start(const torch::Tensor& positions) const {
   const auto options = state.energies.options();
   state.log_step = torch::full({chains}, std::log(options_.initial_step), options);
   state.accepted = torch::zeros({chains}, options.dtype(torch::kInt64));
-  state.generator = make_generator(options_.seed, metropolis_stream);
   return state;
 }
 
 double MetropolisSampler::step(MetropolisState& state) const {
   const auto& x = state.positions;
-  const int64_t chains = x.size(0), all_chains = options_.chains;
-  // Noise is drawn on the generator's device (CPU) and moved, so CPU and CUDA runs match; it is
-  // drawn for all chains, of which this process keeps its share.
-  auto noise = options_.share
-                   .of(torch::randn({all_chains, x.size(1), x.size(2)}, state.generator,
-                                    torch::dtype(torch::kFloat64)))
+  const int64_t chains = x.size(0), per_chain = x.size(1) * x.size(2);
+  // Step s draws 2s (proposals) and 2s + 1 (acceptance tests), this process's chains only; the
+  // numbers are made on the CPU and moved, so CPU and CUDA runs match.
+  const uint64_t draw = 2 * static_cast<uint64_t>(state.step);
+  const int64_t first = options_.share.begin;
+  auto noise = random_.normal(draw, first * per_chain, chains * per_chain)
+                   .view({chains, x.size(1), x.size(2)})
                    .to(x.device()) *
                state.log_step.exp().view({chains, 1, 1});
   if (options_.com_free) noise = noise - noise.mean(1, /*keepdim=*/true);
@@ -70,9 +70,7 @@ double MetropolisSampler::step(MetropolisState& state) const {
   const auto proposed_energies = system_.evaluate(proposal, {.forces = false}).energy;
   // NaN energies (overflowing overlaps) compare false below: the move is rejected.
   const auto log_ratio = (state.energies - proposed_energies) / options_.kT;
-  const auto uniform =
-      options_.share.of(torch::rand({all_chains}, state.generator, torch::dtype(torch::kFloat64)))
-          .to(x.device());
+  const auto uniform = random_.uniform(draw + 1, first, chains).to(x.device());
   const auto accept = uniform.log() < log_ratio;
   state.positions = torch::where(accept.view({chains, 1, 1}), proposal, x);
   state.energies = torch::where(accept, proposed_energies, state.energies);
@@ -144,7 +142,8 @@ nlohmann::json MetropolisSampler::fingerprint() const {
           {"target_acceptance", options_.target_acceptance},
           {"adaptation_exponent", options_.adaptation_exponent},
           {"com_free", options_.com_free},
-          {"seed", options_.seed}};
+          {"seed", options_.seed},
+          {"random", kCounterRandom}};
 }
 
 nlohmann::json MetropolisSampler::provenance(const MetropolisState& state) const {
@@ -174,8 +173,7 @@ MetropolisState MetropolisSampler::load(const std::filesystem::path& path,
   const std::string source = path.string();
   const StateFile file = load_shared_state_file(path, device, options_.share);
   MetropolisState state;
-  read_chain_state(file, fingerprint(), make_generator(options_.seed, metropolis_stream), source,
-                   state);
+  read_chain_state(file, fingerprint(), source, state);
   state.log_step = file.tensor("log_step", source);
   state.accepted = file.tensor("accepted", source);
   return state;

@@ -4,8 +4,6 @@
 #include <fmt/ranges.h>
 #include <torch/serialize.h>
 
-#include <optional>
-
 #include "psm/core/atomic_file.h"
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
@@ -144,22 +142,18 @@ StateFile chain_state_file(const ChainState& state, nlohmann::json fingerprint) 
   StateFile file;
   file.header = std::move(fingerprint);
   file.header["step"] = state.step;
-  file.tensors = {{"positions", state.positions},
-                  {"energies", state.energies},
-                  {"generator", state.generator.get_state()}};
+  file.tensors = {{"positions", state.positions}, {"energies", state.energies}};
   file.put_record(state.kept);
   file.put_time(state.time);
   return file;
 }
 
 void read_chain_state(const StateFile& file, const nlohmann::json& fingerprint,
-                      torch::Generator generator, const std::string& source, ChainState& state) {
+                      const std::string& source, ChainState& state) {
   check_state_matches(file.header, fingerprint, source);
   state.positions = file.tensor("positions", source);
   state.energies = file.tensor("energies", source);
   state.step = file.header.value("step", int64_t{0});
-  state.generator = std::move(generator);
-  state.generator.set_state(file.tensor("generator", source).cpu());  // a CPU generator
   state.kept = file.take_record();
   state.time = file.take_time();
 }
@@ -174,11 +168,8 @@ void save_state_file(const std::filesystem::path& path, const StateFile& state) 
 namespace {
 
 /// The axis along which a state file's tensor `name` holds one row per chain: 1 for the kept
-/// rounds [T, C, ...], none for the generator's state, 0 for the rest.
-std::optional<int64_t> chain_axis(const std::string& name) {
-  if (name == "generator") return std::nullopt;
-  return name.starts_with("kept_") ? 1 : 0;
-}
+/// rounds [T, C, ...], 0 for the rest.
+int64_t chain_axis(const std::string& name) { return name.starts_with("kept_") ? 1 : 0; }
 
 }  // namespace
 
@@ -189,13 +180,9 @@ void save_shared_state_file(const std::filesystem::path& path, const StateFile& 
   StateFile all{.header = state.header, .tensors = {}};
   // std::map: every rank visits the same names in the same order, as the collectives need.
   for (const auto& [name, tensor] : state.tensors) {
-    const std::optional<int64_t> axis = chain_axis(name);
-    if (!axis) {
-      all.tensors[name] = tensor;
-      continue;
-    }
-    const torch::Tensor gathered = ranks.gather(tensor.cpu().movedim(*axis, 0).contiguous());
-    if (ranks.is_root()) all.tensors[name] = gathered.movedim(0, *axis).contiguous();
+    const int64_t axis = chain_axis(name);
+    const torch::Tensor gathered = ranks.gather(tensor.cpu().movedim(axis, 0).contiguous());
+    if (ranks.is_root()) all.tensors[name] = gathered.movedim(0, axis).contiguous();
   }
   SamplingTime time = state.take_time();
   time.cpu_seconds =
@@ -209,8 +196,8 @@ StateFile load_shared_state_file(const std::filesystem::path& path, torch::Devic
   StateFile state = load_state_file(path, device);
   if (share.ranks.size() == 1) return state;
   for (auto& [name, tensor] : state.tensors) {
-    const std::optional<int64_t> axis = chain_axis(name);
-    if (axis) tensor = share.of(tensor.movedim(*axis, 0)).movedim(0, *axis).contiguous();
+    const int64_t axis = chain_axis(name);
+    tensor = share.of(tensor.movedim(axis, 0)).movedim(0, axis).contiguous();
   }
   if (!share.ranks.is_root()) {
     state.put_time({.cpu_seconds = 0, .wall_seconds = state.take_time().wall_seconds});

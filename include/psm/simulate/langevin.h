@@ -108,6 +108,7 @@ class LangevinSampler {
   const System& system_;
   LangevinOptions options_;
   torch::Tensor masses_;  ///< [1, N, 1] float64
+  CounterRandom random_;  ///< starting velocities and thermostat noise
 };
 
 }  // namespace psm

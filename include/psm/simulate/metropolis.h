@@ -93,6 +93,7 @@ class MetropolisSampler {
 
   const System& system_;
   MetropolisOptions options_;
+  CounterRandom random_;  ///< proposals and acceptance tests
 };
 
 /// Forces of `positions` [F, N, D] evaluated in chunks of `chunk` frames: [F, N, D] float64.

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "psm/core/communicator.h"
+#include "psm/core/random.h"
 #include "psm/io/dataset.h"
 #include "psm/systems/potential.h"
 
@@ -62,7 +63,8 @@ class SamplingClock {
 };
 
 /// A sampler's resumable state on disk: a JSON header (sampler name, options that must match on
-/// resume, counters) and named tensors (positions, generator state, kept frames, ...).
+/// resume, counters) and named tensors (positions, kept frames, ...). The samplers' random
+/// numbers are counter-based (CounterRandom), so the step count is all of their state.
 struct StateFile {
   nlohmann::json header;
   std::map<std::string, torch::Tensor> tensors;
@@ -79,14 +81,17 @@ struct StateFile {
   const torch::Tensor& tensor(const std::string& name, const std::string& source) const;
 };
 
+/// The samplers' random numbers, as their state files' fingerprints record them: files of the
+/// earlier generator-based samplers are refused rather than continued with other numbers.
+inline constexpr const char* kCounterRandom = "counter-splitmix64";
+
 /// The state every many-chain sampler has; each sampler's own state derives from it.
 struct ChainState {
-  torch::Tensor positions;     ///< [C, N, D] float64, current configuration of each chain
-  torch::Tensor energies;      ///< [C] float64, energy of `positions`
-  int64_t step = 0;            ///< steps taken by every chain, burn-in included
-  torch::Generator generator;  ///< the sampler's random draws
-  SampleRecord kept;           ///< rounds kept after burn-in
-  SamplingTime time;           ///< spent so far, earlier runs of a resumed state included
+  torch::Tensor positions;  ///< [C, N, D] float64, current configuration of each chain
+  torch::Tensor energies;   ///< [C] float64, energy of `positions`
+  int64_t step = 0;         ///< steps taken by every chain, burn-in included
+  SampleRecord kept;        ///< rounds kept after burn-in
+  SamplingTime time;        ///< spent so far, earlier runs of a resumed state included
 };
 
 /// The chains [begin, end) of a run's C chains that one process advances, when MPI ranks share
@@ -143,8 +148,8 @@ void save_state_file(const std::filesystem::path& path, const StateFile& state);
 StateFile load_state_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
 
 /// save_state_file of the chains that `share.ranks` advance together: each tensor's chain rows
-/// (axis 1 of the kept rounds "kept_*", axis 0 of the others; the generator's state, the same
-/// on every rank, as it is) gathered on rank 0, which writes the file one process would have
+/// (axis 1 of the kept rounds "kept_*", axis 0 of the others) gathered on rank 0, which writes
+/// the file one process would have
 /// written; the CPU seconds are summed over the ranks. Every rank must call it.
 void save_shared_state_file(const std::filesystem::path& path, const StateFile& state,
                             const ChainShare& share);
@@ -155,14 +160,13 @@ StateFile load_shared_state_file(const std::filesystem::path& path, torch::Devic
                                  const ChainShare& share);
 
 /// A state file of `state`: header `fingerprint` plus the step and the time spent; tensors
-/// positions, energies, the generator's state and the kept rounds. Samplers add their own tensors.
+/// positions, energies and the kept rounds. Samplers add their own tensors.
 StateFile chain_state_file(const ChainState& state, nlohmann::json fingerprint);
 
 /// Reads back what chain_state_file stored into `state`, after checking that the file was made
-/// with `fingerprint` (check_state_matches); `generator` is a fresh generator of the sampler,
-/// which takes the stored state. Throws psm::Error naming `source`.
+/// with `fingerprint` (check_state_matches). Throws psm::Error naming `source`.
 void read_chain_state(const StateFile& file, const nlohmann::json& fingerprint,
-                      torch::Generator generator, const std::string& source, ChainState& state);
+                      const std::string& source, ChainState& state);
 
 /// Throws psm::Error naming `source` when a key of `expected` has a different value in `saved`
 /// (a state file resumed with options it was not made with).
