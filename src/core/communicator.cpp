@@ -79,6 +79,12 @@ Communicator::Communicator() = default;
 
 void Communicator::barrier() const {
 #if PSM_WITH_MPI
+  if (group_) MPI_Barrier(group_->comm);
+#endif
+}
+
+void Communicator::wait_for_all() const {
+#if PSM_WITH_MPI
   if (!group_) return;
   // Open MPI's MPI_Barrier spins: a rank waiting hours for another (psm run's reference stage,
   // or a model trained elsewhere) would take a core from it. Poll, sleeping up to 50 ms.

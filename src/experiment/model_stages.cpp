@@ -211,7 +211,7 @@ void train_stage(ExperimentRun& run) {
     }
     if (run.trains_here(slot)) slot.checkpoint = train_model(run, slot, dir_of(slot));
   }
-  run.options.ranks.barrier();  // the models other ranks trained are done
+  run.options.ranks.wait_for_all();  // the models other ranks trained are done
   for (ModelSlot& slot : run.models) {
     if (!slot.checkpoint && fs::exists(dir_of(slot) / "checkpoint.pt")) {
       slot.checkpoint = dir_of(slot) / "checkpoint.pt";
@@ -226,7 +226,7 @@ void sample_stage(ExperimentRun& run) {
       sample_slot(run, slot, run.samples_here(slot));
     }
   }
-  run.options.ranks.barrier();  // the samples other ranks drew are written
+  run.options.ranks.wait_for_all();  // the samples other ranks drew are written
   if (!run.options.ranks.is_root()) return;
   for (ModelSlot& slot : run.models) {
     if (slot.selected && !run.samples_here(slot)) sample_slot(run, slot, false);

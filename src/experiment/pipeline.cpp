@@ -57,7 +57,7 @@ ExperimentResult run_experiment(const ExperimentConfig& experiment, const RunOpt
     if (stage.shared || ranks.is_root()) stage.run(run);
     // A shared stage reads the files of the stage before, which another rank may have written.
     const bool next_shared = i + 1 < count && kStages[i + 1].shared;
-    if (stage.shared || next_shared) ranks.barrier();
+    if (stage.shared || next_shared) ranks.wait_for_all();
     if (!ranks.is_root() && stage.shared && !next_shared) return {};
   }
   stages::say(fmt::format("done in {:.0f} s", stages::seconds_since(start)));

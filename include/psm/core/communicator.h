@@ -32,9 +32,11 @@ class Communicator {
   /// Rank 0 writes outputs and prints.
   bool is_root() const { return rank_ == 0; }
 
-  /// Returns when every rank has called it. Waiting ranks sleep rather than spin, so a long wait
-  /// leaves the cores to the ranks at work.
+  /// Returns when every rank has called it (as soon as the last one does: waiting ranks spin).
   void barrier() const;
+  /// barrier() for long waits: waiting ranks sleep rather than spin, leaving the cores to the
+  /// ranks at work, and return up to 50 ms after the last one arrives.
+  void wait_for_all() const;
   /// Elementwise sum over ranks of `tensor` (same shape and dtype on every rank), on every rank.
   torch::Tensor allreduce_sum(const torch::Tensor& tensor) const;
   /// allreduce_sum / size() (floating tensors).
