@@ -53,8 +53,8 @@ struct LangevinOptions {
   void validate() const;
 };
 
-/// The trajectories (ChainState: positions, energies, step, generator of starting velocities
-/// and thermostat noise, recorded frames with energies and forces), plus their velocities and
+/// The trajectories (ChainState: positions, energies, step, which with the seed fixes the
+/// thermostat noise, recorded frames with energies and forces), plus their velocities and
 /// forces and the kinetic energies of the recorded rounds.
 struct LangevinState : ChainState {
   torch::Tensor velocities;            ///< [B, N, D] float64, length / time units

@@ -44,8 +44,8 @@ struct MetropolisOptions {
 };
 
 /// Everything a run needs to continue exactly: the chains (ChainState: positions, energies,
-/// step, generator of proposals and acceptance tests, kept frames), plus frozen or adapting step
-/// sizes and acceptance counts.
+/// step, which with the seed fixes the proposals and acceptance tests, kept frames), plus frozen
+/// or adapting step sizes and acceptance counts.
 struct MetropolisState : ChainState {
   torch::Tensor log_step;  ///< [C] float64, log proposal standard deviation per chain
   torch::Tensor accepted;  ///< [C] int64, accepted moves since burn-in ended

@@ -95,8 +95,8 @@ struct ChainState {
 };
 
 /// The chains [begin, end) of a run's C chains that one process advances, when MPI ranks share
-/// them out. Samplers draw their random numbers for all C chains and keep this share's rows, so a
-/// chain's trajectory is the same whichever process runs it. Default: all chains.
+/// them out. Samplers draw this share's rows of counter-based random numbers (CounterRandom), so
+/// a chain's trajectory is the same whichever process runs it. Default: all chains.
 struct ChainShare {
   int64_t begin = 0;
   int64_t end = -1;      ///< -1: the last chain
