@@ -123,6 +123,10 @@ bool ExperimentRun::any_selected(size_t set) const {
       models, [&](const ModelSlot& slot) { return slot.set == set && slot.selected; });
 }
 
+fs::path ExperimentRun::set_file(const TrainingSetSpec& set) const {
+  return options.out / "sets" / (set.name + ".npz");
+}
+
 bool ExperimentRun::trains_here(const ModelSlot& slot) const {
   return slot.selected && (options.spread == ModelSpread::data || samples_here(slot));
 }
@@ -138,7 +142,7 @@ void ExperimentRun::say(const std::string& line) const {
 
 void follow_data_stages(ExperimentRun& run) {
   for (const TrainingSetSpec& set : run.experiment.sets) {
-    run.set_files.push_back(run.options.out / "sets" / (set.name + ".npz"));
+    run.set_files.push_back(run.set_file(set));
   }
   if (!run.system)
     run.system = system_from_data(load_dataset(run.options.out / "reference" / "pool.npz"));

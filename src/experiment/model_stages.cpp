@@ -188,7 +188,7 @@ void sets_stage(ExperimentRun& run) {
   say("[2/5] training sets");
   for (size_t i = 0; i < run.experiment.sets.size(); ++i) {
     const TrainingSetSpec& set = run.experiment.sets[i];
-    const fs::path file = run.options.out / "sets" / (set.name + ".npz");
+    const fs::path file = run.set_file(set);
     run.set_files.push_back(file);
     if (!run.any_selected(i) && !fs::exists(file)) {
       run.set_frames.push_back(0);

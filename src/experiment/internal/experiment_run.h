@@ -104,6 +104,8 @@ struct ExperimentRun {
   const std::string& variant_of(const ModelSlot& slot) const {
     return experiment.variants[slot.variant];
   }
+  /// sets/<name>.npz of the run directory: where the sets stage writes the training set `set`.
+  fs::path set_file(const TrainingSetSpec& set) const;
   /// Whether this run makes any model of set `set`.
   bool any_selected(size_t set) const;
   /// Whether this rank takes part in training `slot` / samples it.
