@@ -56,6 +56,10 @@ TEST_F(CliSimulate, LangevinWithoutForces) {
       simulate("langevin.npz", "--samples 40 --sampler langevin --time-step 0.01 --no-forces");
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("kinetic kT"), std::string::npos) << result.output;
+  // Without forces the kinetic temperature is the one thermometer.
+  EXPECT_NE(result.output.find("  thermometers       kinetic "), std::string::npos)
+      << result.output;
+  EXPECT_EQ(result.output.find("C-H"), std::string::npos) << result.output;
   const psm::Dataset data = psm::load_dataset(path("langevin.npz"));
   EXPECT_EQ(data.provenance["sampler"], "langevin-baoab");
   EXPECT_FALSE(data.has_forces());
@@ -75,6 +79,11 @@ TEST_F(CliSimulate, MoleculeFromXyzFileByLangevinWithXtb) {
       << result.output;
   const psm::Dataset data = psm::load_dataset(path("water.npz"));
   EXPECT_EQ(data.num_frames(), 4);
+  // The kinetic and the bond thermometers are read and kept with the frames.
+  EXPECT_NE(result.output.find("thermometers       kinetic "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("H-O      "), std::string::npos) << result.output;
+  EXPECT_TRUE(data.provenance["thermometers"].contains("H-O")) << data.provenance.dump();
+  EXPECT_TRUE(data.provenance.contains("at_equilibrium")) << data.provenance.dump();
   EXPECT_EQ(data.species, (std::vector<int64_t>{8, 1, 1}));
   EXPECT_EQ(data.units, psm::Units::kcal_mol_angstrom);
   EXPECT_NEAR(data.kT, psm::kT_from_kelvin(500.0), 1e-12);

@@ -1,5 +1,6 @@
 // The virial force check: exact on Gaussian (harmonic) frames, and it catches forces of another
-// potential or in other units.
+// potential or in other units. The thermal check reads it per bond type beside the kinetic
+// temperature.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -10,6 +11,8 @@
 
 #include "psm/core/random.h"
 #include "psm/data/force_check.h"
+#include "psm/data/thermal_check.h"
+#include "psm/io/dataset.h"
 #include "test_util.h"
 
 namespace {
@@ -220,6 +223,68 @@ TEST(ForceCheck, NeedsForcesAndTwoFrames) {
   EXPECT_PSM_ERROR(psm::virial_temperature(data), "needs >= 2 frames");
   data.forces = torch::Tensor();
   EXPECT_PSM_ERROR(psm::virial_temperature(data), "no forces");
+}
+
+/// The triatomic above as a molecule H-C-C in kcal/mol and Å, its frames at kT: the covalent
+/// graph of most frames is the two springs (C-H 1.1 Å, C-C 1.5 Å).
+psm::Dataset hcc_frames(int64_t frames, double kT, double force_scale_ch, uint64_t seed) {
+  const auto [positions, forces] = triatomic_frames(frames, kT, force_scale_ch, seed);
+  psm::Dataset data;
+  data.positions = positions;
+  data.forces = forces;
+  data.species = {1, 6, 6};
+  data.units = psm::Units::kcal_mol_angstrom;
+  data.kT = kT;
+  return data;
+}
+
+TEST(ThermalCheck, ReadsTheKineticTemperatureAndEveryBondType) {
+  const psm::Dataset data = hcc_frames(20000, 0.6, 1.0, 8);
+  torch::Generator rng = psm::make_generator(9);
+  const torch::Tensor kinetic = 0.6 + 0.05 * torch::randn({8, 100}, rng, torch::kFloat64);
+  const psm::ThermalCheck check = psm::check_thermal_equilibrium(data, kinetic);
+  ASSERT_EQ(check.readings.size(), 3u);
+  EXPECT_EQ(check.readings[0].name, "kinetic");
+  EXPECT_EQ(check.readings[0].temperature.chains, 8);
+  EXPECT_NEAR(check.readings[0].temperature.standard_error, 0.05 / std::sqrt(800.0), 1e-3);
+  EXPECT_EQ(check.readings[1].name, "C-C");
+  EXPECT_EQ(check.readings[2].name, "C-H");
+  EXPECT_EQ(check.readings[2].bonds, 1);
+  EXPECT_DOUBLE_EQ(check.target_kT, 0.6);
+  EXPECT_TRUE(check.off_target().empty());
+  const std::vector<std::string> lines = psm::describe_thermal_check(check);
+  EXPECT_EQ(lines.back(), "at equilibrium: every thermometer within 3 standard errors");
+
+  nlohmann::json provenance;
+  psm::record_thermal_check(check, provenance);
+  EXPECT_TRUE(provenance["at_equilibrium"].get<bool>());
+  EXPECT_NEAR(provenance["thermometers"]["C-H"]["kT"].get<double>(), 0.6, 0.05);
+}
+
+TEST(ThermalCheck, NamesTheThermometersOffTarget) {
+  // C-H's forces are 1.3 times the spring that sampled it (a stretch 1.3 times hotter than kT),
+  // and the kinetic temperature runs cold: both are named, C-C is not.
+  const psm::Dataset data = hcc_frames(20000, 0.6, 1.3, 10);
+  torch::Generator rng = psm::make_generator(11);
+  const torch::Tensor kinetic = 0.55 + 0.05 * torch::randn({8, 100}, rng, torch::kFloat64);
+  const psm::ThermalCheck check = psm::check_thermal_equilibrium(data, kinetic);
+  const std::vector<psm::ThermometerReading> off = check.off_target();
+  ASSERT_EQ(off.size(), 2u);
+  EXPECT_EQ(off[0].name, "kinetic");
+  EXPECT_EQ(off[1].name, "C-H");
+  EXPECT_EQ(psm::describe_thermal_check(check).back(),
+            "NOT at equilibrium: kinetic, C-H beyond 3 standard errors; lengthen the burn-in or "
+            "raise the friction");
+}
+
+TEST(ThermalCheck, HasNoBondThermometersWithoutForcesOrForNonMolecules) {
+  psm::Dataset data = hcc_frames(100, 0.6, 1.0, 12);
+  data.forces = torch::Tensor();
+  EXPECT_TRUE(psm::check_thermal_equilibrium(data).readings.empty());
+  EXPECT_TRUE(psm::describe_thermal_check(psm::check_thermal_equilibrium(data)).empty());
+  psm::Dataset reduced = hcc_frames(100, 0.6, 1.0, 12);
+  reduced.units = psm::Units::reduced;
+  EXPECT_TRUE(psm::check_thermal_equilibrium(reduced).readings.empty());
 }
 
 }  // namespace

@@ -41,10 +41,11 @@ TEST(Langevin, HarmonicOscillatorHasVarianceKTOverKAndKineticTemperatureKT) {
   // BAOAB samples a harmonic oscillator's positions exactly: Var x = kT / k per coordinate.
   const auto squares = torch::stack(state.kept.positions, 1).square().mean({2, 3});  // [B, T]
   EXPECT_NEAR(squares.mean().item<double>(), kT / k, 4 * standard_error(squares));
-  // Kinetic temperature: its per-frame series has a known small O(dt^2) bias, well below 1%.
+  // Kinetic temperature, measured on the velocities after the O step: exact for a harmonic system.
   const auto kinetic = torch::stack(state.kinetic, 1) * 2.0 / (atoms * dim);  // [B, T]
   EXPECT_NEAR(sampler.kinetic_temperature(state), kT,
               std::max(4 * standard_error(kinetic), 0.01 * kT));
+  EXPECT_TRUE(torch::allclose(sampler.kinetic_temperatures(state), kinetic));
 
   const auto dataset = sampler.dataset(state);
   ASSERT_EQ(dataset.num_frames(), batch * 150);
@@ -52,6 +53,31 @@ TEST(Langevin, HarmonicOscillatorHasVarianceKTOverKAndKineticTemperatureKT) {
   EXPECT_TRUE(torch::allclose(dataset.energies, 0.5 * k * dataset.positions.square().sum({1, 2})));
   EXPECT_EQ(dataset.provenance["sampler"], "langevin-baoab");
   EXPECT_EQ(dataset.provenance["steps"], 200 + 150 * 10);
+}
+
+TEST(Langevin, KineticTemperatureIsExactForAStiffOscillator) {
+  // omega dt = 1.2: BAOAB's positions stay exact, its full-step velocities are 1 - (omega dt /
+  // 2)^2 = 0.64 times too cold, and the velocities after the O step, where psm measures the
+  // kinetic temperature, are exact.
+  const double k = 1.44, kT = 0.5;
+  const int64_t batch = 256, atoms = 2, dim = 3;
+  auto system = harmonic_system(atoms, dim, k, /*centred=*/false);
+  psm::LangevinSampler sampler(*system, {.kT = kT,
+                                         .time_step = 1.0,
+                                         .friction = 1.0,
+                                         .trajectories = batch,
+                                         .burn_in = 50,
+                                         .record_every = 3,
+                                         .samples = batch * 100,
+                                         .com_free = false,
+                                         .seed = 5});
+  auto state = sampler.start(torch::zeros({batch, atoms, dim}, torch::kFloat64));
+  sampler.run(state);
+  const torch::Tensor kinetic = sampler.kinetic_temperatures(state);
+  ASSERT_EQ(kinetic.sizes(), (std::vector<int64_t>{batch, 100}));
+  EXPECT_NEAR(kinetic.mean().item<double>(), kT, 4 * standard_error(kinetic));
+  const torch::Tensor full_step = state.velocities.square().mean();
+  EXPECT_NEAR(full_step.item<double>(), 0.64 * kT, 0.12 * kT);  // one round: 3 standard errors
 }
 
 TEST(Langevin, CentreOfMassFreeDynamicsKeepsTheCentroid) {

@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -19,7 +18,7 @@
 #include "psm/core/error.h"
 #include "psm/data/force_check.h"
 #include "psm/data/subsets.h"
-#include "psm/eval/molecular.h"
+#include "psm/data/thermal_check.h"
 #include "psm/io/dataset.h"
 #include "psm/io/smiles.h"
 #include "psm/systems/potential.h"
@@ -27,35 +26,6 @@
 namespace psm::cli {
 
 namespace {
-
-/// One line per bond type ("C-H") of the frames' majority bond graph: the temperature its forces
-/// imply along those bonds (bond_virial_temperature), then one on where the errors come from.
-std::vector<std::string> bond_temperature_lines(const Dataset& data) {
-  const torch::Tensor bonds = majority_bonds(data.positions, data.species);
-  const torch::Tensor chains = frame_chains(data);
-  std::vector<std::string> lines;
-  int64_t spread_of = 0;
-  for (const auto& [type, rows] : bonds_by_type(bonds, data.species)) {
-    const VirialTemperature t =
-        bond_virial_temperature(data.positions, data.forces,
-                                bonds.index_select(0, torch::tensor(rows, torch::kInt64)), chains);
-    spread_of = t.chains;
-    if (!std::isfinite(t.kT) || !std::isfinite(t.standard_error)) {
-      lines.push_back(
-          fmt::format("{:<5} cannot be estimated: not finite (huge coordinates)", type));
-      continue;
-    }
-    lines.push_back(fmt::format(
-        "{:<5} {:.4g} ± {:.2g} ({} bond{}, {:.1f} standard errors from the frames' kT)", type, t.kT,
-        t.standard_error, rows.size(), rows.size() == 1 ? "" : "s", t.deviation(data.frames_kT())));
-  }
-  lines.push_back(
-      spread_of > 0
-          ? fmt::format("(standard errors from the spread of the {} chains' means)", spread_of)
-          : "(standard errors for independent frames: in MD a stiff stretch exchanges energy "
-            "slowly, and its true error is larger)");
-  return lines;
-}
 
 /// `psm data info FILE`: what a dataset holds, in one screen.
 class DataInfoCommand final : public Command {
@@ -107,7 +77,8 @@ class DataInfoCommand final : public Command {
           // bonds hotter or colder than the forces imply come out narrower or wider than the
           // frames'.
           try {
-            const std::vector<std::string> lines = bond_temperature_lines(data);
+            const std::vector<std::string> lines =
+                describe_thermal_check(check_thermal_equilibrium(data));
             for (size_t k = 0; k < lines.size(); ++k) row(k == 0 ? "bond kT" : "", lines[k]);
           } catch (const Error& error) {
             row("bond kT", fmt::format("not computed: {}", error.what()));

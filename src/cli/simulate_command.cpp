@@ -14,6 +14,7 @@
 #include "psm/core/device.h"
 #include "psm/core/error.h"
 #include "psm/core/run_lock.h"
+#include "psm/data/thermal_check.h"
 #include "psm/eval/molecular.h"
 #include "psm/io/dataset.h"
 #include "psm/simulate/autocorrelation.h"
@@ -103,8 +104,14 @@ class SimulateCommand final : public Command {
       dataset.provenance["tau_torsion_steps"] = decorrelation.torsion->tau.tau * outcome.thin;
       dataset.provenance["slowest_torsion"] = decorrelation.torsion->atoms;
     }
+    const ThermalCheck thermal = check_thermal_equilibrium(dataset, outcome.kinetic_series);
+    record_thermal_check(thermal, dataset.provenance);
     save_dataset(out_, dataset);
     print_summary(*system, temperature, outcome, decorrelation);
+    const std::vector<std::string> thermometers = describe_thermal_check(thermal);
+    for (size_t k = 0; k < thermometers.size(); ++k) {
+      fmt::print("  {:<18} {}\n", k == 0 ? "thermometers" : "", thermometers[k]);
+    }
     fmt::print("  wrote              {}\n", out_);
     return 0;
   }

@@ -391,17 +391,6 @@ torch::Tensor wrong_bond_counts(const torch::Tensor& positions, const std::vecto
   return torch::cat(chunks);
 }
 
-std::map<std::string, std::vector<int64_t>> bonds_by_type(const torch::Tensor& bonds,
-                                                          const std::vector<int64_t>& species) {
-  const torch::Tensor pairs = bonds.to(torch::kInt64).cpu().contiguous();
-  const int64_t* pair = pairs.data_ptr<int64_t>();
-  std::map<std::string, std::vector<int64_t>> rows;
-  for (int64_t k = 0; k < pairs.size(0); ++k) {
-    rows[bond_type(species.at(pair[2 * k]), species.at(pair[2 * k + 1]))].push_back(k);
-  }
-  return rows;
-}
-
 torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds) {
   const torch::Tensor pairs = bonds.to(torch::kInt64).to(positions.device());
   return torch::linalg_vector_norm(

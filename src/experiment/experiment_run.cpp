@@ -11,6 +11,7 @@
 #include "psm/core/elements.h"
 #include "psm/core/error.h"
 #include "psm/core/remove_tree.h"
+#include "psm/data/thermal_check.h"
 
 namespace psm::stages {
 
@@ -237,17 +238,23 @@ Dataset simulated(const ExperimentSystem& system, SimulationSettings settings,
   settings.resume = fs::exists(settings.checkpoint);
   if (settings.resume) say(fmt::format("  resuming from {}", settings.checkpoint.string()));
   fs::create_directories(file.parent_path());
-  Dataset data;
+  SimulationOutcome outcome;
   try {
-    data = simulate(*system.system, settings).dataset;
+    outcome = simulate(*system.system, settings);
   } catch (const Error& e) {
     const bool about_state = std::string(e.what()).find(settings.checkpoint.string()) == 0;
     if (!settings.resume || !about_state) throw;
     throw Error(
         fmt::format("{} (the state of an interrupted run: delete it, or pass --fresh)", e.what()));
   }
+  Dataset data = std::move(outcome.dataset);
   if (system.units == Units::kcal_mol_angstrom) {
     data.temperature_kelvin = settings.kT / constants::boltzmann_kcal_mol_per_kelvin;
+  }
+  const ThermalCheck thermal = check_thermal_equilibrium(data, outcome.kinetic_series);
+  record_thermal_check(thermal, data.provenance);
+  for (const std::string& line : describe_thermal_check(thermal)) {
+    say(fmt::format("  thermometers  {}", line));
   }
   return data;
 }

@@ -103,7 +103,8 @@ void LangevinSampler::step(LangevinState& state) const {
   const auto noise =
       standard_normal(random_, static_cast<uint64_t>(state.step) + 1, options_.share, v);
   v = remove_momentum(decay * v + thermal * noise);  // O
-  x = x + 0.5 * dt * v;                              // A
+  state.midstep_velocities = v;
+  x = x + 0.5 * dt * v;  // A
   const auto evaluation = system_.evaluate(x, {.forces = true});
   v = v + 0.5 * dt * evaluation.forces / masses;  // B
 
@@ -125,7 +126,7 @@ void LangevinSampler::run(LangevinState& state) const {
       .keep =
           [&] {
             state.kept.add(state.positions, state.energies, state.forces);
-            state.kinetic.push_back(kinetic_energy(state.velocities));
+            state.kinetic.push_back(kinetic_energy(state.midstep_velocities));
           },
       .save = options_.checkpoint.empty() ? std::function<void()>()
                                           : [&] { save(options_.checkpoint, state); },
@@ -144,10 +145,15 @@ void LangevinSampler::run(LangevinState& state) const {
              steps, "langevin", options_.progress);
 }
 
+torch::Tensor LangevinSampler::kinetic_temperatures(const LangevinState& state) const {
+  if (state.kinetic.empty()) return torch::zeros({options_.trajectories, 0}, torch::kFloat64);
+  const int64_t dof = system_.num_atoms() * system_.dim() - (options_.com_free ? system_.dim() : 0);
+  return 2.0 * torch::stack(state.kinetic, 1).to(torch::kFloat64).cpu() / static_cast<double>(dof);
+}
+
 double LangevinSampler::kinetic_temperature(const LangevinState& state) const {
   if (state.kinetic.empty()) return std::nan("");
-  const int64_t dof = system_.num_atoms() * system_.dim() - (options_.com_free ? system_.dim() : 0);
-  return 2.0 * torch::stack(state.kinetic).mean().item<double>() / static_cast<double>(dof);
+  return kinetic_temperatures(state).mean().item<double>();
 }
 
 Dataset LangevinSampler::dataset(const LangevinState& state) const {

@@ -228,6 +228,7 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
     outcome.energy_series = state.kept.energy_series();
     outcome.acceptance = std::nan("");
     outcome.kinetic_temperature = sampler.kinetic_temperature(state);
+    outcome.kinetic_series = sampler.kinetic_temperatures(state);
   }
   outcome.dataset = outcome.dataset.to(torch::kCPU);
   outcome.energy_series = outcome.energy_series.cpu();

@@ -6,6 +6,8 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace psm {
@@ -30,5 +32,9 @@ torch::Tensor majority_bonds(const torch::Tensor& positions, const std::vector<i
 /// @return [N, N] int64: 0 on the diagonal, 1 for bonded atoms, ..., `farthest` for atoms
 ///         `farthest` or more bonds apart and for atoms in different fragments
 torch::Tensor graph_distances(const torch::Tensor& bonds, int64_t num_atoms, int64_t farthest);
+
+/// The rows of `bonds` ([K, 2] int64) grouped by bond type ("C-H", core/elements.h bond_type).
+std::map<std::string, std::vector<int64_t>> bonds_by_type(const torch::Tensor& bonds,
+                                                          const std::vector<int64_t>& species);
 
 }  // namespace psm

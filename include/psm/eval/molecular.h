@@ -25,10 +25,6 @@
 
 namespace psm {
 
-/// The rows of `bonds` ([K, 2] int64) grouped by bond type ("C-H", core/elements.h bond_type).
-std::map<std::string, std::vector<int64_t>> bonds_by_type(const torch::Tensor& bonds,
-                                                          const std::vector<int64_t>& species);
-
 /// @param positions [B, N, 3], @param bonds [K, 2] int64; @return [B, K] bond lengths, Å
 torch::Tensor bond_lengths(const torch::Tensor& positions, const torch::Tensor& bonds);
 

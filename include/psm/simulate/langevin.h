@@ -57,7 +57,12 @@ struct LangevinOptions {
 /// thermostat noise, recorded frames with energies and forces), plus their velocities and
 /// forces and the kinetic energies of the recorded rounds.
 struct LangevinState : ChainState {
-  torch::Tensor velocities;            ///< [B, N, D] float64, length / time units
+  torch::Tensor velocities;  ///< [B, N, D] float64, length / time units
+  /// [B, N, D] velocities just after the last step's O update, where the kinetic energy is
+  /// measured: BAOAB samples them (like the positions) exactly for a harmonic system, while the
+  /// full-step velocities run cold by a factor 1 - (ω dt / 2)² in a mode of frequency ω, a few
+  /// per cent for X-H stretches at 0.5 fs.
+  torch::Tensor midstep_velocities;
   torch::Tensor forces;                ///< [B, N, D] float64, forces at `positions`
   std::vector<torch::Tensor> kinetic;  ///< per recorded round [B] float64, kinetic energies
 };
@@ -84,8 +89,11 @@ class LangevinSampler {
   /// with energies, forces, kT, the system spec and the run's provenance.
   Dataset dataset(const LangevinState& state) const;
 
-  /// Mean over recorded frames of 2 K / (k_B * degrees of freedom), energy units; the
-  /// degrees of freedom exclude the centre of mass when options.com_free. NaN before any frame.
+  /// 2 K / (k_B * degrees of freedom) of each trajectory's recorded rounds, [B, T] float64,
+  /// energy units; the degrees of freedom exclude the centre of mass when options.com_free.
+  /// [B, 0] before any frame.
+  torch::Tensor kinetic_temperatures(const LangevinState& state) const;
+  /// Their mean; NaN before any frame.
   double kinetic_temperature(const LangevinState& state) const;
 
   /// Writes `state` atomically to `path`.

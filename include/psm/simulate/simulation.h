@@ -53,9 +53,12 @@ struct SimulationOutcome {
   torch::Tensor energy_series;  ///< [C, T] float64, energies of all kept frames per chain
   std::string sampler;          ///< "mcmc" or "langevin"
   int64_t chains = 0;
-  int64_t thin = 0;                   ///< steps between kept frames
-  double acceptance = 0.0;            ///< MCMC acceptance after burn-in; NaN for Langevin
-  double kinetic_temperature = 0.0;   ///< Langevin, energy units; NaN for MCMC
+  int64_t thin = 0;                  ///< steps between kept frames
+  double acceptance = 0.0;           ///< MCMC acceptance after burn-in; NaN for Langevin
+  double kinetic_temperature = 0.0;  ///< Langevin, energy units; NaN for MCMC
+  /// Langevin: [C, T] float64 kinetic temperature of each chain's recorded rounds (energy
+  /// units); undefined for MCMC
+  torch::Tensor kinetic_series;
   double sampling_cpu_seconds = 0.0;  ///< process CPU time (all threads) of burn-in + sampling
   double sampling_wall_seconds = 0.0;
   double labelling_cpu_seconds = 0.0;  ///< CPU time of force labels computed after sampling
