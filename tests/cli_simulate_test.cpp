@@ -88,7 +88,7 @@ TEST_F(CliSimulate, MoleculeFromXyzFileByLangevinWithXtb) {
   EXPECT_EQ(data.units, psm::Units::kcal_mol_angstrom);
   EXPECT_NEAR(data.kT, psm::kT_from_kelvin(500.0), 1e-12);
   ASSERT_TRUE(data.has_forces());
-  // 20 steps of 0.5 fs from the given geometry: bonds stay near 0.96 Å.
+  // 20 steps of 0.25 fs from the given geometry: bonds stay near 0.96 Å.
   const auto bond = (data.positions.select(1, 1) - data.positions.select(1, 0)).norm(2, -1);
   EXPECT_TRUE(((bond > 0.85) & (bond < 1.1)).all().item<bool>()) << bond;
 }

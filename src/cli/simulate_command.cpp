@@ -45,9 +45,9 @@ class SimulateCommand final : public Command {
     app.add_option("--step-size", settings_.step_size,
                    "MCMC initial proposal standard deviation (length units)");
     app.add_option("--time-step", time_step_,
-                   "Langevin time step (fs for molecules, reduced time otherwise)");
+                   "Langevin time step (fs for molecules, default 0.25; reduced time otherwise)");
     app.add_option("--friction", friction_,
-                   "Langevin friction (1/ps for molecules, reduced 1/time otherwise)");
+                   "Langevin friction (1/ps for molecules, default 20; reduced 1/time otherwise)");
     app.add_option("--target-acceptance", settings_.target_acceptance,
                    "MCMC acceptance that burn-in adapts step sizes toward")
         ->capture_default_str();
