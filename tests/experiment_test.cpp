@@ -269,10 +269,18 @@ TEST_F(XtbPipeline, SimulatesFromTheMoleculeAndScoresSamplesWithXtb) {
   const Dataset pool = load_dataset(path("run/reference/pool.npz"));
   EXPECT_EQ(pool.num_frames(), 8);
   EXPECT_DOUBLE_EQ(pool.temperature_kelvin.value_or(0), 500.0);
-  // The reference settings override the Langevin preset (16 chains, 2000 burn-in steps, thin 100).
+  // The reference settings override the Langevin preset (16 chains, 4000 burn-in steps, thin 200).
   EXPECT_EQ(pool.provenance["trajectories"], 2);
   EXPECT_EQ(pool.provenance["burn_in"], 10);
   EXPECT_EQ(pool.provenance["record_every"], 5);
+  // The MD's thermometers are kept with the frames and quoted by the report.
+  EXPECT_TRUE(pool.provenance["thermometers"].contains("kinetic")) << pool.provenance.dump();
+  EXPECT_TRUE(pool.provenance["thermometers"].contains("C-H")) << pool.provenance.dump();
+  std::ifstream report(path("run/report.md"));
+  const std::string text((std::istreambuf_iterator<char>(report)),
+                         std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("Thermometers of the test set's MD (kT 0.9936): C-C "), std::string::npos)
+      << text;
   // 10-25 fs from the file's geometry: the C-C bond is intact (a lattice start would have none).
   const auto cc = (pool.positions.select(1, 0) - pool.positions.select(1, 1)).norm(2, -1);
   EXPECT_TRUE(((cc > 1.4) & (cc < 1.65)).all().item<bool>()) << cc;

@@ -10,6 +10,7 @@
 #include "psm/core/atomic_file.h"
 #include "psm/core/random.h"
 #include "psm/data/subsets.h"
+#include "psm/data/thermal_check.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/eval/evaluation_inputs.h"
 #include "psm/eval/plots.h"
@@ -39,6 +40,29 @@ std::vector<LineSeries> band_loss_curves(const fs::path& metrics_file, const Sig
     }
   }
   return curves;
+}
+
+/// The test set's thermometers, as the reference stage kept them in its provenance
+/// (record_thermal_check), as a paragraph; empty when it has none (MCMC, files).
+std::string thermometer_note(const Dataset& test) {
+  const nlohmann::json& provenance = test.provenance;
+  if (!provenance.contains("thermometers") || !provenance.contains("at_equilibrium")) return "";
+  std::vector<std::string> readings;
+  for (const auto& [name, reading] : provenance["thermometers"].items()) {
+    const nlohmann::json &kT = reading["kT"], &error = reading["standard_error"];
+    readings.push_back(
+        kT.is_number() && error.is_number()
+            ? fmt::format("{} {:.4g} ± {:.2g}", name, kT.get<double>(), error.get<double>())
+            : fmt::format("{} not finite", name));
+  }
+  return fmt::format(
+      "Thermometers of the test set's MD (kT {:.4g}): {}; {}.\n\n", test.frames_kT(),
+      fmt::join(readings, ", "),
+      provenance["at_equilibrium"].get<bool>()
+          ? fmt::format("every one within {:g} standard errors", kThermalCheckSigmas)
+          : fmt::format("**not at equilibrium**: some are beyond {:g} standard errors, and the "
+                        "reference's bond widths with them",
+                        kThermalCheckSigmas));
 }
 
 /// Where the σ_c of `set`'s hybrid models comes from.
@@ -215,6 +239,7 @@ void report_stage(ExperimentRun& run) {
       "floor.{}\n\n",
       system.name, describe_temperature(system), experiment.sample_count, run.test.num_frames(),
       evaluation.floor_name, evaluation.floor_description, evaluation.energies_note);
+  summary += thermometer_note(run.test);
   nlohmann::json all_metrics = nlohmann::json::object();
   for (size_t i = 0; i < experiment.sets.size(); ++i) {
     const TrainingSetSpec& set = experiment.sets[i];
