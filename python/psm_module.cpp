@@ -27,6 +27,7 @@
 #include "psm/core/run_lock.h"
 #include "psm/core/units.h"
 #include "psm/data/subsets.h"
+#include "psm/data/thermal_check.h"
 #include "psm/diffusion/sampler.h"
 #include "psm/diffusion/schedule.h"
 #include "psm/eval/sample_evaluation.h"
@@ -287,9 +288,12 @@ Dataset simulate_system(const py::object& system_object, std::optional<double> k
   std::optional<RunLock> lock;
   if (checkpoint) lock = lock_state_file(*checkpoint);
   const py::object callback = progress_callable(progress, "simulate");
-  Dataset dataset = without_gil(callback, [&] { return simulate(system, settings).dataset; });
+  SimulationOutcome outcome = without_gil(callback, [&] { return simulate(system, settings); });
+  Dataset dataset = std::move(outcome.dataset);
   dataset.temperature_kelvin = target.kelvin;
   dataset.provenance["command"] = "psm.simulate";
+  record_thermal_check(check_thermal_equilibrium(dataset, outcome.kinetic_series),
+                       dataset.provenance);
   if (out) save_dataset(*out, dataset);
   return dataset;
 }

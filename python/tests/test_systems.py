@@ -62,3 +62,11 @@ def test_simulate_matches_the_cli_with_the_same_seed(tmp_path):
     np.testing.assert_array_equal(d.positions, cli.positions)
     np.testing.assert_array_equal(d.energies, cli.energies)
     assert calls and calls[-1][0] == calls[-1][1]
+
+
+def test_simulate_reads_the_kinetic_thermometer(tmp_path):
+    d = psm.simulate("dw4", kT=1.0, sampler="langevin", samples=400, chains=8, burn_in=200,
+                     thin=5, seed=3)
+    kinetic = d.provenance["thermometers"]["kinetic"]
+    assert abs(kinetic["kT"] - 1.0) < 5 * kinetic["standard_error"] + 0.05
+    assert isinstance(d.provenance["at_equilibrium"], bool)
