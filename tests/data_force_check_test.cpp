@@ -273,8 +273,9 @@ TEST(ThermalCheck, NamesTheThermometersOffTarget) {
   EXPECT_EQ(off[0].name, "kinetic");
   EXPECT_EQ(off[1].name, "C-H");
   EXPECT_EQ(psm::describe_thermal_check(check).back(),
-            "NOT at equilibrium: kinetic, C-H beyond 3 standard errors; lengthen the burn-in or "
-            "raise the friction");
+            "NOT at equilibrium: kinetic, C-H beyond 3 standard errors (MD: a longer burn-in, more "
+            "friction or a shorter time step; frames of another potential than the forces': no "
+            "remedy)");
 }
 
 TEST(ThermalCheck, HasNoBondThermometersWithoutForcesOrForNonMolecules) {

@@ -106,8 +106,8 @@ std::vector<std::string> describe_thermal_check(const ThermalCheck& check) {
   std::vector<std::string> names;
   for (const auto& reading : wrong) names.push_back(reading.name);
   lines.push_back(fmt::format(
-      "NOT at equilibrium: {} beyond {:g} standard errors; lengthen the burn-in or raise the "
-      "friction",
+      "NOT at equilibrium: {} beyond {:g} standard errors (MD: a longer burn-in, more friction "
+      "or a shorter time step; frames of another potential than the forces': no remedy)",
       fmt::join(names, ", "), kThermalCheckSigmas));
   return lines;
 }

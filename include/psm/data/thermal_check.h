@@ -46,7 +46,7 @@ ThermalCheck check_thermal_equilibrium(const Dataset& frames,
 
 /// One line per reading ("C-H   0.998 ± 0.012 (9 bonds, 0.3 standard errors from kT 0.9936)"),
 /// then where the errors come from, then the verdict: all within kThermalCheckSigmas, or which
-/// are off and what to change.
+/// are off and what would change that.
 std::vector<std::string> describe_thermal_check(const ThermalCheck& check);
 
 /// Keeps the readings in a dataset's provenance: "thermometers" {name: {kT, standard_error}} and
