@@ -353,6 +353,12 @@ TEST_F(ExperimentPipeline, RunsEveryStageThenSkipsThem) {
   EXPECT_EQ(fs::last_write_time(path("run/models/hot/psm/checkpoint.pt")), model_time);
   EXPECT_DOUBLE_EQ(*again.rows[4].metrics.energy_w1, *result.rows[4].metrics.energy_w1);
 
+  // The number of threads says how fast, not what: another one still reuses every stage.
+  Config threaded = tiny_config();
+  threaded.set("threads=2");
+  run_experiment(read_experiment_config(threaded), options);
+  EXPECT_EQ(fs::last_write_time(path("run/models/hot/psm/checkpoint.pt")), model_time);
+
   // Another configuration may not reuse the directory unless asked to start afresh.
   Config changed = tiny_config();
   changed.set("train.steps=6");

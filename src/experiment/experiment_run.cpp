@@ -64,6 +64,12 @@ std::vector<ModelSlot> model_slots(const ExperimentConfig& experiment,
   return slots;
 }
 
+/// What a configuration computes: the tree without `threads`, which only says how fast.
+nlohmann::json computed_part(nlohmann::json tree) {
+  tree.erase("threads");
+  return tree;
+}
+
 /// Makes the run directory, or checks that an existing one belongs to this configuration.
 void prepare_directory(const ExperimentConfig& experiment, const RunOptions& options) {
   const fs::path marker = options.out / "experiment.toml";
@@ -79,7 +85,8 @@ void prepare_directory(const ExperimentConfig& experiment, const RunOptions& opt
       }
       for (const char* file : {"report.md", "metrics.json"}) fs::remove(options.out / file);
     } else {
-      check(read_text(marker) == toml,
+      const Config made = Config::from_toml_string(read_text(marker), marker.string());
+      check(computed_part(made.tree) == computed_part(experiment.config.tree),
             fmt::format("{} was made with another configuration: pass --fresh to redo it, or "
                         "choose another --out",
                         options.out.string()));
