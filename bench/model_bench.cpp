@@ -162,10 +162,8 @@ double neighbours_per_atom(psm::ScoreModel& model, const Inputs& in) {
   return static_cast<double>(edges.source.size(0)) / static_cast<double>(kBatch * atoms);
 }
 
-void BM_NetworkTrainStep(benchmark::State& state, const std::string& kind, int64_t atoms,
-                         bool molecule) {
-  torch::set_num_threads(kThreads);
-  auto model = make_model(kind, atoms, molecule);
+// Times training steps of `model` (forward, MSE backward, Adam) on inputs of `atoms` atoms.
+void time_train_steps(benchmark::State& state, psm::ScoreModel& model, int64_t atoms) {
   auto in = make_inputs(atoms, model->options.sigma_data());
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-4));
   const auto train_step = [&] {
@@ -178,6 +176,13 @@ void BM_NetworkTrainStep(benchmark::State& state, const std::string& kind, int64
   state.counters["samples/s"] = benchmark::Counter(static_cast<double>(kBatch * state.iterations()),
                                                    benchmark::Counter::kIsRate);
   state.counters["neighbours"] = neighbours_per_atom(model, in);
+}
+
+void BM_NetworkTrainStep(benchmark::State& state, const std::string& kind, int64_t atoms,
+                         bool molecule) {
+  torch::set_num_threads(kThreads);
+  auto model = make_model(kind, atoms, molecule);
+  time_train_steps(state, model, atoms);
 }
 
 void BM_NetworkForward(benchmark::State& state, const std::string& kind, int64_t atoms,
@@ -217,6 +222,28 @@ PSM_NETWORK_BENCHMARKS(lj13, 13, false);
 PSM_NETWORK_BENCHMARKS(lj55, 55, false);
 PSM_NETWORK_BENCHMARKS(aspirin, 21, true);
 PSM_NETWORK_BENCHMARKS(ala3, 42, true);
+
+// Where the neighbour list overtakes dense pairs (`neighbours = "auto"` switches at
+// kDenseAtomLimit): PaiNN training steps on LJ-like clusters of N atoms, dense against sparse,
+// with every pair an edge (a cutoff far beyond the cluster: the same work on both paths) and
+// with the LJ cutoff. Arguments: atoms, sparse (0 or 1), all pairs (0 or 1).
+void BM_PainnCrossover(benchmark::State& state) {
+  torch::set_num_threads(kThreads);
+  const int64_t atoms = state.range(0);
+  const auto network =
+      psm::PainnOptions(3, torch::zeros({atoms}, torch::kInt64))
+          .layers(4)
+          .hidden(64)
+          .cutoff(state.range(2) == 1 ? 1e3 : kLjCutoff)
+          .neighbours(state.range(1) == 1 ? psm::NeighbourMode::sparse : psm::NeighbourMode::dense);
+  auto model = psm::ScoreModel(psm::ScoreModelOptions(network, /*sigma_data=*/1.0));
+  time_train_steps(state, model, atoms);
+}
+BENCHMARK(BM_PainnCrossover)
+    ->ArgsProduct({{13, 21, 32, 42, 55}, {0, 1}, {0, 1}})
+    ->ArgNames({"atoms", "sparse", "all_pairs"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_Matmul2048(benchmark::State& state) {
   torch::set_num_threads(kThreads);
