@@ -3,7 +3,8 @@
 
 For each solver setting it draws --n samples, evaluates them against a reference set with
 `psm eval`, and records the score evaluations per sample (as counted by psm sample) with the
-distance TVD, energy W2, outlier fraction and, for molecules, the intact fraction. Writes
+distance TVD, energy W2, outlier fraction, the fraction of samples that diverged (non-finite
+positions, left out of the metrics) and, for molecules, the intact fraction. Writes
 OUT/quality.tsv (one row per setting), OUT/quality.gp and, when gnuplot is found,
 OUT/quality.png (one panel per metric, evaluations on a log axis).
 
@@ -41,39 +42,53 @@ SETTINGS = (
 )
 
 METRICS = [("distance_tvd", "distance TVD"), ("energy_w2", "energy W2"),
-           ("outlier_fraction", "outlier fraction"), ("intact_fraction", "intact fraction")]
+           ("outlier_fraction", "outlier fraction"), ("intact_fraction", "intact fraction"),
+           ("diverged_fraction", "diverged fraction")]
 
 
-def run(command):
+def run(command, tolerated=None):
+    """Runs a command and returns its stdout and stderr; exits on failure unless the output
+    contains `tolerated`, when it returns None."""
     result = subprocess.run([str(c) for c in command], capture_output=True, text=True)
+    output = result.stdout + result.stderr
     if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(map(str, command))}\n{result.stdout}{result.stderr}")
-    return result.stdout
+        if tolerated is not None and tolerated in output:
+            return None
+        sys.exit(f"failed: {' '.join(map(str, command))}\n{output}")
+    return output
 
 
 def measure(args, label, solver, options, directory):
     """Draws and evaluates one setting into `directory`; returns its row."""
     metrics_file = directory / "eval" / "metrics.json"
     cost_file = directory / "cost.json"
-    if not metrics_file.exists():
+    row = {"label": label, "solver": solver, "options": " ".join(map(str, options))}
+    if not cost_file.exists():
         directory.mkdir(parents=True, exist_ok=True)
         samples = directory / "samples.npz"
         output = run([args.psm, "--threads", args.threads, "sample", "--no-progress",
                       "--checkpoint", args.checkpoint, "--n", args.n, "--seed", args.seed,
-                      "--solver", solver, *options, "--out", samples])
-        found = re.search(r"in ([0-9.]+) s: .* ([0-9.e+]+) score evaluations each", output)
-        if not found:
-            sys.exit(f"unexpected psm sample output:\n{output}")
-        cost_file.write_text(json.dumps({"seconds": float(found.group(1)),
-                                         "evaluations": float(found.group(2))}))
-        run([args.psm, "--threads", args.threads, "eval", "--no-plots", "--xtb-frames", "0",
-             "--samples", samples, "--reference", args.reference, "--out", directory / "eval"])
-        samples.unlink()  # the metrics are what the benchmark keeps
-    cost = json.loads(cost_file.read_text())
-    (model,) = json.loads(metrics_file.read_text())["models"]
-    row = {"label": label, "solver": solver, "options": " ".join(map(str, options)), **cost}
+                      "--solver", solver, *options, "--out", samples],
+                     tolerated="every sample diverged")
+        if output is None:
+            cost = {"seconds": "nan", "evaluations": "nan", "diverged_fraction": 1.0}
+        else:
+            found = re.search(r"in ([0-9.]+) s: .* ([0-9.e+]+) score evaluations each", output)
+            if not found:
+                sys.exit(f"unexpected psm sample output:\n{output}")
+            diverged = re.search(r"note: ([0-9]+) of ([0-9]+) samples diverged", output)
+            cost = {"seconds": float(found.group(1)), "evaluations": float(found.group(2)),
+                    "diverged_fraction": int(diverged.group(1)) / int(diverged.group(2))
+                    if diverged else 0.0}
+            run([args.psm, "--threads", args.threads, "eval", "--no-plots", "--xtb-frames", "0",
+                 "--samples", samples, "--reference", args.reference, "--out",
+                 directory / "eval"])
+            samples.unlink()  # the metrics are what the benchmark keeps
+        cost_file.write_text(json.dumps(cost))
+    row.update(json.loads(cost_file.read_text()))
+    (model,) = json.loads(metrics_file.read_text())["models"] if metrics_file.exists() else ({},)
     for key, _ in METRICS:
-        value = model.get(key, model.get("molecular", {}).get(key))
+        value = row.get(key, model.get(key, model.get("molecular", {}).get(key)))
         row[key] = "nan" if value is None else value
     return row
 

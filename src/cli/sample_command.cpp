@@ -161,10 +161,16 @@ class SampleCommand final : public Command {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!global.world.is_root()) return 0;
-    check(drawn.diverged == 0,
-          fmt::format("{}: sampling produced non-finite positions (try more --steps or another "
-                      "checkpoint)",
+    check(drawn.diverged < drawn.drawn,
+          fmt::format("{}: every sample diverged (non-finite positions): try more --steps or "
+                      "another checkpoint",
                       checkpoint_.string()));
+    if (drawn.diverged > 0) {
+      fmt::print(stderr,
+                 "note: {} of {} samples diverged (non-finite positions) and are left out; the "
+                 "provenance counts them (try more --steps)\n",
+                 drawn.diverged, drawn.drawn);
+    }
 
     Dataset& samples = drawn.dataset;
     samples.provenance["command"] = "psm sample";
