@@ -625,11 +625,23 @@ TEST_F(ExperimentPipeline, DataOnlyStopsAfterTheTrainingSets) {
   EXPECT_FALSE(fs::exists(path("run/models")));
   EXPECT_FALSE(fs::exists(path("run/report.md")));
 
+  // Other data may not reuse the directory; another network may, while no model exists.
+  Config other_data = tiny_config();
+  other_data.set("reference.thin=6");
+  EXPECT_PSM_ERROR(run_experiment(read_experiment_config(other_data), options),
+                   "was made with other data", "--fresh");
+  Config wider = tiny_config();
+  wider.set("model.width=12");
+  const auto pool_time = fs::last_write_time(path("run/reference/pool.npz"));
+
   // The same run directory then trains from those files.
   options.data_only = false;
-  const ExperimentResult models = run_experiment(experiment, options);
+  const ExperimentResult models = run_experiment(read_experiment_config(wider), options);
   EXPECT_EQ(models.rows.size(), 4u);  // limited: mcmc; hot: mcmc, dsm, psm
   EXPECT_TRUE(fs::exists(path("run/models/hot/psm/checkpoint.pt")));
+  EXPECT_EQ(fs::last_write_time(path("run/reference/pool.npz")), pool_time);
+  // With models made, the whole configuration has to agree.
+  EXPECT_PSM_ERROR(run_experiment(experiment, options), "another configuration", "--fresh");
 }
 
 /// The run directory `psm run` leaves when it is stopped after `samples` of the tiny

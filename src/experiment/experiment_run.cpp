@@ -70,7 +70,26 @@ nlohmann::json computed_part(nlohmann::json tree) {
   return tree;
 }
 
-/// Makes the run directory, or checks that an existing one belongs to this configuration.
+/// The part of a configuration that the reference and the training sets depend on.
+nlohmann::json data_part(const nlohmann::json& tree) {
+  nlohmann::json part = nlohmann::json::object();
+  for (const char* key : {"seed", "system", "reference", "sets"}) {
+    if (tree.contains(key)) part[key] = tree[key];
+  }
+  return part;
+}
+
+/// True when the run directory holds data at most: no model and no samples yet.
+bool holds_only_data(const fs::path& out) {
+  for (const char* stage : {"models", "samples"}) {
+    if (fs::exists(out / stage) && !fs::is_empty(out / stage)) return false;
+  }
+  return true;
+}
+
+/// Makes the run directory, or checks that an existing one belongs to this configuration. Until
+/// a model exists only the data's part has to agree: the data made by `--data-only` can be
+/// trained on with a network, a schedule or a sampler chosen afterwards.
 void prepare_directory(const ExperimentConfig& experiment, const RunOptions& options) {
   const fs::path marker = options.out / "experiment.toml";
   const std::string toml = experiment.config.to_toml();
@@ -86,10 +105,17 @@ void prepare_directory(const ExperimentConfig& experiment, const RunOptions& opt
       for (const char* file : {"report.md", "metrics.json"}) fs::remove(options.out / file);
     } else {
       const Config made = Config::from_toml_string(read_text(marker), marker.string());
-      check(computed_part(made.tree) == computed_part(experiment.config.tree),
-            fmt::format("{} was made with another configuration: pass --fresh to redo it, or "
-                        "choose another --out",
-                        options.out.string()));
+      if (holds_only_data(options.out)) {
+        check(data_part(made.tree) == data_part(experiment.config.tree),
+              fmt::format("{} was made with other data (seed, [system], [reference] or "
+                          "[[sets]]): pass --fresh to redo it, or choose another --out",
+                          options.out.string()));
+      } else {
+        check(computed_part(made.tree) == computed_part(experiment.config.tree),
+              fmt::format("{} was made with another configuration: pass --fresh to redo it, or "
+                          "choose another --out",
+                          options.out.string()));
+      }
     }
   }
   fs::create_directories(options.out);
