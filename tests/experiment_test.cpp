@@ -50,7 +50,8 @@ TEST(ExperimentConfig, ReadsTheDefaultJob) {
   EXPECT_EQ(experiment.variants, (std::vector<std::string>{"dsm", "hybrid"}));
   ASSERT_EQ(experiment.sets.size(), 2u);
   EXPECT_EQ(experiment.sets[1].kind, psm::SubsetKind::temperature);
-  EXPECT_DOUBLE_EQ(*experiment.sets[1].kT_data, 1.5);
+  EXPECT_DOUBLE_EQ(*experiment.sets[1].kT_data, 0.7);
+  EXPECT_DOUBLE_EQ(*experiment.sets[1].sigma_c, 0.3);
 }
 
 TEST(ExperimentConfig, ReadsEveryPreset) {
