@@ -95,7 +95,10 @@ def measure(args, label, solver, options, directory):
 
 def plot(out, rows):
     labels = list(dict.fromkeys(row["label"] for row in rows))
-    panels = [(key, title) for key, title in METRICS if any(row[key] != "nan" for row in rows)]
+    # A metric that is missing or zero for every plotted setting gets no panel.
+    panels = [(key, title) for key, title in METRICS
+              if any(row[key] not in ("nan", 0, 0.0) and row["evaluations"] != "nan"
+                     for row in rows)]
     script = [f"set terminal pngcairo size {600 * len(panels)},450 font ',10'",
               f"set output '{out / 'quality.png'}'",
               f"set multiplot layout 1,{len(panels)}",
