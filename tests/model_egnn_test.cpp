@@ -137,11 +137,12 @@ TEST(ModelEgnn, DescribesItsOptions) {
 }
 
 TEST(ModelEgnn, CountsLinearFlops) {
-  // Default LJ13 network: per layer 2 N H^2 (edge_source/target) + N^2 H (d^2 weight)
-  // + 2 N^2 H^2 (edge_out, coord_hidden) + N^2 H (coord_out), plus on all but the last layer
-  // N^2 H (attention) + 3 N H^2 (node MLP); noise embedding F H + H^2. FLOPs = 2 MACs.
+  // Default LJ13 network, P = N (N - 1) pairs of distinct atoms: per layer 2 N H^2
+  // (edge_source/target) + P H (d^2 weight) + 2 P H^2 (edge_out, coord_hidden) + P H
+  // (coord_out), plus on all but the last layer P H (attention) + 3 N H^2 (node MLP); noise
+  // embedding F H + H^2. FLOPs = 2 MACs.
   psm::Egnn net(psm::EgnnOptions(3, torch::zeros({13}, torch::kInt64)));
-  const int64_t n = 13, p = n * n, h = 64, f = 32;
+  const int64_t n = 13, p = n * (n - 1), h = 64, f = 32;
   const int64_t layer = 2 * n * h * h + p * h + 2 * p * h * h + p * h;
   const int64_t macs = f * h + h * h + 4 * layer + 3 * (p * h + 3 * n * h * h);
   EXPECT_EQ(net->linear_flops(n), 2 * macs);

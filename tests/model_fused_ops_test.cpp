@@ -5,8 +5,8 @@
 #include <cmath>
 #include <vector>
 
-#include "psm/core/random.h"
 #include "model/internal/fused_ops.h"
+#include "psm/core/random.h"
 
 namespace {
 
@@ -115,7 +115,10 @@ TEST(ModelFusedOps, InferencePairMlpMatchesComposite) {
     };
     auto src = r({b, n, h}), dst = r({b, n, h}), e = r({b, n, n, h}, 0.5);
     auto d2 = torch::rand({b, n, n}, gen, torch::kFloat64) * 3;
-    auto pair_weight = torch::rand({b, n, n}, gen, torch::kFloat64);
+    // Weights zero on the diagonal (an EGNN's: the kernel skips those self-pairs) and not.
+    auto some_self_weight = torch::rand({b, n, n}, gen, torch::kFloat64);
+    auto off_diagonal = 1.0 - torch::eye(n, torch::kFloat64);
+    auto no_self_weight = some_self_weight * off_diagonal;
     const double scale = 1.0 / std::sqrt(static_cast<double>(h));
     psm::fused::PairMlpWeights w64{r({h}), r({h, h}, scale), r({h}), r({h, h}, scale),
                                    r({h}), r({h}),           r({h}), r({1})};
@@ -127,24 +130,32 @@ TEST(ModelFusedOps, InferencePairMlpMatchesComposite) {
                                         f(w.coord_weight),     f(w.coord_bias),    f(w.coord_head),
                                         f(w.attention_weight), f(w.attention_bias)};
     };
-    for (bool attention : {true, false}) {
-      for (bool with_e : {true, false}) {
-        for (bool aggregate : {true, false}) {
-          auto w = w64;
-          if (!attention) w.attention_weight = w.attention_bias = torch::Tensor();
-          auto e64 = with_e ? e : torch::Tensor();
-          auto [coord64, agg64] =
-              psm::fused::pair_mlp("silu", src, dst, d2, e64, pair_weight, w, aggregate);
-          ASSERT_TRUE(psm::fused::has_fused_pair_mlp("silu", src.to(torch::kFloat32), h));
-          auto f = [](const torch::Tensor& t) {
-            return t.defined() ? t.to(torch::kFloat32) : torch::Tensor();
-          };
-          auto [coord32, agg32] = psm::fused::pair_mlp("silu", f(src), f(dst), f(d2), f(e64),
-                                                       f(pair_weight), to32(w), aggregate);
-          EXPECT_LT(relative_error(coord32, coord64), 1e-5);
-          EXPECT_EQ(agg32.defined(), aggregate);
-          if (aggregate) {
-            EXPECT_LT(relative_error(agg32, agg64), 1e-5);
+    for (const auto& pair_weight : {some_self_weight, no_self_weight}) {
+      const bool skips_self = pair_weight.diagonal(0, 1, 2).eq(0).all().item<bool>();
+      for (bool attention : {true, false}) {
+        for (bool with_e : {true, false}) {
+          for (bool aggregate : {true, false}) {
+            auto w = w64;
+            if (!attention) w.attention_weight = w.attention_bias = torch::Tensor();
+            auto e64 = with_e ? e : torch::Tensor();
+            auto [coord64, agg64] =
+                psm::fused::pair_mlp("silu", src, dst, d2, e64, pair_weight, w, aggregate);
+            ASSERT_TRUE(psm::fused::has_fused_pair_mlp("silu", src.to(torch::kFloat32), h));
+            auto f = [](const torch::Tensor& t) {
+              return t.defined() ? t.to(torch::kFloat32) : torch::Tensor();
+            };
+            auto [coord32, agg32] = psm::fused::pair_mlp("silu", f(src), f(dst), f(d2), f(e64),
+                                                         f(pair_weight), to32(w), aggregate);
+            if (skips_self) {
+              EXPECT_TRUE(coord32.diagonal(0, 1, 2).eq(0).all().item<bool>());
+              EXPECT_LT(relative_error(coord32 * off_diagonal, coord64 * off_diagonal), 1e-5);
+            } else {
+              EXPECT_LT(relative_error(coord32, coord64), 1e-5);
+            }
+            EXPECT_EQ(agg32.defined(), aggregate);
+            if (aggregate) {
+              EXPECT_LT(relative_error(agg32, agg64), 1e-5);
+            }
           }
         }
       }

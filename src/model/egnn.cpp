@@ -107,7 +107,8 @@ std::pair<torch::Tensor, torch::Tensor> EgnnLayerImpl::forward(const torch::Tens
 }
 
 int64_t EgnnLayerImpl::linear_flops(int64_t num_atoms) const {
-  const int64_t n = num_atoms, pairs = num_atoms * num_atoms, h = options.hidden();
+  // Pairs i != j only: the self-pairs carry no weight (the inference kernel skips them).
+  const int64_t n = num_atoms, pairs = num_atoms * (num_atoms - 1), h = options.hidden();
   int64_t macs = 2 * n * h * h                    // edge_source, edge_target
                  + pairs * h                      // edge_distance
                  + pairs * options.num_rbf() * h  // edge_rbf

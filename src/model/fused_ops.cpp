@@ -556,11 +556,11 @@ template <int H, int kRows>
   }
 }
 
-// Pairs (i, j0 .. j0 + kRows - 1): first edge layer, second edge layer (messages into
+// Pairs (i, js[0 .. kRows - 1]): first edge layer, second edge layer (messages into
 // `messages`), attention logits into `logits`, coordinate MLP into in.coord.
 template <int H, int kRows>
 [[gnu::always_inline]] inline void pair_mlp_rows(const PairMlpArgs& in, int64_t batch, int64_t i,
-                                                 int64_t j0, float* hidden, float* messages,
+                                                 const int64_t* js, float* hidden, float* messages,
                                                  float* logits) {
   constexpr int kVecs = H / kLanes;
   const int64_t row = (batch * in.n + i) * in.n;
@@ -568,7 +568,7 @@ template <int H, int kRows>
   const float* x[kRows];
   const float* m[kRows];
   for (int r = 0; r < kRows; ++r) {
-    const int64_t j = j0 + r;
+    const int64_t j = js[r];
     const float* dst = in.dst + (batch * in.n + j) * H;
     const float d2 = in.d2[row + j];
     for (int v = 0; v < kVecs; ++v) {
@@ -586,10 +586,10 @@ template <int H, int kRows>
     Vec logit = Vec{};
     for (int v = 0; v < kVecs; ++v) {
       const Vec act = acc[r][v] * sigmoid(acc[r][v]);
-      store(messages + (j0 + r) * H + v * kLanes, act);
+      store(messages + js[r] * H + v * kLanes, act);
       if (in.att_w) logit += act * load(in.att_w + v * kLanes);
     }
-    logits[j0 + r] = horizontal_sum(logit) + in.att_b;
+    logits[js[r]] = horizontal_sum(logit) + in.att_b;
   }
   matvec_rows<H, kRows>(m, in.coord_t, in.coord_bias, acc);
   for (int r = 0; r < kRows; ++r) {
@@ -597,7 +597,7 @@ template <int H, int kRows>
     for (int v = 0; v < kVecs; ++v) {
       dot += acc[r][v] * sigmoid(acc[r][v]) * load(in.coord_head + v * kLanes);
     }
-    in.coord[row + j0 + r] = horizontal_sum(dot);
+    in.coord[row + js[r]] = horizontal_sum(dot);
   }
 }
 
@@ -611,15 +611,28 @@ template <int H>
   float* logits = messages + in.n * H;  // [padded(N)] attention logits of row i
   for (int64_t batch = begin; batch < end; ++batch) {
     for (int64_t i = 0; i < in.n; ++i) {
-      int64_t j = 0;
-      for (; j + 2 <= in.n; j += 2) pair_mlp_rows<H, 2>(in, batch, i, j, hidden, messages, logits);
-      if (j < in.n) pair_mlp_rows<H, 1>(in, batch, i, j, hidden, messages, logits);
-      if (!in.aggregate) continue;
-      if (in.att_w) sigmoid_in_place(logits, in.n);
       const int64_t row = (batch * in.n + i) * in.n;
       const float* weight = in.pair_weight + (in.shared_pair_weight ? i * in.n : row);
+      // A self-pair of weight zero adds nothing (and moves nothing: x_i - x_i = 0), so it is
+      // skipped; that is 1/N of the work for an EGNN, whose weights vanish on the diagonal.
+      const bool skip_self = weight[i] == 0.0f;
+      int64_t js[2];
+      int count = 0;
+      for (int64_t j = 0; j < in.n; ++j) {
+        if (j == i && skip_self) continue;
+        js[count++] = j;
+        if (count == 2) {
+          pair_mlp_rows<H, 2>(in, batch, i, js, hidden, messages, logits);
+          count = 0;
+        }
+      }
+      if (count == 1) pair_mlp_rows<H, 1>(in, batch, i, js, hidden, messages, logits);
+      if (skip_self) in.coord[row + i] = 0.0f;
+      if (!in.aggregate) continue;
+      if (in.att_w) sigmoid_in_place(logits, in.n);
       Vec agg[kVecs] = {};
       for (int64_t k = 0; k < in.n; ++k) {
+        if (k == i && skip_self) continue;
         const float gate = weight[k] * (in.att_w ? logits[k] : 1.0f);
         for (int v = 0; v < kVecs; ++v) agg[v] += gate * load(messages + k * H + v * kLanes);
       }

@@ -90,7 +90,8 @@ class EgnnLayerImpl : public torch::nn::Cloneable<EgnnLayerImpl> {
   /// except a small coord_out so that the initial network moves atoms little).
   void reset_parameters(torch::Generator& generator);
 
-  /// Multiply-add FLOPs (2 per MAC) of this layer's linear maps for one sample of N atoms.
+  /// Multiply-add FLOPs (2 per MAC) of this layer's linear maps for one sample of N atoms,
+  /// counting the N (N - 1) pairs of distinct atoms.
   int64_t linear_flops(int64_t num_atoms) const;
 
   EgnnOptions options;

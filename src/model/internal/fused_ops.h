@@ -88,8 +88,9 @@ bool has_fused_pair_mlp(const std::string& name, const torch::Tensor& like, int6
 ///   coord_ij = coord_head . act(coord_weight m + coord_bias),
 ///   aggregate_i = sum_j gate_ij m_ij with the gates of message_aggregate.
 /// When autograd records nothing (inference) and has_fused_pair_mlp holds, one kernel does it
-/// pair by pair without storing any [B, N, N, H] tensor. Otherwise it composes the operations
-/// above, which are differentiable.
+/// pair by pair without storing any [B, N, N, H] tensor, and skips each self-pair (i, i) whose
+/// pair weight is zero: its coord_ii is 0 there. Otherwise it composes the operations above,
+/// which are differentiable.
 /// @param src, dst      [B, N, H] node parts of the first edge map (bias in src)
 /// @param d2            [B, N, N] squared distances
 /// @param e             [B, N, N, H] radial-basis part, or undefined
