@@ -72,6 +72,11 @@ TEST(ExperimentConfig, ReadsEveryPreset) {
     const ExperimentConfig experiment = read_experiment_config(config);
     EXPECT_EQ(experiment.name, name);
     EXPECT_GE(experiment.variants.size(), 2u) << name;  // every preset compares DSM and PSM
+    if (name.ends_with("ethanol")) {  // EDM's sampler with churn below σ = 0.3 Å, 59 evaluations
+      EXPECT_EQ(experiment.sampler.solver, psm::Solver::edm) << name;
+      EXPECT_EQ(experiment.sampler.steps, 29) << name;
+      EXPECT_DOUBLE_EQ(experiment.sampler.churn_sigma_max, 0.3) << name;
+    }
   }
 }
 
