@@ -62,8 +62,9 @@ TEST(ValueRegistry, TrainingSetKindsOfExperimentsAndOfDataSubset) {
 TEST(ValueRegistry, SimulationSamplers) {
   EXPECT_EQ(psm::simulation_sampler_from_string("langevin"), psm::SimulationSampler::langevin);
   EXPECT_EQ(psm::to_string(psm::SimulationSampler::mcmc), "mcmc");
-  EXPECT_PSM_ERROR(psm::simulation_sampler_from_string("hmc"), "unknown sampler 'hmc'",
-                   "(known: mcmc, langevin)");
+  EXPECT_EQ(psm::simulation_sampler_from_string("hmc"), psm::SimulationSampler::hmc);
+  EXPECT_PSM_ERROR(psm::simulation_sampler_from_string("mala"), "unknown sampler 'mala'",
+                   "(known: mcmc, hmc, langevin)");
 }
 
 TEST(SamplerOptionsJson, RoundTripsEveryOption) {

@@ -107,6 +107,20 @@ TEST(ExperimentConfig, ASetsSigmaCReplacesDiffusionSigmaC) {
   EXPECT_PSM_ERROR(read_experiment_config(negative), "sets[1]", "sigma_c must be positive");
 }
 
+TEST(ExperimentConfig, ReadsTheReferenceSampler) {
+  Config config = tiny_config();
+  for (const char* assignment : {"reference.sampler=\"hmc\"", "reference.thin=4",
+                                 "reference.leapfrog_steps=6", "reference.time_step=0.01"}) {
+    config.set(assignment);
+  }
+  const ExperimentConfig experiment = read_experiment_config(config);
+  EXPECT_EQ(experiment.reference.sampler, "hmc");
+  EXPECT_EQ(experiment.reference.thin, 4);
+  EXPECT_EQ(experiment.reference.leapfrog_steps, 6);
+  EXPECT_EQ(experiment.reference.time_step, 0.01);
+  EXPECT_FALSE(read_experiment_config(tiny_config()).reference.sampler.has_value());
+}
+
 TEST(ExperimentConfig, BadConfigurationsNameTheKey) {
   EXPECT_PSM_ERROR(read_experiment_config(Config::from_toml_string("name = \"x\"\n", "a.toml")),
                    "a.toml", "[system]");
@@ -117,6 +131,8 @@ TEST(ExperimentConfig, BadConfigurationsNameTheKey) {
   EXPECT_PSM_ERROR(read_experiment_config(tiny_with("train.stpes=3")), "tiny.toml", "train.stpes");
   EXPECT_PSM_ERROR(read_experiment_config(tiny_with("sample.n=0")), "tiny.toml", "sample.n");
   EXPECT_PSM_ERROR(read_experiment_config(tiny_with("name=\"a/b\"")), "tiny.toml", "name");
+  EXPECT_PSM_ERROR(read_experiment_config(tiny_with("reference.sampler=\"mala\"")),
+                   "tiny.toml: reference.sampler: unknown sampler 'mala'", "mcmc, hmc, langevin");
 
   Config bad_set = tiny_config();
   bad_set.tree["sets"][0]["kind"] = "hottest";

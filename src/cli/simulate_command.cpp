@@ -38,19 +38,23 @@ class SimulateCommand final : public Command {
     app.add_option("--samples", settings_.samples, "Frames to keep, all chains together")
         ->capture_default_str();
     app.add_option("--out", out_, "Output dataset (.npz)")->required();
-    app.add_option("--sampler", sampler_, "mcmc or langevin (default: per system)");
+    app.add_option("--sampler", sampler_,
+                   "mcmc (Metropolis), hmc (Hamiltonian Monte Carlo) or langevin (default: per "
+                   "system)");
     app.add_option("--chains", settings_.chains, "Chains or trajectories run together");
     app.add_option("--burn-in", settings_.burn_in, "Steps before the first kept frame");
     app.add_option("--thin", settings_.thin, "Steps between kept frames");
     app.add_option("--step-size", settings_.step_size,
                    "MCMC initial proposal standard deviation (length units)");
     app.add_option("--time-step", time_step_,
-                   "Langevin time step (fs for molecules, default 0.25; reduced time otherwise)");
+                   "Langevin or HMC time step (fs for molecules, default 0.25; reduced time "
+                   "otherwise; HMC adapts it in burn-in)");
+    app.add_option("--leapfrog-steps", settings_.leapfrog_steps,
+                   "HMC: force evaluations per trajectory (default 10)");
     app.add_option("--friction", friction_,
                    "Langevin friction (1/ps for molecules, default 20; reduced 1/time otherwise)");
     app.add_option("--target-acceptance", settings_.target_acceptance,
-                   "MCMC acceptance that burn-in adapts step sizes toward")
-        ->capture_default_str();
+                   "Acceptance that burn-in adapts step sizes toward (default: MCMC 0.5, HMC 0.8)");
     app.add_option("--seed", settings_.seed, "Random seed")
         ->capture_default_str()
         ->check(seed_value);
@@ -154,12 +158,17 @@ class SimulateCommand final : public Command {
     const auto& energies = outcome.dataset.energies;
     const double kept = static_cast<double>(outcome.energy_series.numel());
     const double mean = energies.mean().item<double>(), std = energies.std().item<double>();
-    fmt::print("psm simulate: {} by {}, {}\n", system.name(),
-               outcome.sampler == "mcmc" ? "Metropolis MCMC" : "Langevin dynamics (BAOAB)",
+    const bool dynamics = outcome.sampler == "langevin";
+    const char* method = dynamics                   ? "Langevin dynamics (BAOAB)"
+                         : outcome.sampler == "hmc" ? "Hamiltonian Monte Carlo"
+                                                    : "Metropolis MCMC";
+    fmt::print("psm simulate: {} by {}, {}\n", system.name(), method,
                describe(temperature, system.units()));
-    fmt::print("  samples            {} ({} chains, a frame every {} steps)\n",
-               outcome.dataset.num_frames(), outcome.chains, outcome.thin);
-    if (outcome.sampler == "mcmc") {
+    // An HMC step is a trajectory of several force evaluations.
+    const char* steps = outcome.sampler == "hmc" ? "trajectories" : "steps";
+    fmt::print("  samples            {} ({} chains, a frame every {} {})\n",
+               outcome.dataset.num_frames(), outcome.chains, outcome.thin, steps);
+    if (!dynamics) {
       fmt::print("  acceptance         {:.3f} after burn-in\n", outcome.acceptance);
     } else {
       fmt::print("  kinetic kT         {:.4g} (target {:.4g})\n", outcome.kinetic_temperature,
@@ -178,8 +187,8 @@ class SimulateCommand final : public Command {
     fmt::print("  standard error     {:.4f} from tau, {:.4f} from the spread of chain means\n",
                std / std::sqrt(independent),
                outcome.chains >= 2 ? chain_means_standard_error(outcome.energy_series) : NAN);
-    fmt::print("  tau(energy)        {:.3g} kept frames = {:.3g} steps{}\n", tau.tau,
-               tau.tau * static_cast<double>(outcome.thin),
+    fmt::print("  tau(energy)        {:.3g} kept frames = {:.3g} {}{}\n", tau.tau,
+               tau.tau * static_cast<double>(outcome.thin), steps,
                tau.reliable ? "" : " (unreliable: fewer than 50 tau per chain)");
     fmt::print("  independent        {:.0f} = samples / tau (all kept frames: {:.0f})\n",
                independent, kept);

@@ -55,11 +55,15 @@ class ValidateCommand final : public Command {
     app.add_option("--reference", reference_,
                    "Reference samples .npy [F, N*D] (default ../shared/data/lj/val_split_*.npy)");
     app.add_option("--samples", samples_, "psm frames to draw (default: 2x the reference)");
-    app.add_option("--sampler", settings_.sampler, "mcmc or langevin (default: per system)");
+    app.add_option("--sampler", settings_.sampler, "mcmc, hmc or langevin (default: per system)");
     app.add_option("--chains", settings_.chains, "Chains run together (even: halves compared)");
     app.add_option("--burn-in", settings_.burn_in, "Steps before the first kept frame");
     app.add_option("--thin", settings_.thin, "Steps between kept frames");
     app.add_option("--step-size", settings_.step_size, "MCMC initial proposal std");
+    app.add_option("--time-step", settings_.time_step,
+                   "HMC initial time step or Langevin time step (reduced time units)");
+    app.add_option("--leapfrog-steps", settings_.leapfrog_steps,
+                   "HMC: force evaluations per trajectory (default 10)");
     app.add_option("--seed", settings_.seed, "Random seed")
         ->capture_default_str()
         ->check(seed_value);

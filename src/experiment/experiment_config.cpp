@@ -9,6 +9,7 @@
 #include "psm/core/error.h"
 #include "psm/core/value_registry.h"
 #include "psm/experiment/default_config.h"
+#include "psm/simulate/simulation.h"
 #include "psm/systems/molecule.h"
 #include "psm/train/model_likelihood.h"
 #include "psm/train/run_config.h"
@@ -49,9 +50,20 @@ ReferenceSpec read_reference(ConfigSection section, const std::string& source) {
   if (section.has("samples")) spec.samples = section.require<int64_t>("samples");
   if (section.has("test_samples")) spec.test_samples = section.require<int64_t>("test_samples");
   spec.test_seed = section.get<uint64_t>("test_seed", spec.test_seed);
+  if (section.has("sampler")) {
+    spec.sampler = section.require<std::string>("sampler");
+    try {
+      simulation_sampler_from_string(*spec.sampler);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: reference.sampler: {}", source, e.what()));
+    }
+  }
   if (section.has("chains")) spec.chains = section.require<int64_t>("chains");
   if (section.has("burn_in")) spec.burn_in = section.require<int64_t>("burn_in");
   if (section.has("thin")) spec.thin = section.require<int64_t>("thin");
+  if (section.has("leapfrog_steps"))
+    spec.leapfrog_steps = section.require<int64_t>("leapfrog_steps");
+  if (section.has("time_step")) spec.time_step = section.require<double>("time_step");
   spec.pool_files = read_file_list(section, "pool", source);
   spec.test_files = read_file_list(section, "test", source);
   const auto directory = section.get<std::string>("directory", "");

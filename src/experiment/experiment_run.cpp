@@ -248,9 +248,12 @@ SimulationSettings reference_settings(const ExperimentRun& run, double kT, int64
   SimulationSettings settings;
   settings.kT = kT;
   settings.samples = samples;
+  settings.sampler = spec.sampler;
   settings.chains = spec.chains;
   settings.burn_in = spec.burn_in;
   settings.thin = spec.thin;
+  settings.leapfrog_steps = spec.leapfrog_steps;
+  set_langevin_time_from_user(settings, run.system->units, spec.time_step, std::nullopt);
   settings.seed = seed;
   // A molecule starts from its file's geometry (lattice placements of its atoms would be no
   // molecule); other systems from the sampler's default.

@@ -10,6 +10,7 @@
 #include "psm/core/memory.h"
 #include "psm/core/random.h"
 #include "psm/core/value_registry.h"
+#include "psm/simulate/hamiltonian.h"
 #include "psm/simulate/langevin.h"
 #include "psm/simulate/metropolis.h"
 #include "psm/simulate/presets.h"
@@ -127,8 +128,49 @@ SimulationOutcome timings_only(const SimulationOutcome& outcome, const ChainStat
   return timings;
 }
 
-const ValueRegistry<SimulationSampler> kSimulationSamplers(
-    "sampler", {{"mcmc", SimulationSampler::mcmc}, {"langevin", SimulationSampler::langevin}});
+/// Runs a Monte Carlo sampler (Metropolis or HMC: frames kept without forces, step sizes
+/// adapted in burn-in) from its start or state file into `outcome`, labelling the kept frames
+/// with forces when settings.forces. Under several ranks each labels its own chains and rank 0
+/// gathers them; returns false on the other ranks, whose outcome holds timings only.
+template <class Sampler, class State>
+bool run_monte_carlo(const Sampler& sampler, const System& system,
+                     const SimulationSettings& settings, const SamplerPreset& preset,
+                     const Communicator& ranks, SimulationOutcome& outcome) {
+  auto state = start_or_resume<Sampler, State>(sampler, system, settings, preset, outcome.chains);
+  sampler.run(state);
+  const bool shared = ranks.size() > 1;
+  if (shared) {
+    const Stopwatch labelling;
+    if (settings.forces) label_kept_rounds(system, state.kept, settings.progress);
+    outcome.labelling_cpu_seconds = labelling.cpu_seconds();
+    gather_chain_state(ranks, state);
+    state.log_step = gather_chains(ranks, state.log_step);
+    state.accepted = gather_chains(ranks, state.accepted);
+    if (!ranks.is_root()) {
+      outcome = timings_only(outcome, state);
+      return false;
+    }
+  }
+  outcome.sampling_cpu_seconds = state.time.cpu_seconds;
+  outcome.sampling_wall_seconds = state.time.wall_seconds;
+  outcome.dataset = sampler.dataset(state);
+  outcome.energy_series = state.kept.energy_series();
+  outcome.acceptance = sampler.acceptance(state);
+  outcome.kinetic_temperature = std::nan("");
+  if (settings.forces && !shared) {
+    const Stopwatch labelling;
+    outcome.dataset.forces =
+        evaluate_forces(system, outcome.dataset.positions, 1024, settings.progress);
+    outcome.labelling_cpu_seconds = labelling.cpu_seconds();
+  }
+  return true;
+}
+
+const ValueRegistry<SimulationSampler> kSimulationSamplers("sampler",
+                                                           {{"mcmc", SimulationSampler::mcmc},
+                                                            {"hmc", SimulationSampler::hmc},
+                                                            {"langevin",
+                                                             SimulationSampler::langevin}});
 
 }  // namespace
 
@@ -139,14 +181,17 @@ std::string to_string(SimulationSampler sampler) { return kSimulationSamplers.na
 
 SimulationOutcome simulate(const System& system, const SimulationSettings& settings,
                            const Communicator& ranks) {
-  const SamplerPreset preset = sampler_preset(system);
   SimulationOutcome outcome;
   SimulationSampler kind = SimulationSampler::mcmc;
   try {
-    kind = simulation_sampler_from_string(settings.sampler.value_or(preset.sampler));
+    kind =
+        simulation_sampler_from_string(settings.sampler.value_or(sampler_preset(system).sampler));
   } catch (const Error& error) {
     throw Error(fmt::format("simulate: {}", error.what()));
   }
+  // No system's default is HMC: its step counts are trajectories, with presets of their own.
+  const SamplerPreset preset =
+      kind == SimulationSampler::hmc ? hamiltonian_preset(system) : sampler_preset(system);
   outcome.sampler = to_string(kind);
   outcome.chains = settings.chains.value_or(preset.chains);
   outcome.thin = settings.thin.value_or(preset.thin);
@@ -163,36 +208,36 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
                                .thin = outcome.thin,
                                .samples = settings.samples,
                                .initial_step = settings.step_size.value_or(preset.step_size),
-                               .target_acceptance = settings.target_acceptance,
+                               .target_acceptance = settings.target_acceptance.value_or(0.5),
                                .forces = false,
                                .seed = settings.seed,
                                .checkpoint = settings.checkpoint,
                                .checkpoint_every = settings.checkpoint_every,
                                .progress = settings.progress,
                                .share = share});
-    auto state = start_or_resume<MetropolisSampler, MetropolisState>(sampler, system, settings,
-                                                                     preset, outcome.chains);
-    sampler.run(state);
-    if (shared) {
-      const Stopwatch labelling;
-      if (settings.forces) label_kept_rounds(system, state.kept, settings.progress);
-      outcome.labelling_cpu_seconds = labelling.cpu_seconds();
-      gather_chain_state(ranks, state);
-      state.log_step = gather_chains(ranks, state.log_step);
-      state.accepted = gather_chains(ranks, state.accepted);
-      if (!ranks.is_root()) return timings_only(outcome, state);
+    if (!run_monte_carlo<MetropolisSampler, MetropolisState>(sampler, system, settings, preset,
+                                                             ranks, outcome)) {
+      return outcome;
     }
-    outcome.sampling_cpu_seconds = state.time.cpu_seconds;
-    outcome.sampling_wall_seconds = state.time.wall_seconds;
-    outcome.dataset = sampler.dataset(state);
-    outcome.energy_series = state.kept.energy_series();
-    outcome.acceptance = sampler.acceptance(state);
-    outcome.kinetic_temperature = std::nan("");
-    if (settings.forces && !shared) {
-      const Stopwatch labelling;
-      outcome.dataset.forces =
-          evaluate_forces(system, outcome.dataset.positions, 1024, settings.progress);
-      outcome.labelling_cpu_seconds = labelling.cpu_seconds();
+  } else if (kind == SimulationSampler::hmc) {
+    HamiltonianSampler sampler(
+        system, {.kT = settings.kT,
+                 .chains = outcome.chains,
+                 .burn_in = burn_in,
+                 .thin = outcome.thin,
+                 .samples = settings.samples,
+                 .leapfrog_steps = settings.leapfrog_steps.value_or(preset.leapfrog_steps),
+                 .initial_step = settings.time_step.value_or(preset.time_step),
+                 .target_acceptance = settings.target_acceptance.value_or(0.8),
+                 .forces = false,
+                 .seed = settings.seed,
+                 .checkpoint = settings.checkpoint,
+                 .checkpoint_every = settings.checkpoint_every,
+                 .progress = settings.progress,
+                 .share = share});
+    if (!run_monte_carlo<HamiltonianSampler, HamiltonianState>(sampler, system, settings, preset,
+                                                               ranks, outcome)) {
+      return outcome;
     }
   } else {
     const bool molecular = system.units() == Units::kcal_mol_angstrom;

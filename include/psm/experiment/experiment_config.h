@@ -14,7 +14,8 @@
 //                pool = "lj13_pool.npz"    # or read the pool (and/or the test set) from files
 //                test_samples = 10000      # independent evaluation set
 //                test_seed = 1             # another value gives a validation set for tuning
-//                sampler overrides: chains, burn_in, thin
+//                sampler = "hmc"           # or mcmc, langevin (default: the system's preset)
+//                sampler overrides: chains, burn_in, thin, leapfrog_steps, time_step
 //   [reference]  pool = ["a.npz", "b.npz"], test = [...]   # lists of files are concatenated
 //                directory = "data/rmd17"  # relative file names are in this directory
 //   [[sets]]     name = "limited", kind = "limited", frames = 1000
@@ -80,9 +81,15 @@ struct ReferenceSpec {
   /// first frames kept of test_files (default all).
   std::optional<int64_t> test_samples{};
   uint64_t test_seed = 1;  ///< stream of the evaluation set; tune with another value
+  /// "mcmc", "hmc" or "langevin" (default: the system's preset, simulate/presets.h); chains,
+  /// burn_in and thin count that sampler's steps (HMC: trajectories).
+  std::optional<std::string> sampler{};
   std::optional<int64_t> chains{};
   std::optional<int64_t> burn_in{};
   std::optional<int64_t> thin{};
+  std::optional<int64_t> leapfrog_steps{};  ///< HMC: force evaluations per trajectory
+  /// HMC's initial or Langevin's time step: fs for molecules, the system's time unit otherwise
+  std::optional<double> time_step{};
   /// Datasets read (and concatenated) as the pool instead of sampling it. Relative names are
   /// joined to reference.directory (default: none, so relative to the current directory).
   std::vector<std::string> pool_files{};

@@ -16,26 +16,28 @@
 
 namespace psm {
 
-/// The samplers a simulation can run: Metropolis MCMC (metropolis.h) or Langevin dynamics
-/// (langevin.h).
-enum class SimulationSampler { mcmc, langevin };
+/// The samplers a simulation can run: Metropolis MCMC (metropolis.h), Hamiltonian Monte Carlo
+/// (hamiltonian.h) or Langevin dynamics (langevin.h).
+enum class SimulationSampler { mcmc, hmc, langevin };
 
-/// "mcmc" or "langevin"; throws psm::Error "unknown sampler 'x' (known: mcmc, langevin)".
+/// "mcmc", "hmc" or "langevin"; throws psm::Error "unknown sampler 'x' (known: ...)".
 SimulationSampler simulation_sampler_from_string(const std::string& name);
 std::string to_string(SimulationSampler sampler);
 
 struct SimulationSettings {
-  double kT = 1.0;                       ///< k_B T, energy units of the system
-  int64_t samples = 1000;                ///< frames to keep, all chains together
-  std::optional<std::string> sampler{};  ///< "mcmc" or "langevin"; default from the preset
-  std::optional<int64_t> chains{};       ///< chains or trajectories
-  std::optional<int64_t> burn_in{};      ///< steps before the first kept frame
-  std::optional<int64_t> thin{};         ///< steps between kept frames (Langevin: record_every)
-  std::optional<double> step_size{};     ///< MCMC initial proposal std, length units
-  std::optional<double> time_step{};     ///< Langevin, time units of the system
-  std::optional<double> friction{};      ///< Langevin, 1 / time units
-  double target_acceptance = 0.5;        ///< MCMC
-  bool forces = true;                    ///< label kept frames with forces
+  double kT = 1.0;                          ///< k_B T, energy units of the system
+  int64_t samples = 1000;                   ///< frames to keep, all chains together
+  std::optional<std::string> sampler{};     ///< "mcmc", "hmc" or "langevin"; default: the preset
+  std::optional<int64_t> chains{};          ///< chains or trajectories
+  std::optional<int64_t> burn_in{};         ///< steps before the first kept frame
+  std::optional<int64_t> thin{};            ///< steps between kept frames (Langevin: record_every)
+  std::optional<double> step_size{};        ///< MCMC initial proposal std, length units
+  std::optional<double> time_step{};        ///< Langevin and HMC, time units of the system
+  std::optional<int64_t> leapfrog_steps{};  ///< HMC: force evaluations per trajectory
+  std::optional<double> friction{};         ///< Langevin, 1 / time units
+  /// MCMC (default 0.5) and HMC (default 0.8): burn-in adapts step sizes toward it
+  std::optional<double> target_acceptance{};
+  bool forces = true;  ///< label kept frames with forces
   uint64_t seed = 0;
   std::filesystem::path checkpoint{};  ///< state file; empty = none
   int64_t checkpoint_every = 10000;    ///< kept frames between state files
@@ -51,11 +53,11 @@ struct SimulationSettings {
 struct SimulationOutcome {
   Dataset dataset;              ///< settings.samples frames, with provenance
   torch::Tensor energy_series;  ///< [C, T] float64, energies of all kept frames per chain
-  std::string sampler;          ///< "mcmc" or "langevin"
+  std::string sampler;          ///< "mcmc", "hmc" or "langevin"
   int64_t chains = 0;
   int64_t thin = 0;                  ///< steps between kept frames
-  double acceptance = 0.0;           ///< MCMC acceptance after burn-in; NaN for Langevin
-  double kinetic_temperature = 0.0;  ///< Langevin, energy units; NaN for MCMC
+  double acceptance = 0.0;           ///< MCMC / HMC acceptance after burn-in; NaN for Langevin
+  double kinetic_temperature = 0.0;  ///< Langevin, energy units; NaN for MCMC and HMC
   /// Langevin: [C, T] float64 kinetic temperature of each chain's recorded rounds (energy
   /// units); undefined for MCMC
   torch::Tensor kinetic_series;
