@@ -13,8 +13,11 @@
 #include "psm/simulate/langevin.h"
 #include "psm/simulate/metropolis.h"
 #include "psm/simulate/presets.h"
+#include "simulate_test_potentials.h"
 
 namespace {
+
+using psm::testing::standard_errors_off;
 
 /// <E> of the two-particle double well at kT = 1 by the midpoint rule on d in (0, 20).
 double quadrature_mean_energy(double b, double c, double d0) {
@@ -27,14 +30,6 @@ double quadrature_mean_energy(double b, double c, double d0) {
     norm += weight;
   }
   return weighted / norm;
-}
-
-/// |mean - expected| in standard errors of the chains `series` [C, T].
-double standard_errors_off(const torch::Tensor& series, double expected) {
-  const double tau = psm::integrated_autocorrelation_time(series).tau;
-  const double error =
-      series.std().item<double>() * std::sqrt(tau / static_cast<double>(series.numel()));
-  return std::abs(series.mean().item<double>() - expected) / error;
 }
 
 class TwoParticleDoubleWell : public ::testing::Test {

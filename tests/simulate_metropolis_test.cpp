@@ -5,7 +5,6 @@
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
-#include "psm/simulate/autocorrelation.h"
 #include "psm/simulate/metropolis.h"
 #include "simulate_test_potentials.h"
 
@@ -14,15 +13,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using psm::testing::harmonic_system;
-
-/// |mean(series) - expected| in standard errors, the error from the integrated autocorrelation
-/// time of `series` [C, T].
-double standard_errors_off(const torch::Tensor& series, double expected) {
-  const double tau = psm::integrated_autocorrelation_time(series).tau;
-  const double error =
-      series.std().item<double>() * std::sqrt(tau / static_cast<double>(series.numel()));
-  return std::abs(series.mean().item<double>() - expected) / error;
-}
+using psm::testing::standard_errors_off;
 
 TEST(Metropolis, AnchoredHarmonicWellHasExactMomentsAndTargetAcceptance) {
   const double k = 2.0, kT = 0.5;

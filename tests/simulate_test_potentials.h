@@ -3,8 +3,10 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <memory>
 
+#include "psm/simulate/autocorrelation.h"
 #include "psm/systems/potential.h"
 
 namespace psm::testing {
@@ -29,6 +31,15 @@ class Harmonic final : public Potential {
   double stiffness_;
   bool centred_;
 };
+
+/// |mean(series) - expected| in standard errors, the error from the integrated autocorrelation
+/// time of `series` [C, T].
+inline double standard_errors_off(const torch::Tensor& series, double expected) {
+  const double tau = integrated_autocorrelation_time(series).tau;
+  const double error =
+      series.std().item<double>() * std::sqrt(tau / static_cast<double>(series.numel()));
+  return std::abs(series.mean().item<double>() - expected) / error;
+}
 
 inline std::unique_ptr<System> harmonic_system(int64_t atoms, int64_t dim, double stiffness,
                                                bool centred) {

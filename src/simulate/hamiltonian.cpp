@@ -7,6 +7,7 @@
 #include "psm/core/error.h"
 #include "psm/core/random.h"
 #include "psm/simulate/metropolis.h"  // evaluate_forces
+#include "simulate/internal/adaptive_step.h"
 
 namespace psm {
 
@@ -103,11 +104,9 @@ double HamiltonianSampler::step(HamiltonianState& state) const {
   state.energies = torch::where(accept, energies, state.energies);
 
   if (state.step < options_.burn_in) {
-    // Robbins-Monro on the log time step with the acceptance probability, as MetropolisSampler.
-    const auto probability = torch::nan_to_num(log_ratio.clamp_max(0.0).exp(), 0.0);
-    const double gain =
-        std::pow(static_cast<double>(state.step + 1), -options_.adaptation_exponent);
-    state.log_step = state.log_step + gain * (probability - options_.target_acceptance);
+    state.log_step =
+        adaptive_step::adapted(state.log_step, log_ratio, state.step, options_.adaptation_exponent,
+                               options_.target_acceptance);
   } else {
     state.accepted = state.accepted + accept.to(torch::kInt64);
   }
@@ -138,9 +137,7 @@ void HamiltonianSampler::run(HamiltonianState& state) const {
 }
 
 double HamiltonianSampler::acceptance(const HamiltonianState& state) const {
-  const int64_t production = state.step - options_.burn_in;
-  if (production <= 0) return std::nan("");
-  return state.accepted.to(torch::kFloat64).mean().item<double>() / static_cast<double>(production);
+  return adaptive_step::acceptance(state.accepted, state.step, options_.burn_in);
 }
 
 Dataset HamiltonianSampler::dataset(const HamiltonianState& state) const {
@@ -174,15 +171,11 @@ nlohmann::json HamiltonianSampler::fingerprint() const {
 }
 
 nlohmann::json HamiltonianSampler::provenance(const HamiltonianState& state) const {
-  const auto steps = state.log_step.exp();
   auto record = fingerprint();
   record.erase("system");
   record.update({{"steps", state.step},
                  {"acceptance", acceptance(state)},
-                 {"time_step",
-                  {{"mean", steps.mean().item<double>()},
-                   {"min", steps.min().item<double>()},
-                   {"max", steps.max().item<double>()}}},
+                 {"time_step", adaptive_step::summary(state.log_step)},
                  {"frame_order", "round-major: frame = round * chains + chain"}});
   return record;
 }
@@ -190,8 +183,7 @@ nlohmann::json HamiltonianSampler::provenance(const HamiltonianState& state) con
 void HamiltonianSampler::save(const std::filesystem::path& path,
                               const HamiltonianState& state) const {
   StateFile file = chain_state_file(state, fingerprint());
-  file.tensors["log_step"] = state.log_step;
-  file.tensors["accepted"] = state.accepted;
+  adaptive_step::put(file, state.log_step, state.accepted);
   save_shared_state_file(path, file, options_.share);
 }
 
@@ -201,8 +193,7 @@ HamiltonianState HamiltonianSampler::load(const std::filesystem::path& path,
   const StateFile file = load_shared_state_file(path, device, options_.share);
   HamiltonianState state;
   read_chain_state(file, fingerprint(), source, state);
-  state.log_step = file.tensor("log_step", source);
-  state.accepted = file.tensor("accepted", source);
+  adaptive_step::take(file, source, state.log_step, state.accepted);
   // The forces are a function of the positions: recomputed, not stored.
   state.forces = system_.evaluate(state.positions, {.forces = true}).forces;
   return state;

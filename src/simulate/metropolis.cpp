@@ -7,6 +7,7 @@
 #include "psm/core/error.h"
 #include "psm/core/progress.h"
 #include "psm/core/random.h"
+#include "simulate/internal/adaptive_step.h"
 
 namespace psm {
 
@@ -76,12 +77,9 @@ double MetropolisSampler::step(MetropolisState& state) const {
   state.energies = torch::where(accept, proposed_energies, state.energies);
 
   if (state.step < options_.burn_in) {
-    // Robbins-Monro on log step size with the acceptance probability (lower variance than the
-    // 0/1 outcome): stationary where the mean acceptance equals the target.
-    const auto probability = torch::nan_to_num(log_ratio.clamp_max(0.0).exp(), 0.0);
-    const double gain =
-        std::pow(static_cast<double>(state.step + 1), -options_.adaptation_exponent);
-    state.log_step = state.log_step + gain * (probability - options_.target_acceptance);
+    state.log_step =
+        adaptive_step::adapted(state.log_step, log_ratio, state.step, options_.adaptation_exponent,
+                               options_.target_acceptance);
   } else {
     state.accepted = state.accepted + accept.to(torch::kInt64);
   }
@@ -112,9 +110,7 @@ void MetropolisSampler::run(MetropolisState& state) const {
 }
 
 double MetropolisSampler::acceptance(const MetropolisState& state) const {
-  const int64_t production = state.step - options_.burn_in;
-  if (production <= 0) return std::nan("");
-  return state.accepted.to(torch::kFloat64).mean().item<double>() / static_cast<double>(production);
+  return adaptive_step::acceptance(state.accepted, state.step, options_.burn_in);
 }
 
 Dataset MetropolisSampler::dataset(const MetropolisState& state) const {
@@ -147,15 +143,11 @@ nlohmann::json MetropolisSampler::fingerprint() const {
 }
 
 nlohmann::json MetropolisSampler::provenance(const MetropolisState& state) const {
-  const auto steps = state.log_step.exp();
   auto record = fingerprint();
   record.erase("system");
   record.update({{"steps", state.step},
                  {"acceptance", acceptance(state)},
-                 {"step_size",
-                  {{"mean", steps.mean().item<double>()},
-                   {"min", steps.min().item<double>()},
-                   {"max", steps.max().item<double>()}}},
+                 {"step_size", adaptive_step::summary(state.log_step)},
                  {"frame_order", "round-major: frame = round * chains + chain"}});
   return record;
 }
@@ -163,8 +155,7 @@ nlohmann::json MetropolisSampler::provenance(const MetropolisState& state) const
 void MetropolisSampler::save(const std::filesystem::path& path,
                              const MetropolisState& state) const {
   StateFile file = chain_state_file(state, fingerprint());
-  file.tensors["log_step"] = state.log_step;
-  file.tensors["accepted"] = state.accepted;
+  adaptive_step::put(file, state.log_step, state.accepted);
   save_shared_state_file(path, file, options_.share);
 }
 
@@ -174,8 +165,7 @@ MetropolisState MetropolisSampler::load(const std::filesystem::path& path,
   const StateFile file = load_shared_state_file(path, device, options_.share);
   MetropolisState state;
   read_chain_state(file, fingerprint(), source, state);
-  state.log_step = file.tensor("log_step", source);
-  state.accepted = file.tensor("accepted", source);
+  adaptive_step::take(file, source, state.log_step, state.accepted);
   return state;
 }
 
