@@ -6,7 +6,6 @@
 
 #include "psm/core/error.h"
 #include "psm/core/random.h"
-#include "psm/simulate/metropolis.h"  // evaluate_forces
 #include "simulate/internal/adaptive_step.h"
 
 namespace psm {
@@ -124,7 +123,12 @@ void HamiltonianSampler::run(HamiltonianState& state) const {
             return std::vector<std::pair<std::string, double>>{
                 {"acc", recent_acceptance}, {"dt", state.log_step.exp().mean().item<double>()}};
           },
-      .keep = [&] { state.kept.add(state.positions, state.energies); },
+      // The forces at the kept positions are known from the trajectory: no labelling pass.
+      .keep =
+          [&] {
+            state.kept.add(state.positions, state.energies,
+                           options_.forces ? state.forces : torch::Tensor());
+          },
       .save = options_.checkpoint.empty() ? std::function<void()>()
                                           : [&] { save(options_.checkpoint, state); }};
   run_chains(state,
@@ -144,12 +148,7 @@ Dataset HamiltonianSampler::dataset(const HamiltonianState& state) const {
   check(state.kept.rounds() * options_.chains >= options_.samples,
         fmt::format("hmc: {} frames kept, {} asked for; run() first",
                     state.kept.rounds() * options_.chains, options_.samples));
-  Dataset dataset =
-      state.kept.to_dataset(system_, options_.samples, options_.kT, provenance(state));
-  if (options_.forces) {
-    dataset.forces = evaluate_forces(system_, dataset.positions, 1024, options_.progress);
-  }
-  return dataset;
+  return state.kept.to_dataset(system_, options_.samples, options_.kT, provenance(state));
 }
 
 nlohmann::json HamiltonianSampler::fingerprint() const {

@@ -128,10 +128,10 @@ SimulationOutcome timings_only(const SimulationOutcome& outcome, const ChainStat
   return timings;
 }
 
-/// Runs a Monte Carlo sampler (Metropolis or HMC: frames kept without forces, step sizes
-/// adapted in burn-in) from its start or state file into `outcome`, labelling the kept frames
-/// with forces when settings.forces. Under several ranks each labels its own chains and rank 0
-/// gathers them; returns false on the other ranks, whose outcome holds timings only.
+/// Runs a Monte Carlo sampler (Metropolis or HMC, step sizes adapted in burn-in) from its start
+/// or state file into `outcome`, labelling the kept frames with forces when settings.forces and
+/// the sampler did not keep them (HMC does). Under several ranks each labels its own chains and
+/// rank 0 gathers them; returns false on the other ranks, whose outcome holds timings only.
 template <class Sampler, class State>
 bool run_monte_carlo(const Sampler& sampler, const System& system,
                      const SimulationSettings& settings, const SamplerPreset& preset,
@@ -141,7 +141,9 @@ bool run_monte_carlo(const Sampler& sampler, const System& system,
   const bool shared = ranks.size() > 1;
   if (shared) {
     const Stopwatch labelling;
-    if (settings.forces) label_kept_rounds(system, state.kept, settings.progress);
+    if (settings.forces && state.kept.forces.empty()) {
+      label_kept_rounds(system, state.kept, settings.progress);
+    }
     outcome.labelling_cpu_seconds = labelling.cpu_seconds();
     gather_chain_state(ranks, state);
     state.log_step = gather_chains(ranks, state.log_step);
@@ -157,7 +159,7 @@ bool run_monte_carlo(const Sampler& sampler, const System& system,
   outcome.energy_series = state.kept.energy_series();
   outcome.acceptance = sampler.acceptance(state);
   outcome.kinetic_temperature = std::nan("");
-  if (settings.forces && !shared) {
+  if (settings.forces && !shared && !outcome.dataset.has_forces()) {
     const Stopwatch labelling;
     outcome.dataset.forces =
         evaluate_forces(system, outcome.dataset.positions, 1024, settings.progress);
@@ -229,7 +231,7 @@ SimulationOutcome simulate(const System& system, const SimulationSettings& setti
                  .leapfrog_steps = settings.leapfrog_steps.value_or(preset.leapfrog_steps),
                  .initial_step = settings.time_step.value_or(preset.time_step),
                  .target_acceptance = settings.target_acceptance.value_or(0.8),
-                 .forces = false,
+                 .forces = settings.forces,
                  .seed = settings.seed,
                  .checkpoint = settings.checkpoint,
                  .checkpoint_every = settings.checkpoint_every,

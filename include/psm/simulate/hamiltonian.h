@@ -38,7 +38,7 @@ struct HamiltonianOptions {
   /// Draw momenta in the centre-of-mass-free subspace; right for translation-invariant energies,
   /// whose forces sum to zero, so that the chains keep their starting centres of mass.
   bool com_free = true;
-  bool forces = true;  ///< label kept frames with forces (PSM training needs them)
+  bool forces = true;  ///< keep the forces of kept frames (PSM training needs them)
   uint64_t seed = 0;
   std::filesystem::path checkpoint{};  ///< state file written during run(); empty = none
   int64_t checkpoint_every = 10000;    ///< kept frames between state files (rounded to rounds)
